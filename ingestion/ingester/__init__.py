@@ -1,0 +1,1 @@
+"""Nightly ingestion of wearable data for a research cohort into TimescaleDB."""

@@ -1,0 +1,329 @@
+"""The command line: `ingest.py` runs one delta ingestion; subcommands inspect and enrol.
+
+Exit codes: 0 all participants loaded; 1 a participant failed (or the state file had to be
+recovered); 2 bad configuration or arguments; 3 the database is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import psycopg2
+
+from . import db, state
+from .cohort import demo_cohort
+from .config import Settings, load_settings, read_environment
+from .errors import ConfigError, DatabaseUnavailable
+from .model import SYNTHETIC, Participant
+from .pipeline import Outcome, RunOptions, run_cohort
+from .sources import Source
+
+log = logging.getLogger("ingester")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE = 0, 1, 2, 3
+
+HERE = Path(__file__).resolve().parent
+# In the image the schema sits beside ingest.py; in a checkout it is timescaledb/init.sql.
+SCHEMA_FILES = (HERE.parent / "init.sql", HERE.parent.parent / "timescaledb" / "init.sql")
+
+
+def instant(text: str) -> datetime:
+    """An ISO date or date-time; without an offset it is taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO date or date-time, got {text!r}"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def zone_name(text: str) -> str:
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected an IANA time zone like Europe/Berlin, got {text!r}"
+        ) from None
+    return text
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(
+        prog="ingest.py",
+        description="Load new wearable data of the cohort into TimescaleDB (one delta run).",
+    )
+    main.add_argument(
+        "--participant",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this participant (repeatable)",
+    )
+    main.add_argument(
+        "--since", type=instant, help="backfill from this instant (ISO; UTC if no offset)"
+    )
+    main.add_argument("--until", type=instant, help="backfill up to this instant, exclusive")
+    main.add_argument(
+        "--now", type=instant, help="pretend the current time (ISO), for demos and tests"
+    )
+    main.add_argument("--dry-run", action="store_true", help="fetch and transform, write nothing")
+    commands = main.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("status", help="watermarks, last run and rows stored per participant")
+    people = commands.add_parser("participant", help="manage the cohort").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    add = people.add_parser("add", help="add a synthetic participant")
+    add.add_argument("participant_id")
+    add.add_argument("--timezone", type=zone_name, required=True)
+    add.add_argument("--seed", type=int, required=True)
+    add.add_argument("--start-date", type=date.fromisoformat, required=True)
+    enrol = people.add_parser("enrol", help="add a Google Health participant with a refresh token")
+    enrol.add_argument("participant_id")
+    enrol.add_argument("--timezone", type=zone_name, required=True)
+    enrol.add_argument("--start-date", type=date.fromisoformat, default=None)
+    enrol.add_argument(
+        "--token-file",
+        required=True,
+        help="file holding the refresh token, or - for stdin (never the token itself)",
+    )
+    people.add_parser("list", help="the cohort")
+    people.add_parser("needs-consent", help="participants whose Google grant was revoked")
+    remove = people.add_parser("remove", help="remove from the cohort")
+    remove.add_argument("participant_id")
+    remove.add_argument("--purge", action="store_true", help="also delete its rows from raw_data")
+    return main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parser().parse_args(argv)
+    try:
+        settings = load_settings(read_environment())
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level)
+    try:
+        connection = db.connect(settings)
+    except DatabaseUnavailable as error:
+        log.error("%s", error)
+        return EXIT_DATABASE
+    try:
+        db.apply_schema(connection, next(p for p in SCHEMA_FILES if p.is_file()))
+        if arguments.command == "status":
+            return show_status(connection, settings)
+        if arguments.command == "participant":
+            return manage_participants(connection, settings, arguments)
+        return run(connection, settings, arguments)
+    except DatabaseUnavailable as error:
+        log.error("%s", error)
+        return EXIT_DATABASE
+    except psycopg2.OperationalError as error:
+        log.error("database error: %s", str(error).strip().splitlines()[0])
+        return EXIT_DATABASE
+    finally:
+        connection.close()
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        stream=sys.stderr,
+    )
+
+
+def run(connection: db.Connection, settings: Settings, arguments: argparse.Namespace) -> int:
+    now = arguments.now or datetime.now(UTC)
+    options = RunOptions(
+        now=now,
+        overlap=settings.overlap,
+        batch_rows=settings.batch_rows,
+        since=arguments.since,
+        until=arguments.until,
+        dry_run=arguments.dry_run,
+    )
+    with db.run_lock(connection):
+        cohort = demo_cohort(settings.seed, now.date(), settings.backfill_days)
+        if db.seed_cohort_if_empty(connection, cohort):
+            log.info(
+                "no participants enrolled: loading the demo cohort %s",
+                ", ".join(p.participant_id for p in cohort),
+            )
+        participants = db.load_participants(connection, arguments.participant)
+        unknown = set(arguments.participant) - {p.participant_id for p in participants}
+        if unknown:
+            log.error("unknown participant(s): %s", ", ".join(sorted(unknown)))
+            return EXIT_CONFIG
+        loaded = read_state(settings.state_file)
+        outcomes = run_cohort(
+            connection, participants, SourceFactory(settings), loaded, settings.state_file, options
+        )
+    summarise(outcomes, arguments.dry_run)
+    failed = any(o.status in ("failed", "needs_consent") for o in outcomes)
+    corrupt = loaded.problem is not None and loaded.problem != "missing"
+    return EXIT_FAILED if failed or corrupt else EXIT_OK
+
+
+def read_state(path: Path) -> state.LoadedState:
+    loaded = state.load(path)
+    if loaded.problem == "missing":
+        log.info("no state file at %s: watermarks come from the database", path)
+    elif loaded.problem is not None:
+        kept = state.set_aside(path, f"bad-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+        log.error(
+            "state file %s is %s; kept it as %s and recovered watermarks from the "
+            "database (the run goes on; exit code 1 flags it)",
+            path,
+            loaded.problem,
+            kept,
+        )
+    return loaded
+
+
+class SourceFactory:
+    """Builds each kind of source once, on first use, so a cohort without Google needs no
+    Google settings and a run without synthetic participants never imports wearipedia."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._built: dict[str, Source] = {}
+
+    def __call__(self, kind: str) -> Source:
+        if kind not in self._built:
+            self._built[kind] = self._build(kind)
+        return self._built[kind]
+
+    def _build(self, kind: str) -> Source:
+        if kind == SYNTHETIC:
+            from .sources.synthetic import SyntheticSource
+
+            return SyntheticSource()
+        from .credentials import TokenStore
+        from .sources.google_health import GoogleHealthSource
+
+        return GoogleHealthSource(self._settings, TokenStore(self._settings))
+
+
+def summarise(outcomes: list[Outcome], dry_run: bool) -> None:
+    by_status: dict[str, int] = {}
+    for outcome in outcomes:
+        by_status[outcome.status] = by_status.get(outcome.status, 0) + 1
+    read = sum(o.rows_read for o in outcomes)
+    seconds = sum(o.seconds for o in outcomes)
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "no participants"
+    if dry_run:
+        for o in outcomes:
+            print(f"{o.participant_id}\t{o.status}\t{o.rows_read} rows\t{o.rows_rejected} rejected")
+    log.info(
+        "%srun finished: %d participants (%s); %d rows read, %d written, %d rejected in %.1f s%s",
+        "dry " if dry_run else "",
+        len(outcomes),
+        statuses,
+        read,
+        sum(o.rows_written for o in outcomes),
+        sum(o.rows_rejected for o in outcomes),
+        seconds,
+        f" ({read / seconds:.0f} rows/s)" if seconds else "",
+    )
+
+
+def show_status(connection: db.Connection, settings: Settings) -> int:
+    loaded = state.load(settings.state_file)
+    if loaded.problem:
+        print(f"state file {settings.state_file}: {loaded.problem}")
+    counts = db.stored_counts(connection)
+    print("participant\tsource\tlast run\trun ended\tconsent\tstream\twatermark")
+    for pid, source, _zone, status, _end, finished, error, consent in db.participant_report(
+        connection
+    ):
+        consent_text = f"needed since {consent:%Y-%m-%d}" if consent else "ok"
+        last = f"{status or 'never'}" + (f" ({error})" if error else "")
+        when = f"{finished:%Y-%m-%dT%H:%M:%SZ}" if finished else "-"
+        streams = loaded.watermarks.get(pid, {}) or {"-": None}
+        for stream, mark in sorted(streams.items()):
+            print(
+                f"{pid}\t{source}\t{last}\t{when}\t{consent_text}\t{stream}\t"
+                f"{mark.isoformat() if mark else '-'}"
+            )
+    print("\nparticipant\tmetric_type\trows stored\tlatest")
+    for (pid, metric), (n, latest) in sorted(counts.items()):
+        print(f"{pid}\t{metric}\t{n}\t{latest.isoformat()}")
+    return EXIT_OK
+
+
+def manage_participants(
+    connection: db.Connection, settings: Settings, arguments: argparse.Namespace
+) -> int:
+    action = arguments.action
+    if action == "list":
+        for p in db.load_participants(connection):
+            print(
+                f"{p.participant_id}\t{p.source}\t{p.timezone}\t{p.start_date}\t"
+                f"{'' if p.seed is None else p.seed}"
+            )
+        return EXIT_OK
+    if action == "add":
+        participant = Participant(
+            arguments.participant_id,
+            arguments.timezone,
+            SYNTHETIC,
+            arguments.start_date,
+            arguments.seed,
+        )
+        return _insert(connection, participant)
+    if action == "remove":
+        try:
+            deleted = db.remove_participant(connection, arguments.participant_id, arguments.purge)
+        except LookupError as error:
+            print(error, file=sys.stderr)
+            return EXIT_CONFIG
+        print(f"removed {arguments.participant_id}; {deleted} rows deleted from raw_data")
+        return EXIT_OK
+    if action == "needs-consent":
+        from . import credentials
+
+        for pid, since in credentials.needs_consent(connection):
+            print(f"{pid}\tneeds consent since {since.isoformat()}")
+        return EXIT_OK
+    return _enrol(connection, arguments)
+
+
+def _enrol(connection: db.Connection, arguments: argparse.Namespace) -> int:
+    from . import credentials
+
+    try:
+        # The token never comes from argv: `ps` shows every process's arguments to all users.
+        refresh_token = credentials.read_refresh_token(arguments.token_file)
+        credentials.enrol(connection, arguments.participant_id, arguments.timezone,
+                          arguments.start_date, refresh_token)
+    except credentials.EnrolError as error:
+        print(f"cannot enrol {arguments.participant_id}: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"enrolled {arguments.participant_id} (google_health, {arguments.timezone}); "
+          "the next run loads it")
+    return EXIT_OK
+
+
+def _insert(connection: db.Connection, participant: Participant) -> int:
+    try:
+        db.add_participants(connection, [participant])
+    except psycopg2.IntegrityError as error:
+        connection.rollback()
+        print(
+            f"cannot add {participant.participant_id}: {str(error).splitlines()[0]}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    print(
+        f"added {participant.participant_id} ({participant.source}, {participant.timezone}, "
+        f"from {participant.start_date}); the next run backfills it"
+    )
+    return EXIT_OK

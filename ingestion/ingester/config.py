@@ -1,0 +1,153 @@
+"""One typed, validated settings object, built once at start from the environment.
+
+Nothing else in the service reads os.environ. A bad value raises ConfigError with one line
+that names the variable and the expected form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_host: str = "localhost"
+    db_port: int = 5432
+    db_name: str = "wearables"
+    db_user: str = "postgres"
+    db_password: str = field(default="", repr=False)  # a secret: never in repr or logs
+    seed: int = 42
+    state_file: Path = Path("state/last_run.json")
+    overlap: timedelta = timedelta(hours=24)
+    backfill_days: int = 3
+    batch_rows: int = 50_000
+    log_level: str = "INFO"
+    google_client_id: str = ""
+    google_client_secret: str = field(default="", repr=False)
+    google_health_url: str = "https://health.googleapis.com"
+    google_token_url: str = "https://oauth2.googleapis.com/token"
+    http_timeout: float = 30.0
+
+    def db_params(self) -> dict[str, object]:
+        """Keyword arguments for psycopg2.connect."""
+        return {
+            "host": self.db_host,
+            "port": self.db_port,
+            "dbname": self.db_name,
+            "user": self.db_user,
+            "password": self.db_password,
+            "connect_timeout": 10,
+            "application_name": "wearable-ingester",
+        }
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError
+    return value
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = int(value.strip())
+        if not low <= number <= high:
+            raise ValueError
+        return number
+
+    return parse
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError
+    return number
+
+
+def _hours(value: str) -> timedelta:
+    return timedelta(hours=_int_in(0, 24 * 365)(value))
+
+
+def _log_level(value: str) -> str:
+    if value.upper() not in LOG_LEVELS:
+        raise ValueError
+    return value.upper()
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError
+    return value.strip().rstrip("/")
+
+
+# variable -> (Settings field, parser, expected form shown in the error line)
+VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
+    "DB_HOST": ("db_host", _text, "a host name or address"),
+    "DB_PORT": ("db_port", _int_in(1, 65535), "an integer 1-65535"),
+    "DB_NAME": ("db_name", _text, "a database name"),
+    "DB_USER": ("db_user", _text, "a user name"),
+    "DB_PASSWORD": ("db_password", str, "a password"),
+    "SEED": ("seed", _int_in(0, 2**31 - 1), "an integer 0-2147483647"),
+    "STATE_FILE": ("state_file", lambda v: Path(_text(v)), "a file path"),
+    "OVERLAP_HOURS": ("overlap", _hours, "a whole number of hours 0-8760"),
+    "BACKFILL_DAYS": ("backfill_days", _int_in(0, 3650), "a whole number of days 0-3650"),
+    "BATCH_ROWS": ("batch_rows", _int_in(1_000, 10_000_000), "an integer 1000-10000000"),
+    "LOG_LEVEL": ("log_level", _log_level, "one of " + ", ".join(LOG_LEVELS)),
+    "GOOGLE_CLIENT_ID": ("google_client_id", str, "an OAuth client id"),
+    "GOOGLE_CLIENT_SECRET": ("google_client_secret", str, "an OAuth client secret"),
+    "GOOGLE_HEALTH_URL": ("google_health_url", _url, "an http(s) URL"),
+    "GOOGLE_TOKEN_URL": ("google_token_url", _url, "an http(s) URL"),
+    "HTTP_TIMEOUT": ("http_timeout", _positive_float, "a number of seconds > 0"),
+}
+
+SECRET_VARIABLES = frozenset({"DB_PASSWORD", "GOOGLE_CLIENT_SECRET", "FITBIT_ACCESS_TOKEN"})
+
+FITBIT_RETIRED = (
+    "FITBIT_ACCESS_TOKEN is set, but the Fitbit Web API was turned off in autumn 2026: "
+    "unset it and enrol the participant through the Google Health source "
+    "(python ingest.py participant enrol ID --timezone ZONE --token-file FILE; "
+    "README, 'Real participants')"
+)
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build Settings from an environment mapping; raise ConfigError on the first bad value."""
+    if environ.get("FITBIT_ACCESS_TOKEN"):
+        raise ConfigError(FITBIT_RETIRED)
+    values: dict[str, object] = {}
+    for variable, (name, parse, expected) in VARIABLES.items():
+        raw = environ.get(variable)
+        if raw is None or (raw == "" and variable not in ("DB_PASSWORD",)):
+            continue
+        try:
+            values[name] = parse(raw)
+        except ValueError:
+            shown = "(hidden)" if variable in SECRET_VARIABLES else repr(raw)
+            raise ConfigError(f"{variable} must be {expected}, got {shown}") from None
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def read_environment(env_file: Path | None = None) -> dict[str, str]:
+    """The process environment, under values from a .env file (the environment wins)."""
+    import os
+
+    from dotenv import dotenv_values
+
+    merged: dict[str, str] = {}
+    path = env_file if env_file is not None else Path.cwd() / ".env"
+    if path.is_file():
+        merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    merged.update(os.environ)
+    return merged

@@ -1,0 +1,247 @@
+"""Google OAuth grants in google_credentials: the token store, enrolment and consent state.
+
+The token store works in its own short transactions on its own connection, never in the
+pipeline's data transaction: a participant's data transaction may roll back, but a refresh
+token that Google rotated must survive it, or the participant's grant is lost.
+
+Two runs never refresh one participant's token at the same time: a refresh holds a
+transaction-scoped advisory lock on the participant, re-reads the stored refresh token
+under it, and stores a rotated one before the lock is released.
+
+Who can read the tokens: whoever can read this database (see docs/google-health-notes.md).
+No function here logs a token or puts one in an exception message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import NamedTuple, TextIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+
+from . import db
+from .config import Settings
+from .errors import IngestError, NeedsConsent, SourceUnavailable
+from .model import GOOGLE_HEALTH
+
+log = logging.getLogger(__name__)
+
+Connection = psycopg2.extensions.connection
+
+# Key class of the per-participant token locks, pg_advisory_xact_lock(class, hashtext(id)).
+# The two-key form cannot collide with db.RUN_LOCK_KEY (one bigint key); a hashtext
+# collision between two participants only makes one wait for the other's refresh.
+TOKEN_LOCK_CLASS = 4_417_001
+# How long a refresh waits for another run's refresh of the same participant (which is one
+# token request: seconds, unless the token endpoint is failing).
+LOCK_TIMEOUT = "120s"
+
+PARTICIPANT_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # as the CHECK in init.sql
+# Google's refresh tokens are printable ASCII without spaces ("1//0g…"); anything else is a
+# file that holds something other than a token, and must not be stored.
+TOKEN_CHARS = re.compile(r"[\x21-\x7e]{10,4096}")
+
+
+class EnrolError(IngestError):
+    """An enrolment that cannot be done as asked (bad input, or a synthetic participant)."""
+
+
+@dataclass
+class Grant:
+    """A participant's stored grant, read under the token lock; changes commit on exit."""
+
+    participant_id: str
+    refresh_token: str = field(repr=False)
+    needs_consent_since: datetime | None
+    _cursor: psycopg2.extensions.cursor = field(repr=False)
+
+    def rotate(self, refresh_token: str) -> None:
+        """Store a new refresh token that Google returned with a refresh."""
+        self._cursor.execute(
+            "UPDATE google_credentials SET refresh_token = %s, updated_at = now() "
+            "WHERE participant_id = %s",
+            (refresh_token, self.participant_id),
+        )
+        self.refresh_token = refresh_token
+
+    def mark_needs_consent(self) -> None:
+        """Google refused the grant (invalid_grant): stop using it until re-enrolment."""
+        self._cursor.execute(
+            "UPDATE google_credentials SET needs_consent_since = "
+            "coalesce(needs_consent_since, now()), updated_at = now() "
+            "WHERE participant_id = %s RETURNING needs_consent_since",
+            (self.participant_id,),
+        )
+        (self.needs_consent_since,) = self._cursor.fetchone()
+
+
+class TokenStore:
+    """google_credentials, read and written in short transactions of its own."""
+
+    def __init__(self, settings: Settings, connect: Callable[[], Connection] | None = None) -> None:
+        # db.connect: a session in UTC, DatabaseUnavailable if the server cannot be reached.
+        self._connect = connect or (lambda: db.connect(settings))
+
+    @contextmanager
+    def lock(self, participant_id: str) -> Iterator[Grant]:
+        """The participant's grant under the token lock; commits on a clean exit.
+
+        Raises NeedsConsent if there is no stored grant at all.
+        """
+        connection = self._connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = %s", (LOCK_TIMEOUT,))
+                try:
+                    cursor.execute(
+                        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                        (TOKEN_LOCK_CLASS, participant_id),
+                    )
+                except psycopg2.errors.LockNotAvailable:
+                    raise SourceUnavailable(
+                        f"another run kept {participant_id}'s token lock for {LOCK_TIMEOUT}"
+                    ) from None
+                cursor.execute(
+                    "SELECT refresh_token, needs_consent_since FROM google_credentials "
+                    "WHERE participant_id = %s",
+                    (participant_id,),
+                )
+                row = cursor.fetchone()
+                if row is None:
+                    raise NeedsConsent(
+                        f"{participant_id} has no stored Google grant: enrol them "
+                        "(python ingest.py participant enrol)"
+                    )
+                yield Grant(participant_id, row[0], row[1], cursor)
+            connection.commit()
+        finally:
+            if not connection.closed:
+                connection.rollback()  # a no-op after the commit; undoes a failed refresh
+                connection.close()
+
+
+# --- enrolment, for the CLI ---------------------------------------------------------------
+
+
+def read_refresh_token(source: str, stdin: TextIO | None = None) -> str:
+    """The refresh token in a file, or on standard input for "-"; never from argv.
+
+    The file may hold the token alone, or the token endpoint's JSON reply with a
+    "refresh_token" member (what an authorization-code exchange returns).
+    """
+    if source == "-":
+        text = (stdin or sys.stdin).read()
+        where = "standard input"
+    else:
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise EnrolError(
+                f"cannot read the token file {path}: {error.__class__.__name__}"
+            ) from None
+        where = str(path)
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            text = str(json.loads(text).get("refresh_token") or "")
+        except (ValueError, AttributeError):
+            raise EnrolError(f"{where} holds JSON without a refresh_token member") from None
+    if not TOKEN_CHARS.fullmatch(text):
+        raise EnrolError(f"{where} does not hold a refresh token (one line, no spaces)")
+    return text
+
+
+def enrol(
+    connection: Connection,
+    participant_id: str,
+    timezone: str,
+    start_date: date | None,
+    refresh_token: str,
+) -> None:
+    """Enrol (or re-enrol) a Google Health participant with their grant, in one transaction.
+
+    A new participant starts on start_date, or today in their zone. Re-enrolling keeps
+    the stored data and start date (unless start_date is given), replaces the grant and
+    clears needs-consent: this is how a participant comes back after consenting again.
+    """
+    if not PARTICIPANT_ID.fullmatch(participant_id):
+        raise EnrolError(f"participant id {participant_id!r} must be 1-64 of A-Z a-z 0-9 _ . -")
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise EnrolError(
+            f"timezone {timezone!r} is not an IANA zone name (e.g. Europe/Berlin)"
+        ) from None
+    if not TOKEN_CHARS.fullmatch(refresh_token):
+        raise EnrolError("the refresh token is empty or malformed")
+    first_day = start_date or datetime.now(zone).date()
+    with connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT source FROM participants WHERE participant_id = %s FOR UPDATE",
+            (participant_id,),
+        )
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute(
+                "INSERT INTO participants (participant_id, timezone, source, start_date) "
+                "VALUES (%s, %s, %s, %s)",
+                (participant_id, timezone, GOOGLE_HEALTH, first_day),
+            )
+        elif row[0] != GOOGLE_HEALTH:
+            raise EnrolError(
+                f"{participant_id} is a {row[0]} participant; remove them first to enrol "
+                "them from Google Health"
+            )
+        else:
+            cursor.execute(
+                "UPDATE participants SET timezone = %s, start_date = coalesce(%s, start_date) "
+                "WHERE participant_id = %s",
+                (timezone, start_date, participant_id),
+            )
+        cursor.execute(
+            "INSERT INTO google_credentials (participant_id, refresh_token) VALUES (%s, %s) "
+            "ON CONFLICT (participant_id) DO UPDATE SET refresh_token = excluded.refresh_token, "
+            "updated_at = now(), needs_consent_since = NULL",
+            (participant_id, refresh_token),
+        )
+    log.info("enrolled %s (Google Health, %s)", participant_id, timezone)
+
+
+class ConsentNeeded(NamedTuple):
+    participant_id: str
+    since: datetime
+
+
+def needs_consent(connection: Connection) -> list[ConsentNeeded]:
+    """Participants whose grant Google refused, oldest first: they must consent again."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT participant_id, needs_consent_since FROM google_credentials "
+            "WHERE needs_consent_since IS NOT NULL ORDER BY needs_consent_since, participant_id"
+        )
+        rows = [ConsentNeeded(*row) for row in cursor.fetchall()]
+    connection.commit()
+    return rows
+
+
+def clear_consent(connection: Connection, participant_id: str) -> bool:
+    """Clear a participant's needs-consent mark; True if they had one. enrol() does this too."""
+    with connection, connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE google_credentials SET needs_consent_since = NULL, updated_at = now() "
+            "WHERE participant_id = %s AND needs_consent_since IS NOT NULL",
+            (participant_id,),
+        )
+        return cursor.rowcount > 0

@@ -1,0 +1,235 @@
+"""HTTP for the Google Health source: retries in the transport, one place that classifies.
+
+- Retries live in urllib3's Retry on the adapter, not in the business loop: connection
+  errors, read timeouts, 429 and 5xx, with exponential backoff and jitter, honouring
+  Retry-After (capped), for GET and for the token endpoint's POST.
+- Every request has a timeout (Settings.http_timeout) unless the caller gives one.
+- Requests to the Health API pass a per-participant rate limiter, below Google's
+  documented 300 requests per user per minute.
+- `send` turns what is left after the retries into the service's typed errors: timeouts,
+  connection failures, 429 and 5xx become SourceUnavailable; `classify` reads Google's
+  error envelope for the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .errors import NeedsConsent, PayloadError, RequestRejected, SourceUnavailable
+
+log = logging.getLogger(__name__)
+
+# Google asks for exponential backoff with jitter on 429, 503 and 504 (developers.google.com/
+# health/rate-limits). Five retries at 1 s, 2 s, 4 s, 8 s, 16 s (plus up to 1 s jitter each)
+# ride out about half a minute of trouble; a longer outage fails the participant's window
+# and the next run re-reads it.
+RETRIES = 5
+BACKOFF_FACTOR = 1.0  # each wait also gets up to this much random jitter
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_METHODS = frozenset({"GET", "POST"})  # POST: only the token endpoint's refresh grant
+# A Retry-After longer than this is not waited out in a nightly batch: it is capped, and if
+# the server still refuses, the participant fails and the next run retries.
+MAX_RETRY_AFTER = 60.0
+
+# Documented limit: 300 requests per user per minute. Stay at 80 % of it: urllib3's retries
+# of a request are not counted by the limiter (it sees one request per call), and the
+# remaining 60 leave room for them.
+REQUESTS_PER_MINUTE = 240
+
+
+class CappedRetry(Retry):
+    """urllib3's Retry, with a capped Retry-After and no immediate first retry.
+
+    urllib3 retries the first failure at once; Google asks never to retry immediately
+    (it adds to the congestion), so the waits here are factor x 1, 2, 4, ... plus jitter.
+    """
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        return min(super().parse_retry_after(retry_after), MAX_RETRY_AFTER)
+
+    def get_backoff_time(self) -> float:
+        if not self.history:
+            return 0.0
+        wait = self.backoff_factor * 2 ** (len(self.history) - 1)
+        return min(self.backoff_max, wait + random.random() * self.backoff_jitter)
+
+
+def retry_policy(retries: int, backoff_factor: float) -> Retry:
+    return CappedRetry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        other=0,
+        redirect=0,
+        allowed_methods=RETRY_METHODS,
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=backoff_factor,
+        backoff_jitter=backoff_factor,
+        respect_retry_after_header=True,
+        raise_on_status=False,  # hand back the last 429/5xx; send() classifies it
+    )
+
+
+class RateLimiter:
+    """At most `limit` acquisitions in any sliding `period` seconds; blocks until allowed."""
+
+    def __init__(
+        self,
+        limit: int = REQUESTS_PER_MINUTE,
+        period: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.limit = limit
+        self.period = period
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            while True:
+                now = self._clock()
+                while self._sent and self._sent[0] <= now - self.period:
+                    self._sent.popleft()
+                if len(self._sent) < self.limit:
+                    self._sent.append(now)
+                    return
+                wait = self._sent[0] + self.period - now
+                log.info(
+                    "rate limit: %d requests in %.0f s, waiting %.1f s",
+                    self.limit,
+                    self.period,
+                    wait,
+                )
+                self._sleep(wait)
+
+
+class RateLimitedAdapter(HTTPAdapter):
+    def __init__(self, limiter: RateLimiter, **kwargs: Any) -> None:
+        self.limiter = limiter
+        super().__init__(**kwargs)
+
+    def send(
+        self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        self.limiter.acquire()
+        return super().send(request, *args, **kwargs)
+
+
+class TimeoutSession(requests.Session):
+    """A Session whose requests get a default timeout."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+def build_session(
+    timeout: float,
+    api_url: str,
+    limiter: RateLimiter | None = None,
+) -> requests.Session:
+    """A session for one participant: retries everywhere, the limiter on the API only."""
+    session = TimeoutSession(timeout)
+    policy = retry_policy(RETRIES, BACKOFF_FACTOR)
+    plain = HTTPAdapter(max_retries=policy)
+    session.mount("http://", plain)
+    session.mount("https://", plain)
+    limited = RateLimitedAdapter(limiter or RateLimiter(), max_retries=policy)
+    # Only the API's own paths: the token endpoint is not part of its per-user quota.
+    session.mount(api_url.rstrip("/") + "/v4/", limited)
+    session.headers["User-Agent"] = "wearable-ingester"
+    return session
+
+
+def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
+    """One request after the transport's retries; what still failed becomes a typed error."""
+    try:
+        response = session.request(method, url, **kwargs)
+    except requests.RequestException as error:
+        if timed_out(error):
+            raise SourceUnavailable(
+                f"{method} {strip_query(url)}: timed out after retries"
+            ) from error
+        reason = type(error).__name__
+        raise SourceUnavailable(f"{method} {strip_query(url)}: {reason} after retries") from error
+    if response.status_code == 429 or response.status_code >= 500:
+        raise SourceUnavailable(f"{method} {strip_query(url)}: {describe(response)} after retries")
+    return response
+
+
+def timed_out(error: requests.RequestException) -> bool:
+    """True for a timeout, also when urllib3's retries wrapped it in a ConnectionError."""
+    if isinstance(error, requests.Timeout):
+        return True
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, urllib3.exceptions.TimeoutError)
+
+
+def classify(response: requests.Response) -> dict:
+    """The JSON body of a successful API response, or the typed error for a failure.
+
+    Called after send() (429 and 5xx are already SourceUnavailable) and after the auth's
+    one refresh on 401. NeedsConsent here is only raised, never stored: a refused grant
+    at the token endpoint is what marks a participant in the database (oauth.py).
+    """
+    code = response.status_code
+    if 200 <= code < 300:
+        try:
+            return response.json()
+        except ValueError:
+            raise PayloadError(
+                f"{strip_query(response.url)}: a {code} reply that is not JSON"
+            ) from None
+    error = google_error(response)
+    if code == 401:
+        raise SourceUnavailable(f"access token refused after a refresh: {describe(response)}")
+    if code == 403 or error.get("status") == "FAILED_PRECONDITION":
+        # A scope the participant did not grant, or an account not (yet) on Google Health
+        # (ACCOUNT_NOT_LINKED): only the participant can fix either, by consenting again.
+        raise NeedsConsent(f"Google refused the participant's data: {describe(response)}")
+    raise RequestRejected(f"{strip_query(response.url)}: {describe(response)}")
+
+
+def google_error(response: requests.Response) -> dict:
+    """Google's error envelope {"error": {"code", "message", "status"}}, or {}."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def describe(response: requests.Response) -> str:
+    """One line for logs and the run log: HTTP code, Google's status and message."""
+    error = google_error(response)
+    parts = [str(response.status_code)]
+    if isinstance(error.get("status"), str):
+        parts.append(error["status"])
+    if isinstance(error.get("message"), str):
+        parts.append(error["message"][:200])
+    return " ".join(parts)
+
+
+def strip_query(url: str | None) -> str:
+    """A URL without its query (filters and page tokens make log lines long)."""
+    return (url or "").split("?", 1)[0]

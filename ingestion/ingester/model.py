@@ -1,0 +1,66 @@
+"""The plain values every module shares: participants, windows and rows."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+SYNTHETIC = "synthetic"
+GOOGLE_HEALTH = "google_health"
+SOURCES = (SYNTHETIC, GOOGLE_HEALTH)
+
+
+@dataclass(frozen=True)
+class Participant:
+    participant_id: str
+    timezone: str  # IANA name, e.g. "Europe/Berlin"
+    source: str  # one of SOURCES
+    start_date: date  # first local day to backfill
+    seed: int | None = None  # synthetic participants only
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open interval [start, end) of aware UTC instants."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("a window needs aware datetimes")
+        if self.end < self.start:
+            raise ValueError(f"window ends before it starts: {self.start} > {self.end}")
+
+    def __contains__(self, instant: datetime) -> bool:
+        return self.start <= instant < self.end
+
+
+class Row(NamedTuple):
+    """One stored point of raw_data; timestamp is always aware UTC."""
+
+    timestamp: datetime
+    participant_id: str
+    metric_type: str
+    value: float
+
+
+@dataclass
+class ReadReport:
+    """What a source could not turn into rows: counted, never stored."""
+
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] += 1
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())

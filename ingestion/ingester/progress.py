@@ -1,0 +1,47 @@
+"""Checks every row on its way to the database, and tells how far a long stream has come."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Iterator
+
+from .model import ReadReport, Row, Window
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_SECONDS = 10.0
+CHECK_CLOCK_EVERY_ROWS = 20_000  # reading the clock per row would cost more than the check
+
+
+def checked(rows: Iterable[Row], window: Window, report: ReadReport, label: str) -> Iterator[Row]:
+    """Rows inside the window with a finite value; logs progress on long streams.
+
+    A source should never yield anything else: this is the last guard before storage, so
+    no point after the run's "now" and no NaN can reach raw_data whatever a source does.
+    A naive timestamp cannot even be compared with the window and fails the participant.
+    """
+    start, end = window.start, window.end
+    began = last_report = time.monotonic()
+    count = 0
+    for row in rows:
+        if not start <= row.timestamp < end:
+            report.reject("outside_window")
+            continue
+        if not math.isfinite(row.value):
+            report.reject("not_finite")
+            continue
+        count += 1
+        if count % CHECK_CLOCK_EVERY_ROWS == 0:
+            now = time.monotonic()
+            if now - last_report >= PROGRESS_EVERY_SECONDS:
+                last_report = now
+                log.info(
+                    "%s at %s: %d rows, %.0f rows/s",
+                    label,
+                    row.timestamp.date(),
+                    count,
+                    count / (now - began),
+                )
+        yield row

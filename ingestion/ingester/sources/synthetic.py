@@ -1,0 +1,220 @@
+"""Synthetic participants: Fitbit Charge 6 data made by wearipedia 0.1.7's generator.
+
+wearipedia's device object generates every type for its whole date range at once and keeps
+it in memory (about 27 MB a day), and it ignores its seed. So this source calls the
+generator's own per-day functions instead, only for the types it stores, one day at a time,
+and seeds Python's `random` and numpy itself before each call: a participant's local day is
+then a pure function of (seed, date), whatever window it is read in. Those functions are
+internals, which is why wearipedia is pinned and its version checked at load time.
+docs/wearipedia-notes.md has the measurements behind this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ..errors import ParticipantError
+from ..model import Participant, ReadReport, Row, Window
+from ..transform import synthetic as transform
+
+log = logging.getLogger(__name__)
+
+WEARIPEDIA_VERSION = "0.1.7"
+# The Charge 6 device class delegates to the Fitbit Sense generator module.
+GENERATOR_MODULE = "wearipedia.devices.fitbit.fitbit_sense_gen"
+# Importing wearipedia runs os.makedirs on this fixed path (its dreem module does, at import).
+WEARIPEDIA_CACHE = Path("/tmp/wearipedia-cache/dreem/headband_2")
+
+STREAMS = ("heart", "hrv", "spo2", "breathing", "activity")
+
+# The order of the tuple wearipedia's get_activity returns.
+_ACTIVITY_ORDER = (
+    "steps",
+    "minutesVeryActive",
+    "minutesFairlyActive",
+    "minutesLightlyActive",
+    "distance",
+    "minutesSedentary",
+)
+
+# wearipedia draws from the process-wide `random` and `numpy.random`: two threads generating
+# at once would interleave their draws and make a day's values depend on timing.
+_RNG_LOCK = threading.Lock()
+
+
+class WearipediaUnavailable(ParticipantError):
+    """wearipedia cannot be used here: missing, another version, or its import fails."""
+
+
+def day_seed(participant: Participant, day: date, part: str) -> bytes:
+    """Fixes one part of one local day of a participant (sha256: Python's hash() is salted).
+
+    Parts drawn separately (the sleep window, heart rate, ...) get their own seeds, so a
+    stream's values do not depend on which other streams were read before it.
+    """
+    key = participant.seed if participant.seed is not None else f"id:{participant.participant_id}"
+    return hashlib.sha256(f"{key}|{day.isoformat()}|{part}".encode()).digest()
+
+
+def check_cache_dir(path: Path = WEARIPEDIA_CACHE) -> None:
+    """Fail clearly where wearipedia's import would fail obscurely: a file blocks its dir."""
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise WearipediaUnavailable(
+                f"{part} is a file, but importing wearipedia creates the directory {path}"
+            )
+
+
+class _Wearipedia:
+    """The loaded generator module, used only through `seeded`."""
+
+    def __init__(self, generator: ModuleType, numpy_random: Any) -> None:
+        self._generator = generator
+        self._numpy_random = numpy_random
+
+    @contextmanager
+    def seeded(self, seed: bytes) -> Iterator[ModuleType]:
+        """The generator, with both global RNGs seeded; their previous states come back after."""
+        with _RNG_LOCK:
+            saved = random.getstate(), self._numpy_random.get_state()
+            random.seed(int.from_bytes(seed[:8], "big"))
+            self._numpy_random.seed(int.from_bytes(seed[8:12], "big"))  # legacy seed: 32 bits
+            try:
+                yield self._generator
+            finally:
+                random.setstate(saved[0])
+                self._numpy_random.set_state(saved[1])
+
+
+def load_wearipedia() -> _Wearipedia:
+    """Import wearipedia's generator: slow (about 2 s) and with side effects, so only on use."""
+    try:
+        installed = metadata.version("wearipedia")
+    except metadata.PackageNotFoundError as error:
+        raise WearipediaUnavailable("wearipedia is not installed") from error
+    if installed != WEARIPEDIA_VERSION:
+        raise WearipediaUnavailable(
+            f"wearipedia {installed} is installed; this source calls internals of "
+            f"{WEARIPEDIA_VERSION}, whose output it was checked against"
+        )
+    check_cache_dir()
+    started = time.monotonic()
+    try:
+        generator = importlib.import_module(GENERATOR_MODULE)
+    except OSError as error:
+        raise WearipediaUnavailable(
+            f"importing wearipedia failed (it creates {WEARIPEDIA_CACHE}): {error}"
+        ) from error
+    import numpy
+
+    log.info("imported wearipedia %s in %.1f s", installed, time.monotonic() - started)
+    return _Wearipedia(generator, numpy.random)
+
+
+class SyntheticSource:
+    """Streams of a synthetic participant; each generates whole local days.
+
+    heart: heart_rate and active_zone_minutes (+ per zone); one stream because the library
+      derives zone minutes from the day's heart rate, by far the costliest thing it makes.
+    hrv: hrv_rmssd, hrv_hf, hrv_lf, hrv_coverage.   spo2: spo2.
+    breathing: breathing_rate (+ per sleep stage).  activity: the daily totals.
+    """
+
+    streams = STREAMS
+
+    def __init__(self) -> None:
+        self._library: _Wearipedia | None = None
+
+    def read(
+        self, participant: Participant, stream: str, window: Window, report: ReadReport
+    ) -> Iterator[Row]:
+        if stream not in _READERS:
+            raise ValueError(f"unknown synthetic stream {stream!r}; known: {STREAMS}")
+        days = transform.local_dates(window, participant.zone)
+        if not days:
+            return iter(())
+        if self._library is None:
+            self._library = load_wearipedia()
+        return _READERS[stream](self._library, participant, days, window, report)
+
+
+def _heart(
+    lib: _Wearipedia, who: Participant, days: list[date], window: Window, report: ReadReport
+) -> Iterator[Row]:
+    for day in days:
+        with lib.seeded(day_seed(who, day, "heart")) as gen:
+            heart = gen.get_heart_rate(day.isoformat(), intraday=True)
+        # Zone minutes come from that same series and draw no random numbers.
+        zone_minutes = gen.get_intraday_azm(day.isoformat(), heart)
+        yield from transform.heart_rate_rows(heart, who.participant_id, who.zone, window, report)
+        yield from transform.active_zone_minutes_rows(
+            zone_minutes, who.participant_id, who.zone, window, report
+        )
+
+
+def _nights(lib: _Wearipedia, who: Participant, days: list[date], kind: str) -> Iterator[Any]:
+    """One night per day, from two days before the first: a night runs into the next day,
+    and where it may begin depends on the night before it."""
+    for day in [days[0] - timedelta(days=2), days[0] - timedelta(days=1), *days]:
+        # HRV and SpO2 share each night's start and length, as in the library.
+        with lib.seeded(day_seed(who, day, "sleep")) as gen:
+            hour, minute, second, minutes = gen.get_random_sleep_start_time()
+        with lib.seeded(day_seed(who, day, kind)) as gen:
+            make = gen.get_intraday_hrv if kind == "hrv" else gen.get_intraday_spo2
+            yield make(day.isoformat(), hour, minute, second, minutes)
+
+
+def _hrv(
+    lib: _Wearipedia, who: Participant, days: list[date], window: Window, report: ReadReport
+) -> Iterator[Row]:
+    nights = _nights(lib, who, days, "hrv")
+    return transform.hrv_rows(nights, who.participant_id, who.zone, window, report)
+
+
+def _spo2(
+    lib: _Wearipedia, who: Participant, days: list[date], window: Window, report: ReadReport
+) -> Iterator[Row]:
+    nights = _nights(lib, who, days, "spo2")
+    return transform.spo2_rows(nights, who.participant_id, who.zone, window, report)
+
+
+def _breathing(
+    lib: _Wearipedia, who: Participant, days: list[date], window: Window, report: ReadReport
+) -> Iterator[Row]:
+    for day in days:
+        with lib.seeded(day_seed(who, day, "breathing")) as gen:
+            payload = gen.get_intraday_breath_rate(day.isoformat())
+        yield from transform.breathing_rate_rows(
+            payload, who.participant_id, who.zone, window, report
+        )
+
+
+def _activity(
+    lib: _Wearipedia, who: Participant, days: list[date], window: Window, report: ReadReport
+) -> Iterator[Row]:
+    for day in days:
+        with lib.seeded(day_seed(who, day, "activity")) as gen:
+            totals = gen.get_activity(day.isoformat())
+        payload = dict(zip(_ACTIVITY_ORDER, totals, strict=True))
+        yield from transform.activity_rows(payload, who.participant_id, who.zone, window, report)
+
+
+_READERS: dict[str, Callable[..., Iterator[Row]]] = {
+    "heart": _heart,
+    "hrv": _hrv,
+    "spo2": _spo2,
+    "breathing": _breathing,
+    "activity": _activity,
+}

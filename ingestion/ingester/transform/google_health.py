@@ -1,0 +1,250 @@
+"""Google Health API pages -> rows: pure functions, no I/O, tested with plain dicts.
+
+A page of `users.dataTypes.dataPoints.list` is `{"dataPoints": [...], "nextPageToken": "..."}`
+(both omitted when empty: proto3 JSON leaves out empty and zero fields). Each data point holds
+one member named after its data type in camelCase (`heartRate`, `steps`, ...). Instants come
+from the point's physical time (RFC 3339, UTC); only daily types carry a civil `date`, which
+becomes local midnight in the participant's zone. int64 fields arrive as JSON strings.
+
+A page that is not of that shape raises PayloadError; a single point that cannot be read is
+counted in the ReadReport and skipped, never stored. docs/google-health-notes.md lists which
+parts of this mapping the reference states and which are our choices.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from ..errors import PayloadError
+from ..model import Participant, ReadReport, Row
+from ..windows import local_midnight
+
+SAMPLE = "sample"  # one instant: {type}.sampleTime.physicalTime
+INTERVAL = "interval"  # a span: {type}.interval.startTime is the row's instant
+DAILY = "daily"  # a civil day: {type}.date, in the user's zone
+
+# What a point whose value field is missing means.
+REJECT = "reject"  # a required field: the point is unreadable
+ZERO = "zero"  # an int64 that proto3 JSON leaves out because it is 0
+SKIP = "skip"  # an optional field: a valid point that has nothing for our metric
+
+
+@dataclass(frozen=True)
+class DataType:
+    """One Google Health data type we load, and the metric it becomes."""
+
+    name: str  # kebab-case, as in the URL: "heart-rate"
+    kind: str  # SAMPLE, INTERVAL or DAILY
+    metric_type: str  # our vocabulary (ingester/metrics.py)
+    value_path: tuple[str, ...]  # inside the type's member, e.g. ("beatsPerMinute",)
+    low: float  # plausible range, inclusive; outside it a value is garbage
+    high: float
+    when_absent: str = REJECT  # the value field missing: REJECT, ZERO or SKIP
+    # Also store the value under a second metric chosen by the point's heartRateZone.
+    zone_metrics: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def member(self) -> str:
+        """The data point's JSON member: camelCase of the name ("heartRate")."""
+        head, *rest = self.name.split("-")
+        return head + "".join(word.capitalize() for word in rest)
+
+    @property
+    def filter_name(self) -> str:
+        """The name in filter expressions: snake_case ("heart_rate")."""
+        return self.name.replace("-", "_")
+
+
+# The ranges only keep out what cannot be a measurement (negative counts, SpO2 over 100 %);
+# they are not clinical limits.
+DATA_TYPES: dict[str, DataType] = {
+    t.name: t
+    for t in (
+        DataType("heart-rate", SAMPLE, "heart_rate", ("beatsPerMinute",), 1, 300),
+        DataType("steps", INTERVAL, "steps", ("count",), 0, 100_000, when_absent=ZERO),
+        DataType("oxygen-saturation", SAMPLE, "spo2", ("percentage",), 0, 100),
+        DataType(
+            "heart-rate-variability",
+            SAMPLE,
+            "hrv_rmssd",
+            ("rootMeanSquareOfSuccessiveDifferencesMilliseconds",),
+            0,
+            2_000,
+            when_absent=SKIP,  # RMSSD is optional; a point may carry only SDNN
+        ),
+        DataType(
+            "active-zone-minutes",
+            INTERVAL,
+            "active_zone_minutes",
+            ("activeZoneMinutes",),
+            0,
+            1_440,
+            when_absent=ZERO,
+            zone_metrics=(
+                ("FAT_BURN", "fat_burn_active_zone_minutes"),
+                ("CARDIO", "cardio_active_zone_minutes"),
+                ("PEAK", "peak_active_zone_minutes"),
+            ),
+        ),
+        DataType(
+            "respiratory-rate-sleep-summary",
+            SAMPLE,
+            "breathing_rate_sleep",
+            ("fullSleepStats", "breathsPerMinute"),
+            0,
+            100,
+        ),
+        DataType("daily-respiratory-rate", DAILY, "breathing_rate", ("breathsPerMinute",), 0, 100),
+    )
+}
+
+# A plain decimal number, as JSON writes one or as proto3 writes an int64 ("72"). Python's
+# float() alone would also take "nan", "inf", " 7 " and "1_000".
+NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
+RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)")
+
+
+class PointError(ValueError):
+    """One data point that cannot be read; its message is the reason counted."""
+
+
+class NoValue(Exception):
+    """A readable point without the optional field we store (HRV with SDNN only)."""
+
+
+def parse_page(page: object) -> tuple[list[object], str | None]:
+    """The data points of a list page and the next page token (None on the last page)."""
+    if not isinstance(page, Mapping):
+        raise PayloadError(f"a dataPoints page must be a JSON object, got {type(page).__name__}")
+    points = page.get("dataPoints", [])
+    if not isinstance(points, list):
+        raise PayloadError("dataPoints must be a JSON array")
+    token = page.get("nextPageToken")
+    if token is not None and not isinstance(token, str):
+        raise PayloadError("nextPageToken must be a string")
+    return points, token or None
+
+
+def rows_from_page(
+    page: object, data_type: DataType, participant: Participant, report: ReadReport
+) -> tuple[list[Row], str | None]:
+    """Rows of one page and its next page token; unreadable points go to the report."""
+    points, token = parse_page(page)
+    rows = []
+    for point in points:
+        try:
+            rows.extend(rows_from_point(point, data_type, participant))
+        except PointError as error:
+            report.reject(f"{data_type.name}: {error}")
+        except NoValue:
+            continue
+    return rows, token
+
+
+def rows_from_point(point: object, data_type: DataType, participant: Participant) -> list[Row]:
+    """The row of one data point (two for a type with zone metrics); PointError if unreadable."""
+    if not isinstance(point, Mapping):
+        raise PointError("point is not an object")
+    body = point.get(data_type.member)
+    if not isinstance(body, Mapping):
+        raise PointError(f"point has no {data_type.member} object")
+    instant = point_instant(body, data_type, participant)
+    value = point_value(body, data_type)
+    rows = [Row(instant, participant.participant_id, data_type.metric_type, value)]
+    zone = body.get("heartRateZone")
+    zone_metric = dict(data_type.zone_metrics).get(zone) if isinstance(zone, str) else None
+    if zone_metric is not None:
+        rows.append(Row(instant, participant.participant_id, zone_metric, value))
+    return rows
+
+
+def point_instant(body: Mapping, data_type: DataType, participant: Participant) -> datetime:
+    if data_type.kind == SAMPLE:
+        return parse_timestamp(dig(body, ("sampleTime", "physicalTime")))
+    if data_type.kind == INTERVAL:
+        return parse_timestamp(dig(body, ("interval", "startTime")))
+    civil_day = parse_date(body.get("date"))
+    return local_midnight(civil_day, participant.zone).astimezone(UTC)
+
+
+def point_value(body: Mapping, data_type: DataType) -> float:
+    try:
+        raw = dig(body, data_type.value_path)
+    except PointError:
+        if data_type.when_absent == REJECT or not only_last_key_missing(body, data_type):
+            raise
+        if data_type.when_absent == ZERO:
+            return 0.0
+        raise NoValue from None
+    value = parse_number(raw)
+    if not data_type.low <= value <= data_type.high:
+        raise PointError(f"{'.'.join(data_type.value_path)} {value:g} out of range")
+    return value
+
+
+def only_last_key_missing(body: Mapping, data_type: DataType) -> bool:
+    """True if the value's own key is absent, not a broken object around it."""
+    path = data_type.value_path
+    parent: object = body
+    for key in path[:-1]:
+        if not isinstance(parent, Mapping) or key not in parent:
+            return False
+        parent = parent[key]
+    return isinstance(parent, Mapping) and path[-1] not in parent
+
+
+def dig(body: Mapping, path: tuple[str, ...]) -> object:
+    value: object = body
+    for key in path:
+        if not isinstance(value, Mapping) or value.get(key) is None:
+            raise PointError(f"no {'.'.join(path)}")
+        value = value[key]
+    return value
+
+
+def parse_number(raw: object) -> float:
+    """A JSON number, or a number written as a string (int64 fields always are)."""
+    if isinstance(raw, bool):  # bool is an int to Python, never a measurement
+        raise PointError(f"value {raw!r} is not a number")
+    if isinstance(raw, int | float) or isinstance(raw, str) and NUMBER.fullmatch(raw):
+        value = float(raw)
+    else:
+        raise PointError(f"value {str(raw)[:40]!r} is not a number")
+    if not math.isfinite(value):
+        raise PointError(f"value {raw!r} is not finite")
+    return value
+
+
+def parse_timestamp(raw: object) -> datetime:
+    """An RFC 3339 instant ("2026-03-04T10:00:00.123Z") as an aware UTC datetime."""
+    if not isinstance(raw, str):
+        raise PointError(f"time {raw!r} is not a string")
+    # Python keeps microseconds; Google may send nanoseconds. Truncate, never round up
+    # into the next second (or past a window's end).
+    match = RFC3339.fullmatch(raw)
+    if match is None:
+        raise PointError(f"time {raw[:40]!r} is not RFC 3339")
+    head, fraction, offset = match.groups()
+    fraction = (fraction or "")[:7]
+    try:
+        instant = datetime.fromisoformat(head + fraction + ("+00:00" if offset == "Z" else offset))
+    except ValueError:
+        raise PointError(f"time {raw[:40]!r} is not RFC 3339") from None
+    return instant.astimezone(UTC)
+
+
+def parse_date(raw: object) -> date:
+    """A google.type.Date {year, month, day}, which must be a full date."""
+    if not isinstance(raw, Mapping):
+        raise PointError("no date")
+    parts = [raw.get(key) for key in ("year", "month", "day")]
+    if not all(isinstance(part, int) and not isinstance(part, bool) for part in parts):
+        raise PointError(f"date {dict(raw)!r} is not a full date")
+    try:
+        return date(*parts)
+    except ValueError:
+        raise PointError(f"date {dict(raw)!r} is not a calendar date") from None

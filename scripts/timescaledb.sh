@@ -1,0 +1,432 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL + TimescaleDB for tests and benchmarks on a Debian 12 or 13 host,
+# without Docker. It installs what is missing, runs the server as the `postgres` OS user,
+# listens on 127.0.0.1 only, trusts every local connection and keeps no data worth keeping.
+#
+#   scripts/timescaledb.sh [options] start|stop|status|destroy
+#
+#   --data-dir DIR   cluster directory          (env TSDB_DATA_DIR, default <repo>/.tsdb)
+#   --port N         TCP port                   (env TSDB_PORT,     default 55432)
+#   --db-name NAME   database `start` creates   (env TSDB_DB_NAME,  default wearables)
+#   --wipe           with `start`: destroy the cluster first
+#
+# `start` and `status` print the connection settings on stdout as shell-sourceable lines
+# (DB_HOST=…, DB_PORT=…, DB_NAME=…, DB_USER=…); everything else goes to stderr, so
+#   eval "$(scripts/timescaledb.sh start)"
+# works. Builds are cached in TSDB_CACHE_DIR (default /var/cache/wearables-tsdb) so that a
+# fresh clone on the same machine does not rebuild TimescaleDB.
+set -euo pipefail
+# Without this, a failure inside $(...) would not stop the function that runs it.
+shopt -s inherit_errexit
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DEFAULT_DATA_DIR="$REPO_ROOT/.tsdb"
+DATA_DIR=${TSDB_DATA_DIR:-$DEFAULT_DATA_DIR}
+PORT=${TSDB_PORT:-55432}
+DB_NAME=${TSDB_DB_NAME:-wearables}
+CACHE_DIR=${TSDB_CACHE_DIR:-/var/cache/wearables-tsdb}
+DB_USER=postgres
+HOST=127.0.0.1
+WIPE=0
+
+log() { printf 'timescaledb.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" >&2
+    exit 2
+}
+
+# --- host facts --------------------------------------------------------------------------
+
+# shellcheck source=/dev/null
+read -r OS_ID OS_VERSION OS_CODENAME < <(
+    . /etc/os-release && echo "${ID:-unknown} ${VERSION_ID:-0} ${VERSION_CODENAME:-unknown}"
+)
+[[ $OS_ID == debian ]] || die "only Debian 12 and 13 are supported (this is $OS_ID)"
+
+# Each Debian release has one PostgreSQL major; TimescaleDB has to match it.
+DEBIAN_MAJOR=${OS_VERSION%%.*}
+case $DEBIAN_MAJOR in
+    12) PG_MAJOR=15 ;;
+    13) PG_MAJOR=17 ;;
+    *) die "Debian $DEBIAN_MAJOR is not supported (12 or 13 are)" ;;
+esac
+PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+PG_LIBDIR=/usr/lib/postgresql/$PG_MAJOR/lib
+PG_SHAREDIR=/usr/share/postgresql/$PG_MAJOR
+
+# --- installation ------------------------------------------------------------------------
+
+require_root() {
+    [[ $EUID -eq 0 ]] || die "$1 is missing and installing it needs root"
+}
+
+is_installed() {
+    [[ $(dpkg-query -W -f '${db:Status-Status}' "$1" 2>/dev/null) == installed ]]
+}
+
+APT_UPDATED=0
+apt_install() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        is_installed "$pkg" || missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
+    require_root "${missing[*]}"
+    # A fresh machine may have no or stale package lists; refresh them once per run.
+    if ((!APT_UPDATED)); then
+        apt-get update -qq >&2
+        APT_UPDATED=1
+    fi
+    log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >&2
+}
+
+install_server() {
+    require_root "postgresql-$PG_MAJOR"
+    # Installing postgresql-NN would otherwise create and start a `main` cluster on 5432
+    # that nobody asked for; the setting has to exist before the server package arrives.
+    apt_install postgresql-common
+    local conf=/etc/postgresql-common/createcluster.conf
+    if grep -Eq '^[[:space:]]*create_main_cluster[[:space:]]*=' "$conf"; then
+        sed -i -E 's/^[[:space:]]*create_main_cluster[[:space:]]*=.*/create_main_cluster = false/' "$conf"
+    else
+        echo 'create_main_cluster = false' >>"$conf"
+    fi
+    apt_install "postgresql-$PG_MAJOR"
+}
+
+timescaledb_installed() {
+    [[ -f $PG_SHAREDIR/extension/timescaledb.control ]] &&
+        compgen -G "$PG_LIBDIR/timescaledb*.so" >/dev/null
+}
+
+# The host's own Debian mirrors, so the private trixie sources use the same hosts.
+host_mirror() {
+    local suite=$1
+    # shellcheck disable=SC2016 # $(…) is apt's own field syntax, not the shell's
+    apt-get indextargets --no-release-info --format '$(RELEASE) $(REPO_URI)' 2>/dev/null |
+        awk -v s="$suite" '$1 == s && !found { print $2; found = 1 }'
+}
+
+# Debian 12 has no TimescaleDB package: build Debian 13's source against the installed
+# PostgreSQL 15. Apache-only, like Debian's own package.
+build_timescaledb() {
+    require_root timescaledb
+    apt_install gcc make cmake libssl-dev dpkg-dev xz-utils
+
+    local pg_version build_root build
+    pg_version=$(dpkg-query -W -f '${Version}' "postgresql-$PG_MAJOR")
+    build_root="$CACHE_DIR/build/pg$pg_version"
+    build=$(compgen -G "$build_root/timescaledb-*/.built" | sort -V | tail -n 1 || true)
+    if [[ -n $build ]]; then
+        build=$(dirname "$build")
+        log "installing cached build $(basename "$build")"
+    else
+        build=$(compile_timescaledb "$pg_version" "$build_root")
+    fi
+    make -C "$build" install >"$build_root/install.log" 2>&1 ||
+        { tail -n 30 "$build_root/install.log" >&2; die "make install failed"; }
+}
+
+# Prints the build directory on stdout.
+compile_timescaledb() {
+    local pg_version=$1 build_root=$2
+    local headers src build
+    headers=$(server_headers "$pg_version")
+    src=$(fetch_trixie_source)
+    build="$build_root/$(basename "$src")"
+    log "building $(basename "$src") against PostgreSQL $pg_version (about 30 s)"
+    rm -rf "$build" && mkdir -p "$build_root"
+    # PG_INCLUDEDIR points at the server headers too, so libpq-dev is not needed.
+    cmake -S "$src" -B "$build" \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DAPACHE_ONLY=ON -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF \
+        -DSEND_TELEMETRY_DEFAULT=OFF -DUSE_TELEMETRY=OFF \
+        -DPG_CONFIG="$PG_BIN/pg_config" \
+        -DPG_INCLUDEDIR_SERVER="$headers" -DPG_INCLUDEDIR="$headers" >"$build_root/cmake.log" 2>&1 ||
+        { tail -n 30 "$build_root/cmake.log" >&2; die "cmake failed (log: $build_root/cmake.log)"; }
+    make -C "$build" -j "$(nproc)" >"$build_root/make.log" 2>&1 ||
+        { tail -n 30 "$build_root/make.log" >&2; die "build failed (log: $build_root/make.log)"; }
+    touch "$build/.built"
+    echo "$build"
+}
+
+# Server headers of exactly the installed version. Installing postgresql-server-dev would
+# pull in (and restart) a newer server, so its package is only unpacked into the cache.
+server_headers() {
+    local pg_version=$1
+    local dest="$CACHE_DIR/headers/$pg_version"
+    local headers="$dest/usr/include/postgresql/$PG_MAJOR/server"
+    if [[ ! -f $headers/pg_config.h ]]; then
+        local tmp
+        tmp=$(mktemp -d "$CACHE_DIR/download.XXXXXX")
+        chown _apt "$tmp" # apt downloads as the unprivileged _apt user
+        if ! (cd "$tmp" && apt-get download -qq "postgresql-server-dev-$PG_MAJOR=$pg_version" >&2); then
+            apt-get update -qq >&2
+            (cd "$tmp" && apt-get download -qq "postgresql-server-dev-$PG_MAJOR=$pg_version" >&2) ||
+                die "postgresql-server-dev-$PG_MAJOR=$pg_version is not downloadable any more;" \
+                    "upgrade postgresql-$PG_MAJOR (apt-get install postgresql-$PG_MAJOR) and retry"
+        fi
+        rm -rf "$dest" && mkdir -p "$dest"
+        dpkg-deb -x "$tmp"/postgresql-server-dev-*.deb "$dest"
+        rm -rf "$tmp"
+    fi
+    echo "$headers"
+}
+
+# Downloads and unpacks trixie's timescaledb source package; prints its directory.
+# A private apt configuration keeps the host's sources and package cache untouched.
+fetch_trixie_source() {
+    local main security apt_dir="$CACHE_DIR/apt-trixie"
+    main=$(host_mirror "$OS_CODENAME")
+    security=$(host_mirror "$OS_CODENAME-security")
+    [[ -n $main ]] || die "cannot find the host's Debian mirror in its apt sources"
+
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/sources.list.d"
+    {
+        echo "deb-src $main trixie main"
+        echo "deb-src $main trixie-updates main"
+        [[ -z $security ]] || echo "deb-src $security trixie-security main"
+    } >"$apt_dir/sources.list"
+    local apt_opts=(
+        -oDir::Etc::SourceList="$apt_dir/sources.list"
+        -oDir::Etc::SourceParts="$apt_dir/sources.list.d"
+        -oDir::State::Lists="$apt_dir/lists"
+        -oDir::Cache::pkgcache= -oDir::Cache::srcpkgcache=
+    )
+    apt-get "${apt_opts[@]}" update -qq >&2
+
+    local work="$CACHE_DIR/src"
+    rm -rf "$work" && mkdir -p "$work" && chown _apt "$work"
+    (cd "$work" && apt-get "${apt_opts[@]}" source -qq timescaledb >/dev/null 2>"$work/source.log") ||
+        { cat "$work/source.log" >&2; die "apt-get source timescaledb failed"; }
+    local unpacked=("$work"/timescaledb-*/)
+    [[ -d ${unpacked[0]} ]] || die "apt-get source unpacked nothing into $work"
+    echo "${unpacked[0]%/}"
+}
+
+ensure_installed() {
+    [[ -x $PG_BIN/postgres ]] || install_server
+    timescaledb_installed && return 0
+    # Two clones starting at once must not build into the same directory.
+    mkdir -p "$CACHE_DIR"
+    exec 9>"$CACHE_DIR/install.lock"
+    flock 9
+    if ! timescaledb_installed; then
+        if ((DEBIAN_MAJOR == 13)); then
+            apt_install "postgresql-$PG_MAJOR-timescaledb"
+        else
+            build_timescaledb
+        fi
+    fi
+    exec 9>&-
+    timescaledb_installed || die "TimescaleDB is still missing after installation"
+}
+
+# --- the cluster -------------------------------------------------------------------------
+
+# Commands the server side runs: PostgreSQL refuses to run as root. From /, because the
+# caller's directory may be out of the postgres user's reach.
+as_postgres() {
+    if [[ $EUID -eq 0 ]]; then
+        (cd / && runuser -u postgres -- "$@")
+    else
+        "$@"
+    fi
+}
+
+# The default lives in the repo, but a repo under e.g. /root is out of the postgres user's
+# reach; then fall back to a directory of its own, named after the repo so clones don't share.
+resolve_data_dir() {
+    [[ $EUID -eq 0 ]] || return 0
+    id postgres >/dev/null 2>&1 || return 0 # not installed yet: start installs it first
+    local existing=$DATA_DIR
+    while [[ ! -e $existing ]]; do existing=$(dirname "$existing"); done
+    as_postgres test -x "$existing" && return 0
+    if [[ $DATA_DIR == "$DEFAULT_DATA_DIR" ]]; then
+        local key
+        key=$(printf '%s' "$REPO_ROOT" | cksum | cut -d' ' -f1)
+        DATA_DIR="/var/lib/postgresql/tsdb-$key"
+        log "$existing is out of the postgres user's reach; using $DATA_DIR"
+    else
+        die "the postgres user cannot reach $DATA_DIR; choose another --data-dir"
+    fi
+}
+
+is_running() {
+    [[ -f $DATA_DIR/PG_VERSION ]] && as_postgres "$PG_BIN/pg_ctl" status -D "$DATA_DIR" >/dev/null 2>&1
+}
+
+running_port() {
+    sed -n 4p "$DATA_DIR/postmaster.pid"
+}
+
+print_settings() {
+    printf 'DB_HOST=%s\nDB_PORT=%s\nDB_NAME=%s\nDB_USER=%s\n' "$HOST" "$PORT" "$DB_NAME" "$DB_USER"
+}
+
+init_cluster() {
+    log "creating a cluster in $DATA_DIR"
+    mkdir -p "$DATA_DIR"
+    chown postgres:postgres "$DATA_DIR" 2>/dev/null || true
+    chmod 700 "$DATA_DIR"
+    as_postgres "$PG_BIN/initdb" -D "$DATA_DIR" -U "$DB_USER" --auth=trust \
+        --no-locale -E UTF8 >/dev/null
+    # The settings below are rewritten at every start so that tuning changes reach old clusters.
+    echo "include_if_exists = 'testbed.conf'" | as_postgres tee -a "$DATA_DIR/postgresql.conf" >/dev/null
+}
+
+# Sized for a 2-core, 24 GB machine that also runs the ingester and the tests. Durability is
+# traded for speed throughout: the cluster is disposable.
+write_settings() {
+    as_postgres tee "$DATA_DIR/testbed.conf" >/dev/null <<EOF
+# Written by scripts/timescaledb.sh at every start; edits here are lost.
+listen_addresses = '$HOST'
+port = $PORT
+# TCP only: no socket directory to share (or fight over) with other clusters.
+unix_socket_directories = ''
+shared_preload_libraries = 'timescaledb'
+# No timescaledb.telemetry_level: Debian builds TimescaleDB with USE_TELEMETRY=OFF (and so
+# does build_timescaledb), so the setting does not exist and nothing is ever sent.
+
+# Disposable data: skip the work that only protects against crashes.
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+wal_level = minimal
+max_wal_senders = 0
+
+# A quarter of RAM would starve the rest of the box; 1 GB holds a day-chunk's indexes
+# for the benchmark cohorts.
+shared_buffers = 1GB
+effective_cache_size = 8GB
+work_mem = 32MB
+maintenance_work_mem = 512MB
+# Bulk COPY fills WAL fast; rarer checkpoints keep benchmarks from measuring them.
+max_wal_size = 8GB
+min_wal_size = 1GB
+checkpoint_timeout = 15min
+max_connections = 100
+# Two cores: more parallel workers would only compete with the ingester.
+max_worker_processes = 16
+max_parallel_workers = 2
+max_parallel_workers_per_gather = 1
+timescaledb.max_background_workers = 8
+
+logging_collector = off
+log_min_messages = warning
+EOF
+}
+
+psql_admin() {
+    local db=$1
+    shift
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$HOST" -p "$PORT" -U "$DB_USER" -d "$db" "$@"
+}
+
+create_database() {
+    psql_admin postgres -v db="$DB_NAME" >/dev/null <<'SQL'
+SELECT format('CREATE DATABASE %I', :'db')
+WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
+SQL
+    local version
+    version=$(psql_admin "$DB_NAME" -tA <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS timescaledb;
+SELECT extversion FROM pg_extension WHERE extname = 'timescaledb';
+SQL
+    )
+    log "TimescaleDB $version in database $DB_NAME on $HOST:$PORT"
+}
+
+cmd_start() {
+    ((!WIPE)) || cmd_destroy
+    ensure_installed
+    resolve_data_dir
+    if is_running; then
+        local port
+        port=$(running_port)
+        [[ $port == "$PORT" ]] || die "already running on port $port; stop it first to change the port"
+    else
+        if [[ -f $DATA_DIR/PG_VERSION ]]; then
+            local major
+            major=$(<"$DATA_DIR/PG_VERSION")
+            [[ $major == "$PG_MAJOR" ]] ||
+                die "$DATA_DIR holds a PostgreSQL $major cluster; destroy it to use $PG_MAJOR"
+        else
+            init_cluster
+        fi
+        write_settings
+        log "starting PostgreSQL $PG_MAJOR on $HOST:$PORT"
+        if ! as_postgres "$PG_BIN/pg_ctl" start -D "$DATA_DIR" -l "$DATA_DIR/server.log" -w -t 120 -s; then
+            tail -n 20 "$DATA_DIR/server.log" >&2 || true
+            die "the server did not start (log: $DATA_DIR/server.log)"
+        fi
+    fi
+    create_database
+    print_settings
+}
+
+cmd_stop() {
+    resolve_data_dir
+    if is_running; then
+        as_postgres "$PG_BIN/pg_ctl" stop -D "$DATA_DIR" -m fast -w -s
+        log "stopped"
+    else
+        log "not running"
+    fi
+}
+
+cmd_status() {
+    resolve_data_dir
+    if is_running; then
+        PORT=$(running_port)
+        print_settings
+    else
+        log "not running ($DATA_DIR)"
+        exit 3
+    fi
+}
+
+cmd_destroy() {
+    cmd_stop
+    [[ -e $DATA_DIR ]] || return 0
+    # Refuse to wipe a directory that isn't a cluster: a mistyped --data-dir must not cost data.
+    if [[ -f $DATA_DIR/PG_VERSION || -z $(ls -A "$DATA_DIR") ]]; then
+        rm -rf "$DATA_DIR"
+        log "destroyed $DATA_DIR"
+    else
+        die "$DATA_DIR does not look like a PostgreSQL cluster; not deleting it"
+    fi
+}
+
+# --- command line ------------------------------------------------------------------------
+
+COMMAND=
+while (($#)); do
+    case $1 in
+        --data-dir) DATA_DIR=${2:?--data-dir needs a value}; shift 2 ;;
+        --data-dir=*) DATA_DIR=${1#*=}; shift ;;
+        --port) PORT=${2:?--port needs a value}; shift 2 ;;
+        --port=*) PORT=${1#*=}; shift ;;
+        --db-name) DB_NAME=${2:?--db-name needs a value}; shift 2 ;;
+        --db-name=*) DB_NAME=${1#*=}; shift ;;
+        --wipe) WIPE=1; shift ;;
+        -h | --help) usage ;;
+        start | stop | status | destroy)
+            [[ -z $COMMAND ]] || usage
+            COMMAND=$1
+            shift
+            ;;
+        *) log "unknown argument: $1"; usage ;;
+    esac
+done
+[[ -n $COMMAND ]] || usage
+[[ $PORT =~ ^[0-9]+$ ]] || die "--port must be a number, not $PORT"
+# A relative --data-dir would change meaning with pg_ctl's working directory.
+[[ $DATA_DIR == /* ]] || DATA_DIR="$PWD/$DATA_DIR"
+
+"cmd_$COMMAND"

@@ -1,0 +1,493 @@
+"""A stateful fake of the Google Health API v4 and Google's OAuth token endpoint.
+
+It speaks the documented shapes (developers.google.com/health/reference/rest/v4): a
+`users.dataTypes.dataPoints.list` that honours the AIP-160 filter (only the documented
+fields, >= and <, AND), orders points newest first and pages with opaque page tokens; and a
+token endpoint for the refresh_token grant. Errors use Google's envelope
+{"error": {"code", "message", "status"}}; the token endpoint answers OAuth's {"error": ...}.
+
+Scenarios are switched on by the test: 429 with Retry-After, 5xx, an expired access token
+(401 then a refresh), a rotated refresh token, invalid_grant, a reply slower than the client's
+timeout, malformed JSON, numbers written as strings, an empty day.
+
+Bounded: it binds 127.0.0.1 on a free port, refuses any non-loopback peer, and `stop()` (or
+leaving the `with` block) ends it, waking any reply that is being held back.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
+from urllib.parse import parse_qs, urlsplit
+
+API_PATH = re.compile(r"/v4/users/me/dataTypes/([a-z0-9-]+)/dataPoints")
+TOKEN_PATH = "/token"
+DEFAULT_PAGE_SIZE = 1440  # documented default
+MAX_PAGE_SIZE = 10_000  # documented maximum; larger requests are truncated
+
+# data type -> (record kind, DataPoint member); the documented ones the tests use.
+TYPES = {
+    "heart-rate": ("sample", "heartRate"),
+    "steps": ("interval", "steps"),
+    "oxygen-saturation": ("sample", "oxygenSaturation"),
+    "heart-rate-variability": ("sample", "heartRateVariability"),
+    "active-zone-minutes": ("interval", "activeZoneMinutes"),
+    "respiratory-rate-sleep-summary": ("sample", "respiratoryRateSleepSummary"),
+    "daily-respiratory-rate": ("daily", "dailyRespiratoryRate"),
+}
+FILTER_FIELD = {
+    "sample": "sample_time.physical_time",
+    "interval": "interval.start_time",
+    "daily": "date",
+}
+TERM = re.compile(r'([a-z0-9_]+)\.([a-z_.]+) (>=|<) "([^"]*)"')
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
+ISO_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+# google.rpc.Code names of the HTTP statuses a scripted fault answers with.
+FAULT_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def rfc3339(instant: datetime) -> str:
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def offset(instant: datetime) -> str:
+    """A google.protobuf.Duration of the instant's UTC offset, e.g. "3600s"."""
+    delta = instant.utcoffset() or timedelta(0)
+    return f"{int(delta.total_seconds())}s"
+
+
+# --- data points in the documented JSON shapes -------------------------------------------
+
+
+def sample_time(instant: datetime) -> dict:
+    return {"physicalTime": rfc3339(instant), "utcOffset": offset(instant)}
+
+
+def interval(start: datetime, minutes: int = 1) -> dict:
+    end = start + timedelta(minutes=minutes)
+    return {
+        "startTime": rfc3339(start),
+        "startUtcOffset": offset(start),
+        "endTime": rfc3339(end),
+        "endUtcOffset": offset(end),
+    }
+
+
+def heart_rate(instant: datetime, bpm: int) -> dict:
+    return {"heartRate": {"sampleTime": sample_time(instant), "beatsPerMinute": str(bpm)}}
+
+
+def steps(start: datetime, count: int, minutes: int = 1) -> dict:
+    body: dict = {"interval": interval(start, minutes)}
+    if count:  # proto3 JSON leaves out an int64 that is 0
+        body["count"] = str(count)
+    return {"steps": body}
+
+
+def oxygen_saturation(instant: datetime, percentage: float) -> dict:
+    return {"oxygenSaturation": {"sampleTime": sample_time(instant), "percentage": percentage}}
+
+
+def heart_rate_variability(
+    instant: datetime, rmssd: float | None, sdnn: float | None = None
+) -> dict:
+    body: dict = {"sampleTime": sample_time(instant)}
+    if rmssd is not None:
+        body["rootMeanSquareOfSuccessiveDifferencesMilliseconds"] = rmssd
+    if sdnn is not None:
+        body["standardDeviationMilliseconds"] = sdnn
+    return {"heartRateVariability": body}
+
+
+def active_zone_minutes(start: datetime, minutes: int, zone: str = "CARDIO") -> dict:
+    return {
+        "activeZoneMinutes": {
+            "interval": interval(start),
+            "activeZoneMinutes": str(minutes),
+            "heartRateZone": zone,
+        }
+    }
+
+
+def respiratory_rate_sleep_summary(instant: datetime, full: float, deep: float = 0.0) -> dict:
+    body: dict = {"sampleTime": sample_time(instant), "fullSleepStats": {"breathsPerMinute": full}}
+    if deep:
+        body["deepSleepStats"] = {"breathsPerMinute": deep}
+    return {"respiratoryRateSleepSummary": body}
+
+
+def daily_respiratory_rate(day: date, breaths: float) -> dict:
+    return {
+        "dailyRespiratoryRate": {
+            "date": {"year": day.year, "month": day.month, "day": day.day},
+            "breathsPerMinute": breaths,
+        }
+    }
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+@dataclass
+class Fault:
+    """One scripted misbehaviour, consumed by the next matching request."""
+
+    status: int | None = None  # an HTTP error with Google's envelope (or OAuth's)
+    retry_after: str | None = None
+    delay: float = 0.0  # hold the reply back this long (past the client's timeout)
+    raw_body: bytes | None = None  # a 200 with this body instead of the real one
+    oauth_error: str | None = None  # token endpoint: {"error": oauth_error}
+
+
+@dataclass
+class Seen:
+    """A request the fake received, for the test to inspect."""
+
+    route: str  # "api" or "token"
+    method: str
+    path: str
+    query: dict[str, str]
+    authorization: str | None
+    form: dict[str, str]
+    at: float
+
+
+@dataclass
+class FakeGoogleHealth:
+    client_id: str = "test-client-id"
+    client_secret: str = "test-client-secret"
+    refresh_token: str = "1//test-refresh-token-0"
+    access_token_lifetime: int = 3599
+    # Page size cap below the documented 10,000, so that small data sets paginate.
+    max_page_size: int = MAX_PAGE_SIZE
+    rotate_refresh_token: bool = False  # every refresh answers a new refresh token
+    numbers_as_strings: bool = False  # double fields written as JSON strings
+    points: dict[str, list[dict]] = field(default_factory=dict)
+    seen: list[Seen] = field(default_factory=list)
+    # Called with each API request's Seen before it is answered (e.g. to look at the DB).
+    on_api_request: Callable[[Seen], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.refresh_tokens = {self.refresh_token}
+        self.access_tokens: dict[str, float] = {}
+        self._faults: dict[str, deque[Fault]] = {"api": deque(), "token": deque()}
+        self._issued = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle
+
+    def start(self) -> FakeGoogleHealth:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="fake-google-health")
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def token_url(self) -> str:
+        return self.url + TOKEN_PATH
+
+    # data
+
+    def add(self, data_type: str, points: Iterable[dict]) -> None:
+        assert data_type in TYPES, data_type
+        with self._lock:
+            self.points.setdefault(data_type, []).extend(points)
+
+    # scenarios
+
+    def fail(self, route: str = "api", times: int = 1, **fault: object) -> None:
+        """The next `times` requests on route ("api" or "token") misbehave as described."""
+        with self._lock:
+            self._faults[route].extend(Fault(**fault) for _ in range(times))  # type: ignore[arg-type]
+
+    def expire_access_tokens(self) -> None:
+        """Every access token handed out so far is now refused with 401."""
+        with self._lock:
+            self.access_tokens.clear()
+
+    def revoke_grant(self) -> None:
+        """The participant withdrew consent: every refresh answers invalid_grant."""
+        with self._lock:
+            self.refresh_tokens.clear()
+
+    def api_requests(self, data_type: str | None = None) -> list[Seen]:
+        return [
+            s
+            for s in self.seen
+            if s.route == "api" and (data_type is None or f"/dataTypes/{data_type}/" in s.path)
+        ]
+
+    def token_requests(self) -> list[Seen]:
+        return [s for s in self.seen if s.route == "token"]
+
+    # request handling (called from the server's threads)
+
+    def _next_fault(self, route: str) -> Fault | None:
+        with self._lock:
+            return self._faults[route].popleft() if self._faults[route] else None
+
+    def _token(self, form: dict[str, str]) -> tuple[int, dict]:
+        if (
+            form.get("client_id") != self.client_id
+            or form.get("client_secret") != self.client_secret
+        ):
+            return 401, {
+                "error": "invalid_client",
+                "error_description": "The OAuth client was not found.",
+            }
+        if form.get("grant_type") != "refresh_token":
+            return 400, {"error": "unsupported_grant_type"}
+        with self._lock:
+            if form.get("refresh_token") not in self.refresh_tokens:
+                return 400, {
+                    "error": "invalid_grant",
+                    "error_description": "Token has been expired or revoked.",
+                }
+            self._issued += 1
+            access = f"ya29.test-access-{self._issued}"
+            self.access_tokens[access] = time.time() + self.access_token_lifetime
+            reply = {
+                "access_token": access,
+                "expires_in": self.access_token_lifetime,
+                "scope": "https://www.googleapis.com/auth/googlehealth.activity_and_fitness.readonly",
+                "token_type": "Bearer",
+            }
+            if self.rotate_refresh_token:
+                rotated = f"1//test-refresh-token-{self._issued}"
+                self.refresh_tokens = {rotated}  # the old one stops working: strict rotation
+                reply["refresh_token"] = rotated
+        return 200, reply
+
+    def _authorized(self, header: str | None) -> bool:
+        if not header or not header.startswith("Bearer "):
+            return False
+        with self._lock:
+            expires = self.access_tokens.get(header.removeprefix("Bearer "))
+        return expires is not None and expires > time.time()
+
+    def _list(self, data_type: str, query: dict[str, str]) -> tuple[int, dict]:
+        if data_type not in TYPES:
+            return error(400, "INVALID_ARGUMENT", f"Invalid data type ID: {data_type}.")
+        kind, member = TYPES[data_type]
+        try:
+            bounds = parse_filter(query.get("filter", ""), data_type.replace("-", "_"), kind)
+            size = int(query.get("pageSize", DEFAULT_PAGE_SIZE))
+        except ValueError as problem:
+            return error(400, "INVALID_ARGUMENT", str(problem))
+        if size <= 0:
+            return error(400, "INVALID_ARGUMENT", "pageSize must be positive.")
+        size = min(size, MAX_PAGE_SIZE, self.max_page_size)
+        with self._lock:
+            points = list(self.points.get(data_type, []))
+        matching = [p for p in points if in_bounds(sort_key(p, member, kind), bounds)]
+        matching.sort(key=lambda p: sort_key(p, member, kind), reverse=True)  # newest first
+        start = 0
+        if query.get("pageToken"):
+            try:
+                cursor = json.loads(base64.urlsafe_b64decode(query["pageToken"]))
+                if cursor["filter"] != query.get("filter", ""):
+                    raise ValueError
+                start = int(cursor["offset"])
+            except (ValueError, KeyError, TypeError):
+                return error(400, "INVALID_ARGUMENT", "Invalid page token.")
+        page = matching[start : start + size]
+        body: dict = {}
+        if page:  # proto3 JSON leaves out an empty list
+            body["dataPoints"] = [self._render(p) for p in page]
+        if start + size < len(matching):
+            cursor = {"offset": start + size, "filter": query.get("filter", "")}
+            body["nextPageToken"] = base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode()
+        return 200, body
+
+    def _render(self, point: dict) -> dict:
+        if not self.numbers_as_strings:
+            return point
+        return json.loads(json.dumps(point), parse_float=lambda text: text)
+
+
+def error(code: int, status: str, message: str) -> tuple[int, dict]:
+    return code, {"error": {"code": code, "message": message, "status": status}}
+
+
+def parse_filter(expression: str, name: str, kind: str) -> list[tuple[str, str]]:
+    """[(op, literal)] of a documented filter; ValueError for anything else."""
+    if not expression:
+        return []
+    bounds = []
+    for term in expression.split(" AND "):
+        match = TERM.fullmatch(term.strip())
+        if match is None:
+            raise ValueError(f"Invalid filter syntax: {term!r}.")
+        term_name, term_field, op, literal = match.groups()
+        if term_name != name or term_field != FILTER_FIELD[kind]:
+            raise ValueError(f"Invalid filter field {term_name}.{term_field} for {name}.")
+        literal_form = ISO_DATE if kind == "daily" else RFC3339
+        if not literal_form.fullmatch(literal):
+            raise ValueError(f"Invalid literal {literal!r} for {term_field}.")
+        bounds.append((op, literal))
+    return bounds
+
+
+def sort_key(point: dict, member: str, kind: str) -> str:
+    """The point's filtered field as a sortable string: a UTC instant or an ISO date."""
+    body = point[member]
+    if kind == "daily":
+        d = body["date"]
+        return date(d["year"], d["month"], d["day"]).isoformat()
+    raw = body["sampleTime"]["physicalTime"] if kind == "sample" else body["interval"]["startTime"]
+    return rfc3339(datetime.fromisoformat(raw))
+
+
+def in_bounds(key: str, bounds: list[tuple[str, str]]) -> bool:
+    for op, literal in bounds:
+        value = literal if ISO_DATE.fullmatch(literal) else sort_key_of_literal(literal)
+        if op == ">=" and not key >= value:
+            return False
+        if op == "<" and not key < value:
+            return False
+    return True
+
+
+def sort_key_of_literal(literal: str) -> str:
+    return rfc3339(datetime.fromisoformat(literal))
+
+
+def _handler(fake: FakeGoogleHealth) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:  # quiet
+            pass
+
+        def do_GET(self) -> None:
+            self._handle("GET")
+
+        def do_POST(self) -> None:
+            self._handle("POST")
+
+        def _handle(self, method: str) -> None:
+            if not is_loopback(self.client_address[0]):
+                self.close_connection = True
+                self._reply(403, {"error": {"code": 403, "message": "loopback only"}})
+                return
+            parts = urlsplit(self.path)
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            form = {k: v[0] for k, v in parse_qs(raw.decode()).items()} if method == "POST" else {}
+            match = API_PATH.fullmatch(parts.path)
+            if method == "POST" and parts.path == TOKEN_PATH:
+                route = "token"
+            elif method == "GET" and match:
+                route = "api"
+            else:
+                self._reply(*error(404, "NOT_FOUND", f"no {method} {parts.path}"))
+                return
+            seen = Seen(
+                route,
+                method,
+                parts.path,
+                query,
+                self.headers.get("Authorization"),
+                form,
+                time.time(),
+            )
+            fake.seen.append(seen)
+            fault = fake._next_fault(route)
+            if fault is not None and fault.delay and fake._stopping.wait(fault.delay):
+                return
+            if fault is not None and fault.status is not None:
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                if route == "token":
+                    self._reply(
+                        fault.status, {"error": fault.oauth_error or "server_error"}, headers
+                    )
+                else:
+                    status = FAULT_STATUS.get(fault.status, "INTERNAL")
+                    self._reply(*error(fault.status, status, "scripted failure"), headers=headers)
+                return
+            if route == "token":
+                self._reply(*fake._token(form))
+                return
+            if not fake._authorized(seen.authorization):
+                self._reply(
+                    *error(
+                        401,
+                        "UNAUTHENTICATED",
+                        "Request had invalid authentication credentials. "
+                        "INVALID_AUTHENTICATOR: Token expired",
+                    )
+                )
+                return
+            if fake.on_api_request is not None:
+                fake.on_api_request(seen)
+            if fault is not None and fault.raw_body is not None:
+                self._send(200, fault.raw_body, {})
+                return
+            self._reply(*fake._list(match.group(1), query))
+
+        def _reply(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
+            self._send(status, json.dumps(body).encode(), headers or {})
+
+        def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=UTF-8")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a timeout scenario)
+
+    return Handler
+
+
+def is_loopback(address: str) -> bool:
+    return address.startswith("127.") or address == "::1"

@@ -1,0 +1,206 @@
+"""The delta pipeline end to end: the real command against the real TimescaleDB."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from support import fingerprint, ingest_env, query, run_ingest, start_ingest
+
+COHORT = [
+    ("p1", "America/New_York", "1"), ("p2", "Europe/Berlin", "2"), ("p3", "Asia/Kolkata", "3"),
+]
+START = "2026-03-07"
+DAY1 = "2026-03-08T12:00:00Z"  # New York springs forward at 07:00Z that morning
+DAY2 = "2026-03-09T12:00:00Z"
+
+
+@pytest.fixture
+def env(db, tmp_path):
+    return ingest_env(db.env, tmp_path)
+
+
+def enrol(env, cohort=COHORT, start=START):
+    for pid, zone, seed in cohort:
+        done = run_ingest(env, "participant", "add", pid, "--timezone", zone, "--seed", seed,
+                          "--start-date", start)
+        assert done.returncode == 0, done.stderr
+
+
+def ok(done):
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def reset(env):
+    """Forget everything loaded, keep the cohort: the baseline an uninterrupted run gives."""
+    query(env, "TRUNCATE raw_data, ingest_runs")
+    Path(env["STATE_FILE"]).unlink(missing_ok=True)
+
+
+def test_two_nightly_runs_equal_one_backfill(env):
+    enrol(env)
+    ok(run_ingest(env, "--now", DAY1))
+    ok(run_ingest(env, "--now", DAY2))
+    nightly = fingerprint(env)
+    reset(env)
+    ok(run_ingest(env, "--now", DAY2))
+    assert fingerprint(env) == nightly
+    assert nightly[0] > 3 * 2 * 80_000  # heart rate alone is ~86,400 rows a day
+
+
+def test_rerun_of_the_same_window_changes_nothing(env):
+    enrol(env)
+    ok(run_ingest(env, "--now", DAY1))
+    before = fingerprint(env)
+    again = ok(run_ingest(env, "--now", DAY1, "--since", START))
+    assert fingerprint(env) == before
+    written = query(env, "SELECT sum(rows_written) FROM ingest_runs WHERE finished_at = "
+                         "(SELECT max(finished_at) FROM ingest_runs)")
+    assert "0 written" in again.stderr, again.stderr
+    assert written[0][0] == 0
+
+
+def test_no_point_after_now(env):
+    enrol(env)
+    ok(run_ingest(env, "--now", DAY1))
+    latest = query(env, 'SELECT max("timestamp") FROM raw_data')[0][0]
+    assert latest.isoformat() < "2026-03-08T12:00:00+00:00"
+    assert query(env, "SELECT count(*) FROM raw_data WHERE \"timestamp\" >= %s", (DAY1,)) == [(0,)]
+
+
+def test_a_run_killed_mid_write_then_rerun_equals_an_uninterrupted_run(env):
+    enrol(env)
+    ok(run_ingest(env, "--now", DAY2))
+    uninterrupted = fingerprint(env)
+    reset(env)
+    run = start_ingest(env, "--now", DAY2)
+    # Wait until the first participant has committed and the next one is mid-COPY.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        committed = query(env, "SELECT count(*) FROM ingest_runs")[0][0]
+        copying = query(env, "SELECT count(*) FROM pg_stat_activity "
+                             "WHERE application_name = 'wearable-ingester' AND query LIKE 'COPY%%'"
+                        )[0][0]
+        if committed >= 1 and copying:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the run never reached a second participant's COPY")
+    run.send_signal(signal.SIGKILL)
+    run.wait(30)
+    partial = fingerprint(env)
+    assert 0 < partial[0] < uninterrupted[0]
+    ok(run_ingest(env, "--now", DAY2))
+    assert fingerprint(env) == uninterrupted
+
+
+def test_two_concurrent_runs_leave_no_errors_and_no_duplicates(env):
+    enrol(env)
+    ok(run_ingest(env, "--now", DAY1))
+    runs = [start_ingest(env, "--now", DAY2) for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert query(env, "SELECT count(*) FROM ingest_runs WHERE status <> 'ok'") == [(0,)]
+    assert query(env, 'SELECT count(*) FROM (SELECT participant_id, metric_type, "timestamp" '
+                      "FROM raw_data GROUP BY 1, 2, 3 HAVING count(*) > 1) d") == [(0,)]
+    expected_after = fingerprint(env)
+    reset(env)
+    ok(run_ingest(env, "--now", DAY2))
+    assert fingerprint(env) == expected_after
+
+
+@pytest.mark.parametrize("now, day, gap_utc, total", [
+    # spring forward: local 02:00-02:59 does not exist, so the local day has 23 hours
+    ("2026-03-09T12:00:00Z", "2026-03-08", ("2026-03-08T07:00Z", "2026-03-08T08:00Z"), 23 * 3600),
+    # fall back: the device's clock shows 01:00-01:59 twice; the generator emits it once
+    ("2026-11-02T12:00:00Z", "2026-11-01", ("2026-11-01T05:00Z", "2026-11-01T06:00Z"), 24 * 3600),
+])
+def test_dst_days_load_without_collisions_at_the_right_instants(env, now, day, gap_utc, total):
+    enrol(env, [("ny", "America/New_York", "9")], start=day)
+    done = ok(run_ingest(env, "--now", now))
+    assert "1 ok" in done.stderr, done.stderr
+    assert query(env, "SELECT status FROM ingest_runs") == [("ok",)]
+    rows = query(env, """
+        SELECT count(*), count(DISTINCT "timestamp"),
+               count(*) FILTER (WHERE "timestamp" >= %s AND "timestamp" < %s)
+        FROM raw_data
+        WHERE metric_type = 'heart_rate'
+          AND ("timestamp" AT TIME ZONE 'America/New_York')::date = %s
+    """, (gap_utc[0], gap_utc[1], day))
+    count, distinct, in_hour = rows[0]
+    assert count == distinct == total
+    # Every local second maps to one instant: the hour after the change holds 3600 points.
+    assert in_hour == 3600
+    # Stored instants, read back in the participant's zone, fall on whole local seconds of
+    # that day and cover it without a hole.
+    first, last = query(env, """
+        SELECT min("timestamp" AT TIME ZONE 'America/New_York'),
+               max("timestamp" AT TIME ZONE 'America/New_York')
+        FROM raw_data WHERE metric_type = 'heart_rate'
+          AND ("timestamp" AT TIME ZONE 'America/New_York')::date = %s""", (day,))[0]
+    assert first.isoformat() == f"{day}T00:00:00" and last.isoformat() == f"{day}T23:59:59"
+
+
+def test_bad_config_exits_2_with_one_line_and_touches_nothing(env):
+    enrol(env)
+    ok(run_ingest(env, "--now", DAY1))
+    before, state_before = fingerprint(env), Path(env["STATE_FILE"]).read_text()
+    done = run_ingest({**env, "DB_PORT": "abc"}, "--now", DAY2)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "configuration error: DB_PORT must be an integer 1-65535, got 'abc'"]
+    assert fingerprint(env) == before and Path(env["STATE_FILE"]).read_text() == state_before
+
+
+def test_unreachable_database_exits_3_with_one_clear_line(env):
+    done = run_ingest({**env, "DB_PORT": "1", "DB_PASSWORD": "hunter2"}, "--now", DAY1)
+    assert done.returncode == 3
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot connect to PostgreSQL at" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and "hunter2" not in done.stderr
+
+
+def test_corrupt_state_is_said_recovered_from_the_database_and_flagged(env):
+    enrol(env)
+    ok(run_ingest(env, "--now", DAY1))
+    ok(run_ingest(env, "--now", DAY2))
+    expected = fingerprint(env)
+    with open(env["STATE_FILE"], "w") as state_file:
+        state_file.write('{"version": 1, "watermarks": {"p1": ')
+    done = run_ingest(env, "--now", DAY2)
+    assert done.returncode == 1
+    assert sum("is corrupt" in line for line in done.stderr.splitlines()) == 1, done.stderr
+    assert fingerprint(env) == expected
+    # recovered, not re-ingested: each participant re-read only the overlap
+    windows = query(env, "SELECT min(window_start) FROM ingest_runs WHERE run_id = "
+                         "(SELECT run_id FROM ingest_runs ORDER BY finished_at DESC LIMIT 1)")
+    assert windows[0][0].isoformat() >= "2026-03-08"
+    marks = json.loads(Path(env["STATE_FILE"]).read_text())["watermarks"]
+    assert set(marks) == {"p1", "p2", "p3"}
+    assert ok(run_ingest(env, "--now", DAY2)).returncode == 0  # no crash loop
+
+
+def test_one_participants_failure_does_not_stop_the_others(env):
+    enrol(env)
+    # A zone the synthetic source cannot use fails only that participant's window.
+    query(env, "UPDATE participants SET timezone = 'Mars/Olympus' WHERE participant_id = 'p2'")
+    done = run_ingest(env, "--now", DAY1)
+    assert done.returncode == 1
+    statuses = dict(query(env, "SELECT participant_id, status FROM ingest_runs"))
+    assert statuses == {"p1": "ok", "p2": "failed", "p3": "ok"}
+    marks = json.loads(Path(env["STATE_FILE"]).read_text())["watermarks"]
+    assert set(marks) == {"p1", "p3"}
+    assert query(env, "SELECT count(*) FROM raw_data WHERE participant_id = 'p2'") == [(0,)]
+
+
+def test_demo_cohort_without_configuration(env):
+    done = ok(run_ingest({**env, "BACKFILL_DAYS": "1"}, "--now", DAY1))
+    assert "demo cohort" in done.stderr
+    ids = [row[0] for row in query(env, "SELECT DISTINCT participant_id FROM raw_data ORDER BY 1")]
+    assert ids == ["demo-01", "demo-02", "demo-03"]
+    status = ok(run_ingest(env, "status"))
+    assert "demo-01" in status.stdout and "heart_rate" in status.stdout

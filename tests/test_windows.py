@@ -1,0 +1,74 @@
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from ingester.model import Participant, Window
+from ingester.pipeline import RunOptions, plan_participant
+from ingester.windows import advance, local_midnight, plan_window
+
+UTC = UTC
+NOW = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+START = datetime(2026, 11, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def test_first_run_backfills_from_the_participant_start():
+    window = plan_window(watermark=None, participant_start=START, now=NOW, overlap=DAY)
+    assert window == Window(START, NOW)
+
+
+def test_later_runs_reread_the_overlap_before_the_watermark():
+    mark = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
+    window = plan_window(watermark=mark, participant_start=START, now=NOW, overlap=DAY)
+    assert window == Window(mark - DAY, NOW)
+
+
+def test_overlap_never_reaches_before_the_participant_start():
+    window = plan_window(watermark=START + timedelta(hours=2), participant_start=START,
+                         now=NOW, overlap=DAY)
+    assert window.start == START
+
+
+@pytest.mark.parametrize("until, expected_end", [
+    (datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 10, tzinfo=UTC)),
+    (datetime(2027, 1, 1, tzinfo=UTC), NOW),  # never past now: no future points
+])
+def test_explicit_backfill_window(until, expected_end):
+    since = datetime(2026, 11, 5, tzinfo=UTC)
+    window = plan_window(watermark=NOW, participant_start=START, now=NOW, overlap=DAY,
+                         since=since, until=until)
+    assert window == Window(since, expected_end)
+
+
+def test_nothing_to_do_when_the_participant_starts_in_the_future():
+    later = NOW + DAY
+    assert plan_window(watermark=None, participant_start=later, now=NOW, overlap=DAY) is None
+
+
+def test_watermark_only_moves_forward():
+    old = Window(START, START + DAY)
+    assert advance(NOW, old) == NOW
+    assert advance(None, old) == START + DAY
+    assert advance(START, old) == START + DAY
+
+
+def test_window_rejects_naive_instants_and_is_half_open():
+    with pytest.raises(ValueError):
+        Window(datetime(2026, 1, 1), NOW)
+    window = Window(START, NOW)
+    assert START in window and NOW not in window
+
+
+def test_local_midnight_is_the_participants_midnight():
+    midnight = local_midnight(date(2026, 3, 8), ZoneInfo("America/New_York"))
+    assert midnight.astimezone(UTC) == datetime(2026, 3, 8, 5, 0, tzinfo=UTC)
+
+
+def test_plan_gives_each_stream_its_own_window():
+    participant = Participant("p1", "Europe/Berlin", "synthetic", date(2026, 11, 1), 1)
+    options = RunOptions(now=NOW, overlap=DAY, batch_rows=1000)
+    marks = {"heart_rate": datetime(2026, 11, 26, tzinfo=UTC)}
+    plan = plan_participant(participant, ("heart_rate", "spo2"), marks, None, options)
+    assert plan["heart_rate"] == Window(datetime(2026, 11, 25, tzinfo=UTC), NOW)
+    # Berlin midnight of the start date, in UTC
+    assert plan["spo2"] == Window(datetime(2026, 10, 31, 23, 0, tzinfo=UTC), NOW)

@@ -1,0 +1,111 @@
+"""The bulk writer and the per-participant transaction, in-process, on the real database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg2
+import pytest
+from ingester.errors import PayloadError
+from ingester.model import Participant, Row, Window
+from ingester.pipeline import RunOptions, ingest_participant
+from ingester.writer import RowWriter
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def rows(n: int, value: float = 60.0, pid: str = "p1", metric: str = "heart_rate", start=T0):
+    return [Row(start + timedelta(seconds=i), pid, metric, value + i % 7) for i in range(n)]
+
+
+def table(connection) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute('SELECT "timestamp", participant_id, metric_type, value FROM raw_data '
+                       'ORDER BY 2, 3, 1')
+        return [tuple(r) for r in cursor.fetchall()]
+
+
+def write(connection, batch, latest=None, batch_rows=1_000):
+    writer = RowWriter(connection, batch_rows, latest or {})
+    writer.write(batch)
+    counts = writer.finish()
+    connection.commit()
+    return counts
+
+
+def test_new_rows_go_straight_in_over_many_batches(db_conn):
+    counts = write(db_conn, rows(10_500))
+    assert (counts.read, counts.written) == (10_500, 10_500)
+    assert table(db_conn) == [tuple(r) for r in rows(10_500)]
+
+
+def test_rereading_identical_rows_writes_nothing(db_conn):
+    write(db_conn, rows(3_000))
+    counts = write(db_conn, rows(3_000), latest={"heart_rate": T0 + timedelta(seconds=2_999)})
+    assert (counts.read, counts.written) == (3_000, 0)
+    assert len(table(db_conn)) == 3_000
+
+
+def test_a_corrected_value_wins(db_conn):
+    write(db_conn, rows(100))
+    corrected = rows(100, value=70.0)
+    counts = write(db_conn, corrected, latest={"heart_rate": T0 + timedelta(seconds=99)})
+    assert counts.written == 100
+    assert table(db_conn) == [tuple(r) for r in corrected]
+
+
+def test_a_collision_on_the_fast_path_falls_back_to_the_upsert(db_conn):
+    write(db_conn, rows(2_000))
+    # The writer is told nothing is stored, so it tries COPY straight into raw_data.
+    counts = write(db_conn, rows(2_500), latest={})
+    assert counts.written == 500
+    assert len(table(db_conn)) == 2_500
+
+
+def test_a_source_repeating_a_point_stores_it_once(db_conn):
+    batch = rows(10) + rows(10)
+    counts = write(db_conn, batch)
+    assert counts.read == 20
+    assert len(table(db_conn)) == 10
+
+
+def test_abort_leaves_nothing_once_rolled_back(db_conn):
+    writer = RowWriter(db_conn, 1_000, {})
+    writer.write(rows(5_000))
+    writer.abort()
+    db_conn.rollback()
+    assert table(db_conn) == []
+
+
+def test_an_error_inside_the_copy_thread_reaches_the_caller(db_conn):
+    bad = [Row(T0, "p1", "heart_rate", 1.0), Row(T0, "bad\tid", "heart_rate", 2.0)]
+    writer = RowWriter(db_conn, 1_000, {})
+    with pytest.raises(psycopg2.Error):
+        writer.write(bad)
+        writer.finish()
+    db_conn.rollback()
+
+
+class FailingSource:
+    """Yields good rows of one stream, then fails on the next: the window must vanish whole."""
+
+    streams = ("heart_rate", "spo2")
+
+    def read(self, participant, stream, window, report):
+        if stream == "spo2":
+            raise PayloadError("malformed payload")
+        yield from rows(20_000, pid=participant.participant_id, start=window.start)
+
+
+def test_a_failure_after_the_copy_leaves_no_rows_and_a_failed_log_row(db_conn):
+    participant = Participant("p1", "UTC", "synthetic", date(2026, 5, 1), 1)
+    window = Window(T0, T0 + timedelta(days=1))
+    options = RunOptions(now=window.end, overlap=timedelta(days=1), batch_rows=1_000)
+    outcome = ingest_participant(db_conn, FailingSource(), participant,
+                                 {"heart_rate": window, "spo2": window}, options, uuid.uuid4())
+    assert outcome.status == "failed" and "malformed payload" in outcome.error
+    assert table(db_conn) == []
+    with db_conn.cursor() as cursor:
+        cursor.execute("SELECT status, rows_written, error FROM ingest_runs")
+        assert cursor.fetchall() == [("failed", 0, "PayloadError: malformed payload")]
