@@ -199,6 +199,7 @@ stop() {
     pids=$(descendants)
     # shellcheck disable=SC2086
     [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+    sleep 0.2 # let the copiers pass on the jobs' last lines
     kill -TERM "$copier_out" "$copier_err" 2>/dev/null || true
     rm -f "$CRON_FILE"
     log "stopped"

@@ -485,6 +485,39 @@ def test_entrypoint_runs_once_at_start_as_the_job_user_and_stops_on_sigterm(tmp_
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@needs_cron
+def test_sigterm_ends_a_running_job_too(tmp_path):
+    """`docker compose stop` in the middle of a run: the container still stops at once."""
+    tmp = world_readable_tmp()
+    marker = f"wearables-test-{uuid.uuid4().hex}"
+    fake = tmp / "fake-python"
+    fake.write_text(f'#!/bin/sh\necho "started"\nexec sleep 300 {marker}\n')
+    fake.chmod(0o755)
+    env = container_env(
+        tmp,
+        PYTHON=str(fake),
+        CRON_FILE=f"/etc/cron.d/wearables-test-{uuid.uuid4().hex[:8]}",
+        INGEST_SCHEDULE="0 1 1 1 *",
+    )
+    entry = Entrypoint(env)
+    try:
+        entry.wait_for(re.compile("^started$", re.MULTILINE), 1, timeout=30)
+        assert entry.stop() < 5
+        assert "entrypoint: stopped" in entry.output()
+        leftovers = [p for p in Path("/proc").glob("[0-9]*/cmdline") if _has(p, marker)]
+        assert not leftovers, "the running job outlived the entrypoint"
+    finally:
+        entry.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _has(cmdline: Path, marker: str) -> bool:
+    try:
+        return marker.encode() in cmdline.read_bytes()
+    except OSError:
+        return False
+
+
 @pytest.mark.slow
 @needs_cron
 def test_real_cron_fires_the_job_against_the_database(db, tmp_path):

@@ -982,11 +982,9 @@ NOW = "2026-03-03T00:00:00Z"
 @pytest.fixture
 def cli(db, fake, tmp_path):
     """Enrol p1 through the CLI, then run ingest.py against the fake."""
-    state_file = tmp_path / "state" / "last_run.json"
-    state_file.parent.mkdir()
     env = ingest_env(
         db.env,
-        state_file,
+        tmp_path,
         GOOGLE_HEALTH_URL=fake.url,
         GOOGLE_TOKEN_URL=fake.token_url,
         GOOGLE_CLIENT_ID=fake.client_id,
@@ -1030,7 +1028,7 @@ def cli(db, fake, tmp_path):
         def watermarks(self) -> dict:
             return state.load(self.state_file).watermarks.get("p1", {})
 
-    return Cli(env, state_file)
+    return Cli(env, Path(env["STATE_FILE"]))
 
 
 def a_day_of_data(fake: FakeGoogleHealth) -> int:

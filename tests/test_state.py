@@ -1,11 +1,15 @@
 import json
 import os
+import pwd
+import shutil
+import tempfile
+import traceback
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from ingester import state
 
-UTC = UTC
 T0 = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
 
 
@@ -56,3 +60,30 @@ def test_set_aside_keeps_the_bad_file(tmp_path):
     path.write_text("garbage")
     kept = state.set_aside(path, "bad-1")
     assert kept.read_text() == "garbage" and not path.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root (CI runs as root)")
+def test_another_user_can_share_the_lock_and_replace_the_file():
+    """A forced run as root must not lock cron's unprivileged job out of the state."""
+    directory = Path(tempfile.mkdtemp(prefix="state-"))  # pytest's tmp_path is root-only
+    directory.chmod(0o777)  # the state directory belongs to the job's user in the image
+    path = directory / "last_run.json"
+    state.save(path, {"p1": {"heart_rate": T0}})  # as root: root owns the file and its lock
+    later = T0 + timedelta(days=1)
+    nobody = pwd.getpwnam("nobody")
+    child = os.fork()
+    if child == 0:  # the job's user, in a forked copy of this process
+        code = 1
+        try:
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            state.save(path, {"p1": {"heart_rate": later}})
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert state.load(path).watermarks == {"p1": {"heart_rate": later}}
+    shutil.rmtree(directory)

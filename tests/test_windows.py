@@ -6,7 +6,6 @@ from ingester.model import Participant, Window
 from ingester.pipeline import RunOptions, plan_participant
 from ingester.windows import advance, local_midnight, plan_window
 
-UTC = UTC
 NOW = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 START = datetime(2026, 11, 1, tzinfo=UTC)
 DAY = timedelta(days=1)

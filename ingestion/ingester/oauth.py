@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import requests
 from requests.auth import AuthBase
 
-from .errors import NeedsConsent, PayloadError
-from .http import RequestRejected, describe, send
+from .errors import NeedsConsent, PayloadError, RequestRejected
+from .http import describe, send
 
 if TYPE_CHECKING:
     from .credentials import TokenStore

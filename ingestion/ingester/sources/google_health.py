@@ -70,11 +70,14 @@ class GoogleHealthSource:
         )
         params = {"pageSize": MAX_PAGE_SIZE, "filter": expression}
         seen_tokens: set[str] = set()
-        seen: set[tuple[str, datetime]] = set()
         outside = 0
         for _ in range(MAX_PAGES):
             page = classify(send(session, "GET", url, params=params, auth=auth))
             rows, token = rows_from_page(page, data_type, participant, report)
+            # Points of one instant from two data sources sit side by side in the time-sorted
+            # list, so one page's worth of memory catches them; a pair split by a page break
+            # is absorbed by the writer's upsert. Memory stays flat over any window.
+            seen: set[tuple[str, datetime]] = set()
             for row in rows:
                 if row.timestamp not in window:
                     outside += 1  # the filter's whole seconds reach a little past the window
