@@ -204,3 +204,13 @@ def test_demo_cohort_without_configuration(env):
     assert ids == ["demo-01", "demo-02", "demo-03"]
     status = ok(run_ingest(env, "status"))
     assert "demo-01" in status.stdout and "heart_rate" in status.stdout
+
+
+def test_dry_run_counts_and_writes_nothing(env):
+    done = ok(run_ingest({**env, "BACKFILL_DAYS": "1"}, "--now", DAY1, "--dry-run"))
+    counts = [line.split("\t") for line in done.stdout.splitlines()]
+    assert [c[0] for c in counts] == ["demo-01", "demo-02", "demo-03"]
+    assert all(int(c[2].split()[0]) > 80_000 for c in counts), done.stdout
+    assert query(env, "SELECT (SELECT count(*) FROM raw_data), (SELECT count(*) FROM ingest_runs),"
+                      " (SELECT count(*) FROM participants)") == [(0, 0, 0)]
+    assert not Path(env["STATE_FILE"]).exists()

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import psycopg2
 import pytest
+from ingester.db import apply_schema
 from ingester.errors import PayloadError
 from ingester.model import Participant, Row, Window
 from ingester.pipeline import RunOptions, ingest_participant
 from ingester.writer import RowWriter
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
+SCHEMA = Path(__file__).resolve().parent.parent / "timescaledb" / "init.sql"
 
 
 def rows(n: int, value: float = 60.0, pid: str = "p1", metric: str = "heart_rate", start=T0):
@@ -109,3 +114,23 @@ def test_a_failure_after_the_copy_leaves_no_rows_and_a_failed_log_row(db_conn):
     with db_conn.cursor() as cursor:
         cursor.execute("SELECT status, rows_written, error FROM ingest_runs")
         assert cursor.fetchall() == [("failed", 0, "PayloadError: malformed payload")]
+
+
+def test_runs_applying_the_schema_at_once_take_turns(db):
+    """Every run applies init.sql at start; on a new database, concurrent DDL must not race."""
+    with db.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("DROP VIEW participant_status; DROP TABLE raw_data; "
+                       "DROP TABLE ingest_runs, google_credentials, participants")
+    connections = [db.connect() for _ in range(6)]
+    barrier = threading.Barrier(len(connections))
+
+    def apply(connection):
+        barrier.wait()
+        apply_schema(connection, SCHEMA)
+
+    with ThreadPoolExecutor(len(connections)) as pool:
+        results = [pool.submit(apply, c) for c in connections]
+        errors = [r.exception() for r in results]
+    for connection in connections:
+        connection.close()
+    assert errors == [None] * len(connections)

@@ -151,13 +151,7 @@ def run(connection: db.Connection, settings: Settings, arguments: argparse.Names
         dry_run=arguments.dry_run,
     )
     with db.run_lock(connection):
-        cohort = demo_cohort(settings.seed, now.date(), settings.backfill_days)
-        if db.seed_cohort_if_empty(connection, cohort):
-            log.info(
-                "no participants enrolled: loading the demo cohort %s",
-                ", ".join(p.participant_id for p in cohort),
-            )
-        participants = db.load_participants(connection, arguments.participant)
+        participants = _cohort(connection, settings, now, arguments)
         unknown = set(arguments.participant) - {p.participant_id for p in participants}
         if unknown:
             log.error("unknown participant(s): %s", ", ".join(sorted(unknown)))
@@ -170,6 +164,21 @@ def run(connection: db.Connection, settings: Settings, arguments: argparse.Names
     failed = any(o.status in ("failed", "needs_consent") for o in outcomes)
     corrupt = loaded.problem is not None and loaded.problem != "missing"
     return EXIT_FAILED if failed or corrupt else EXIT_OK
+
+
+def _cohort(
+    connection: db.Connection, settings: Settings, now: datetime, arguments: argparse.Namespace
+) -> list[Participant]:
+    """The participants of this run; an empty cohort gets the demo cohort."""
+    if db.cohort_is_empty(connection):
+        demo = demo_cohort(settings.seed, now.date(), settings.backfill_days)
+        log.info("no participants enrolled: loading the demo cohort %s",
+                 ", ".join(p.participant_id for p in demo))
+        if arguments.dry_run:  # a dry run shows what the demo cohort would load, enrols nobody
+            return [p for p in demo if p.participant_id in arguments.participant
+                    or not arguments.participant]
+        db.add_participants(connection, demo)
+    return db.load_participants(connection, arguments.participant)
 
 
 def read_state(path: Path) -> state.LoadedState:

@@ -26,6 +26,7 @@ Connection = psycopg2.extensions.connection
 # process dies, so a killed run never leaves a stale lock behind. The number is arbitrary
 # but fixed; it must not collide with the per-participant token locks (two-key form).
 RUN_LOCK_KEY = 7_201_311_026
+SCHEMA_LOCK_KEY = RUN_LOCK_KEY + 1
 
 psycopg2.extras.register_uuid()
 
@@ -48,7 +49,9 @@ def connect(settings: Settings) -> Connection:
 
 
 def apply_schema(connection: Connection, schema_file: Path) -> None:
+    """Apply the idempotent schema; runs that start together take turns, as DDL may not race."""
     with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
         cursor.execute(schema_file.read_text(encoding="utf-8"))
     connection.commit()
 
@@ -110,16 +113,12 @@ def add_participants(connection: Connection, participants: Iterable[Participant]
     connection.commit()
 
 
-def seed_cohort_if_empty(connection: Connection, participants: list[Participant]) -> bool:
-    """Enrol the given cohort only into an empty participants table; True if it did."""
+def cohort_is_empty(connection: Connection) -> bool:
     with connection.cursor() as cursor:
-        cursor.execute("LOCK TABLE participants IN SHARE ROW EXCLUSIVE MODE")
-        cursor.execute("SELECT EXISTS (SELECT 1 FROM participants)")
-        if cursor.fetchone()[0]:
-            connection.commit()
-            return False
-    add_participants(connection, participants)
-    return True
+        cursor.execute("SELECT NOT EXISTS (SELECT 1 FROM participants)")
+        (empty,) = cursor.fetchone()
+    connection.commit()
+    return empty
 
 
 def remove_participant(connection: Connection, participant_id: str, purge: bool) -> int:
