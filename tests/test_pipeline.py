@@ -16,6 +16,7 @@ COHORT = [
 START = "2026-03-07"
 DAY1 = "2026-03-08T12:00:00Z"  # New York springs forward at 07:00Z that morning
 DAY2 = "2026-03-09T12:00:00Z"
+DAY3 = "2026-03-10T12:00:00Z"
 
 
 @pytest.fixture
@@ -70,6 +71,9 @@ def test_no_point_after_now(env):
     latest = query(env, 'SELECT max("timestamp") FROM raw_data')[0][0]
     assert latest.isoformat() < "2026-03-08T12:00:00+00:00"
     assert query(env, "SELECT count(*) FROM raw_data WHERE \"timestamp\" >= %s", (DAY1,)) == [(0,)]
+    # the run log's duration is the participant's real load time (over a second each here)
+    durations = query(env, "SELECT extract(epoch FROM duration) FROM ingest_runs")
+    assert len(durations) == 3 and all(seconds > 0.5 for (seconds,) in durations), durations
 
 
 def test_a_run_killed_mid_write_then_rerun_equals_an_uninterrupted_run(env):
@@ -214,3 +218,66 @@ def test_dry_run_counts_and_writes_nothing(env):
     assert query(env, "SELECT (SELECT count(*) FROM raw_data), (SELECT count(*) FROM ingest_runs),"
                       " (SELECT count(*) FROM participants)") == [(0, 0, 0)]
     assert not Path(env["STATE_FILE"]).exists()
+
+
+def watermark_of(env, pid):
+    state_file = Path(env["STATE_FILE"])
+    if not state_file.exists():
+        return {}
+    return json.loads(state_file.read_text())["watermarks"].get(pid, {})
+
+
+def test_a_recent_backfill_does_not_skip_the_days_before_it(env):
+    enrol(env, COHORT[:1])
+    ok(run_ingest(env, "--now", DAY2, "--since", "2026-03-09T00:00:00Z"))
+    assert watermark_of(env, "p1") == {}  # 7 and 8 March are not loaded yet
+    ok(run_ingest(env, "--now", DAY2))
+    loaded = fingerprint(env)
+    reset(env)
+    ok(run_ingest(env, "--now", DAY2))
+    assert fingerprint(env) == loaded
+
+
+def test_a_database_restored_from_a_backup_is_reloaded(env):
+    enrol(env, COHORT[:1])
+    ok(run_ingest(env, "--now", DAY1))
+    expected = fingerprint(env)
+    ok(run_ingest(env, "--now", DAY2))
+    ok(run_ingest(env, "--now", DAY3))
+    # The restore: the database as after day 1, the state file as after day 3.
+    query(env, "DELETE FROM raw_data WHERE \"timestamp\" >= %s", (DAY1,))
+    query(env, "DELETE FROM ingest_runs WHERE window_end > %s", (DAY1,))
+    assert fingerprint(env) == expected
+    ok(run_ingest(env, "--now", DAY3))
+    restored = fingerprint(env)
+    reset(env)
+    ok(run_ingest(env, "--now", DAY3))
+    assert fingerprint(env) == restored
+
+
+def test_a_purged_participant_enrolled_again_is_loaded_from_its_start(env):
+    enrol(env, COHORT[:1])
+    ok(run_ingest(env, "--now", DAY2))
+    first = fingerprint(env)
+    ok(run_ingest(env, "participant", "remove", "p1", "--purge"))
+    assert fingerprint(env)[0] == 0
+    enrol(env, COHORT[:1])
+    ok(run_ingest(env, "--now", DAY2))
+    assert fingerprint(env) == first
+
+
+def test_now_in_the_future_is_refused(env):
+    done = run_ingest(env, "--now", "2099-01-01T00:00:00Z")
+    assert done.returncode == 2
+    assert done.stderr.startswith("--now must not be later than the current time")
+    assert query(env, "SELECT count(*) FROM participants") == [(0,)]
+
+
+def test_a_dry_run_leaves_a_corrupt_state_file_for_the_real_run_to_flag(env):
+    enrol(env, COHORT[:1])
+    Path(env["STATE_FILE"]).parent.mkdir(parents=True)
+    Path(env["STATE_FILE"]).write_text("garbage")
+    dry = run_ingest(env, "--now", DAY1, "--dry-run")
+    assert dry.returncode == 1 and "is corrupt" in dry.stderr
+    assert Path(env["STATE_FILE"]).read_text() == "garbage"
+    assert run_ingest(env, "--now", DAY1).returncode == 1

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from ingester.model import Participant, Window
 from ingester.pipeline import RunOptions, plan_participant
-from ingester.windows import advance, local_midnight, plan_window
+from ingester.windows import advance, local_midnight, plan_window, trusted_watermark
 
 NOW = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -46,9 +46,27 @@ def test_nothing_to_do_when_the_participant_starts_in_the_future():
 
 def test_watermark_only_moves_forward():
     old = Window(START, START + DAY)
-    assert advance(NOW, old) == NOW
-    assert advance(None, old) == START + DAY
-    assert advance(START, old) == START + DAY
+    assert advance(NOW, START, old) == NOW
+    assert advance(None, START, old) == START + DAY
+    assert advance(START, START, old) == START + DAY
+
+
+def test_a_backfill_that_leaves_a_gap_does_not_move_the_watermark():
+    recent = Window(NOW - 2 * DAY, NOW)
+    assert advance(None, START, recent) is None  # days since START are not loaded yet
+    assert advance(START + DAY, START, recent) == START + DAY
+    assert advance(NOW - 3 * DAY, START, Window(NOW - 4 * DAY, NOW)) == NOW
+
+
+@pytest.mark.parametrize("in_file, in_database, trusted", [
+    (NOW, NOW, NOW),
+    (NOW, NOW - DAY, NOW - DAY),  # the database was restored from a backup
+    (NOW - DAY, NOW, NOW - DAY),  # the run committed, then died before writing the file
+    (NOW, None, None),  # the participant was purged: reload it
+    (None, NOW, NOW),  # no state file: recover from the database
+])
+def test_the_state_file_never_leads_the_database(in_file, in_database, trusted):
+    assert trusted_watermark(in_file, in_database) == trusted
 
 
 def test_window_rejects_naive_instants_and_is_half_open():
@@ -67,7 +85,7 @@ def test_plan_gives_each_stream_its_own_window():
     participant = Participant("p1", "Europe/Berlin", "synthetic", date(2026, 11, 1), 1)
     options = RunOptions(now=NOW, overlap=DAY, batch_rows=1000)
     marks = {"heart_rate": datetime(2026, 11, 26, tzinfo=UTC)}
-    plan = plan_participant(participant, ("heart_rate", "spo2"), marks, None, options)
+    plan = plan_participant(participant, ("heart_rate", "spo2"), marks, DAY, options)
     assert plan["heart_rate"] == Window(datetime(2026, 11, 25, tzinfo=UTC), NOW)
     # Berlin midnight of the start date, in UTC
     assert plan["spo2"] == Window(datetime(2026, 10, 31, 23, 0, tzinfo=UTC), NOW)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from ingester.db import apply_schema
+from ingester.db import RunLockTimeout, add_participants, apply_schema, run_lock
 from ingester.errors import PayloadError
 from ingester.model import Participant, Row, Window
 from ingester.pipeline import RunOptions, ingest_participant
@@ -105,6 +105,7 @@ class FailingSource:
 
 def test_a_failure_after_the_copy_leaves_no_rows_and_a_failed_log_row(db_conn):
     participant = Participant("p1", "UTC", "synthetic", date(2026, 5, 1), 1)
+    add_participants(db_conn, [participant])
     window = Window(T0, T0 + timedelta(days=1))
     options = RunOptions(now=window.end, overlap=timedelta(days=1), batch_rows=1_000)
     outcome = ingest_participant(db_conn, FailingSource(), participant,
@@ -134,3 +135,29 @@ def test_runs_applying_the_schema_at_once_take_turns(db):
     for connection in connections:
         connection.close()
     assert errors == [None] * len(connections)
+
+
+def test_a_run_gives_up_waiting_for_a_stuck_run(db):
+    holder, waiter = db.connect(), db.connect()
+    try:
+        with (
+            run_lock(holder, timedelta(hours=1)),
+            pytest.raises(RunLockTimeout),
+            run_lock(waiter, timedelta(seconds=1)),
+        ):
+            pass
+        with run_lock(waiter, timedelta(seconds=1)):  # free again once the first is done
+            pass
+    finally:
+        holder.close()
+        waiter.close()
+
+
+def test_a_participant_removed_during_the_run_is_not_loaded(db_conn):
+    participant = Participant("p1", "UTC", "synthetic", date(2026, 5, 1), 1)
+    window = Window(T0, T0 + timedelta(hours=1))
+    options = RunOptions(now=window.end, overlap=timedelta(days=1), batch_rows=1_000)
+    outcome = ingest_participant(db_conn, FailingSource(), participant, {"heart_rate": window},
+                                 options, uuid.uuid4())
+    assert outcome.status == "removed"
+    assert table(db_conn) == []

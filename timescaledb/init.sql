@@ -62,11 +62,18 @@ CREATE TABLE IF NOT EXISTS ingest_runs (
     rows_written    bigint      NOT NULL DEFAULT 0,
     rows_rejected   bigint      NOT NULL DEFAULT 0,
     status          text        NOT NULL CHECK (status IN ('ok', 'failed', 'needs_consent')),
+    -- The participant's watermark once this run committed; NULL when the run did not move
+    -- it (a failure, or a backfill that left a gap). The state file mirrors it.
+    watermark       timestamptz,
     error           text,
     started_at      timestamptz NOT NULL,
-    finished_at     timestamptz NOT NULL DEFAULT now(),
+    -- clock_timestamp(), not now(): now() is the transaction's start, not the row's.
+    finished_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
     duration        interval GENERATED ALWAYS AS (finished_at - started_at) STORED
 );
+-- Databases created by an earlier version of this file get what it added since.
+ALTER TABLE ingest_runs ALTER COLUMN finished_at SET DEFAULT clock_timestamp();
+ALTER TABLE ingest_runs ADD COLUMN IF NOT EXISTS watermark timestamptz;
 CREATE INDEX IF NOT EXISTS ingest_runs_participant ON ingest_runs (participant_id, finished_at DESC);
 
 -- "What was loaded, when, and what failed": the latest run of every participant.

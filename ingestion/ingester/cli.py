@@ -1,7 +1,8 @@
 """The command line: `ingest.py` runs one delta ingestion; subcommands inspect and enrol.
 
 Exit codes: 0 all participants loaded; 1 a participant failed (or the state file had to be
-recovered); 2 bad configuration or arguments; 3 the database is unreachable.
+recovered, or could not be written); 2 bad configuration or arguments; 3 the database is
+unreachable or failed; 4 another run held the run lock for longer than RUN_LOCK_WAIT.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,7 +28,13 @@ from .sources import Source
 
 log = logging.getLogger("ingester")
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE, EXIT_BUSY = 0, 1, 2, 3, 4
+
+# A run waits this long for the one before it; past that something is stuck, and piling up
+# one more waiting process every night would only hide it.
+RUN_LOCK_WAIT = timedelta(hours=1)
+# How far --now may lead this machine's clock (clocks of hosts differ a little).
+CLOCK_SKEW = timedelta(minutes=5)
 
 HERE = Path(__file__).resolve().parent
 # In the image the schema sits beside ingest.py; in a checkout it is timescaledb/init.sql.
@@ -124,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatabaseUnavailable as error:
         log.error("%s", error)
         return EXIT_DATABASE
-    except psycopg2.OperationalError as error:
+    except psycopg2.Error as error:  # e.g. a DB_USER that may not create the schema
         log.error("database error: %s", str(error).strip().splitlines()[0])
         return EXIT_DATABASE
     finally:
@@ -141,7 +149,14 @@ def configure_logging(level: str) -> None:
 
 
 def run(connection: db.Connection, settings: Settings, arguments: argparse.Namespace) -> int:
-    now = arguments.now or datetime.now(UTC)
+    clock = datetime.now(UTC)
+    now = arguments.now or clock
+    if now > clock + CLOCK_SKEW:
+        # A --now in the future would store points that have not happened yet and push the
+        # watermarks past days that then never load.
+        print(f"--now must not be later than the current time ({clock:%Y-%m-%dT%H:%M:%SZ}), "
+              f"got {now.isoformat()}", file=sys.stderr)
+        return EXIT_CONFIG
     options = RunOptions(
         now=now,
         overlap=settings.overlap,
@@ -150,18 +165,22 @@ def run(connection: db.Connection, settings: Settings, arguments: argparse.Names
         until=arguments.until,
         dry_run=arguments.dry_run,
     )
-    with db.run_lock(connection):
-        participants = _cohort(connection, settings, now, arguments)
-        unknown = set(arguments.participant) - {p.participant_id for p in participants}
-        if unknown:
-            log.error("unknown participant(s): %s", ", ".join(sorted(unknown)))
-            return EXIT_CONFIG
-        loaded = read_state(settings.state_file)
-        outcomes = run_cohort(
-            connection, participants, SourceFactory(settings), loaded, settings.state_file, options
-        )
-    summarise(outcomes, arguments.dry_run)
-    failed = any(o.status in ("failed", "needs_consent") for o in outcomes)
+    began = time.monotonic()
+    try:
+        with db.run_lock(connection, RUN_LOCK_WAIT):
+            participants = _cohort(connection, settings, now, arguments)
+            unknown = set(arguments.participant) - {p.participant_id for p in participants}
+            if unknown:
+                log.error("unknown participant(s): %s", ", ".join(sorted(unknown)))
+                return EXIT_CONFIG
+            loaded = read_state(settings.state_file, arguments.dry_run)
+            outcomes = run_cohort(connection, participants, SourceFactory(settings), loaded,
+                                  settings.state_file, options)
+    except db.RunLockTimeout as error:
+        log.error("%s", error)
+        return EXIT_BUSY
+    summarise(outcomes, arguments.dry_run, time.monotonic() - began)
+    failed = any(o.status in ("failed", "needs_consent") or o.warning for o in outcomes)
     corrupt = loaded.problem is not None and loaded.problem != "missing"
     return EXIT_FAILED if failed or corrupt else EXIT_OK
 
@@ -169,31 +188,28 @@ def run(connection: db.Connection, settings: Settings, arguments: argparse.Names
 def _cohort(
     connection: db.Connection, settings: Settings, now: datetime, arguments: argparse.Namespace
 ) -> list[Participant]:
-    """The participants of this run; an empty cohort gets the demo cohort."""
-    if db.cohort_is_empty(connection):
+    """The participants of this run; an empty cohort gets the demo cohort (DEMO_COHORT)."""
+    if settings.demo_cohort and db.cohort_is_empty(connection):
         demo = demo_cohort(settings.seed, now.date(), settings.backfill_days)
-        log.info("no participants enrolled: loading the demo cohort %s",
-                 ", ".join(p.participant_id for p in demo))
         if arguments.dry_run:  # a dry run shows what the demo cohort would load, enrols nobody
-            return [p for p in demo if p.participant_id in arguments.participant
-                    or not arguments.participant]
-        db.add_participants(connection, demo)
+            wanted = set(arguments.participant)
+            return [p for p in demo if not wanted or p.participant_id in wanted]
+        if db.enrol_if_empty(connection, demo):
+            log.info("no participants enrolled: loading the demo cohort %s",
+                     ", ".join(p.participant_id for p in demo))
     return db.load_participants(connection, arguments.participant)
 
 
-def read_state(path: Path) -> state.LoadedState:
+def read_state(path: Path, dry_run: bool) -> state.LoadedState:
     loaded = state.load(path)
     if loaded.problem == "missing":
         log.info("no state file at %s: watermarks come from the database", path)
     elif loaded.problem is not None:
-        kept = state.set_aside(path, f"bad-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
-        log.error(
-            "state file %s is %s; kept it as %s and recovered watermarks from the "
-            "database (the run goes on; exit code 1 flags it)",
-            path,
-            loaded.problem,
-            kept,
-        )
+        kept = path
+        if not dry_run:  # kept for inspection; a dry run leaves even a bad file in place
+            kept = state.set_aside(path, f"bad-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+        log.error("state file %s is %s; kept it as %s and recovered watermarks from the "
+                  "database (the run goes on; exit code 1 flags it)", path, loaded.problem, kept)
     return loaded
 
 
@@ -221,26 +237,21 @@ class SourceFactory:
         return GoogleHealthSource(self._settings, TokenStore(self._settings))
 
 
-def summarise(outcomes: list[Outcome], dry_run: bool) -> None:
+def summarise(outcomes: list[Outcome], dry_run: bool, seconds: float) -> None:
     by_status: dict[str, int] = {}
     for outcome in outcomes:
         by_status[outcome.status] = by_status.get(outcome.status, 0) + 1
     read = sum(o.rows_read for o in outcomes)
-    seconds = sum(o.seconds for o in outcomes)
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "no participants"
     if dry_run:
         for o in outcomes:
             print(f"{o.participant_id}\t{o.status}\t{o.rows_read} rows\t{o.rows_rejected} rejected")
     log.info(
-        "%srun finished: %d participants (%s); %d rows read, %d written, %d rejected in %.1f s%s",
-        "dry " if dry_run else "",
-        len(outcomes),
-        statuses,
-        read,
-        sum(o.rows_written for o in outcomes),
-        sum(o.rows_rejected for o in outcomes),
-        seconds,
-        f" ({read / seconds:.0f} rows/s)" if seconds else "",
+        "%srun finished: %d participants (%s); %d rows read, %d written, %d rejected "
+        "in %.1f s (%.0f rows/s)",
+        "dry " if dry_run else "", len(outcomes), statuses, read,
+        sum(o.rows_written for o in outcomes), sum(o.rows_rejected for o in outcomes),
+        seconds, read / seconds if seconds else 0.0,
     )
 
 

@@ -28,6 +28,7 @@ class Settings:
     db_user: str = "postgres"
     db_password: str = field(default="", repr=False)  # a secret: never in repr or logs
     seed: int = 42
+    demo_cohort: bool = True
     state_file: Path = Path("state/last_run.json")
     overlap: timedelta = timedelta(hours=24)
     backfill_days: int = 3
@@ -49,6 +50,12 @@ class Settings:
             "password": self.db_password,
             "connect_timeout": 10,
             "application_name": "wearable-ingester",
+            # A database host that vanishes mid-query must end the run, not hang it: TCP
+            # keepalives notice a dead peer within about two minutes.
+            "keepalives": 1,
+            "keepalives_idle": 60,
+            "keepalives_interval": 10,
+            "keepalives_count": 6,
         }
 
 
@@ -79,6 +86,13 @@ def _hours(value: str) -> timedelta:
     return timedelta(hours=_int_in(0, 24 * 365)(value))
 
 
+def _boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false"):
+        raise ValueError
+    return lowered == "true"
+
+
 def _log_level(value: str) -> str:
     if value.upper() not in LOG_LEVELS:
         raise ValueError
@@ -100,6 +114,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "DB_USER": ("db_user", _text, "a user name"),
     "DB_PASSWORD": ("db_password", str, "a password"),
     "SEED": ("seed", _int_in(0, 2**31 - 1), "an integer 0-2147483647"),
+    "DEMO_COHORT": ("demo_cohort", _boolean, "true or false"),
     "STATE_FILE": ("state_file", lambda v: Path(_text(v)), "a file path"),
     "OVERLAP_HOURS": ("overlap", _hours, "a whole number of hours 0-8760"),
     "BACKFILL_DAYS": ("backfill_days", _int_in(0, 3650), "a whole number of days 0-3650"),

@@ -7,15 +7,16 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
 from .config import Settings
-from .errors import DatabaseUnavailable
+from .errors import DatabaseUnavailable, IngestError
 from .model import Participant
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,27 @@ def apply_schema(connection: Connection, schema_file: Path) -> None:
     connection.commit()
 
 
+class RunLockTimeout(IngestError):
+    """Another run held the run lock for longer than this run would wait."""
+
+
 @contextmanager
-def run_lock(connection: Connection) -> Iterator[None]:
+def run_lock(connection: Connection, wait: timedelta) -> Iterator[None]:
     """Hold the database's run lock; a second run waits here until the first is done."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", (RUN_LOCK_KEY,))
         if not cursor.fetchone()[0]:
             log.warning("another ingestion run holds the lock; waiting for it to finish")
-            cursor.execute("SELECT pg_advisory_lock(%s)", (RUN_LOCK_KEY,))
+            cursor.execute("SET lock_timeout = %s", (f"{int(wait.total_seconds())}s",))
+            try:
+                cursor.execute("SELECT pg_advisory_lock(%s)", (RUN_LOCK_KEY,))
+            except psycopg2.errors.LockNotAvailable:
+                connection.rollback()
+                raise RunLockTimeout(
+                    f"another ingestion run has held the run lock for over {wait}; giving up "
+                    "(see pg_stat_activity, application_name 'wearable-ingester')"
+                ) from None
+            cursor.execute("RESET lock_timeout")
     connection.commit()
     try:
         yield
@@ -121,6 +135,22 @@ def cohort_is_empty(connection: Connection) -> bool:
     return empty
 
 
+def enrol_if_empty(connection: Connection, participants: list[Participant]) -> bool:
+    """Enrol the participants only into an empty cohort; True if it did.
+
+    The table lock makes the check and the insert one step: an enrolment that commits in
+    between waits, and then the demo participants are not added beside a real one.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("LOCK TABLE participants IN SHARE ROW EXCLUSIVE MODE")
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM participants)")
+        if cursor.fetchone()[0]:
+            connection.commit()
+            return False
+    add_participants(connection, participants)
+    return True
+
+
 def remove_participant(connection: Connection, participant_id: str, purge: bool) -> int:
     """Remove from the cohort; with purge, delete its stored data too. Returns rows deleted."""
     with connection.cursor() as cursor:
@@ -128,8 +158,11 @@ def remove_participant(connection: Connection, participant_id: str, purge: bool)
         found = cursor.rowcount
         deleted = 0
         if purge:
+            # The run log goes too: its watermarks would make a participant enrolled again
+            # under the same id skip everything before them.
             cursor.execute("DELETE FROM raw_data WHERE participant_id = %s", (participant_id,))
             deleted = cursor.rowcount
+            cursor.execute("DELETE FROM ingest_runs WHERE participant_id = %s", (participant_id,))
     connection.commit()
     if not found:
         raise LookupError(f"no participant {participant_id!r}")
@@ -153,25 +186,41 @@ def stored_until(
 
 
 def recover_watermark(connection: Connection, participant_id: str) -> datetime | None:
-    """What the database proves was loaded for a participant, for a lost state file.
+    """What the database proves was loaded for a participant, without any gap before it.
 
-    The end of its last committed run is exact (the run log commits with the data); the
-    last stored point is a safe lower bound for data loaded before the run log existed.
+    The run log records each committed run's watermark in the same transaction as its
+    data, so it is exact. A participant loaded before the run log existed falls back to its
+    last stored point, a safe lower bound.
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT max(window_end) FROM ingest_runs WHERE participant_id = %s AND status = 'ok'",
+            "SELECT count(*) > 0, max(watermark) FILTER (WHERE status = 'ok') "
+            "FROM ingest_runs WHERE participant_id = %s",
             (participant_id,),
         )
-        (last_run_end,) = cursor.fetchone()
-        if last_run_end is None:
+        logged, watermark = cursor.fetchone()
+        if not logged:
             cursor.execute(
                 'SELECT max("timestamp") FROM raw_data WHERE participant_id = %s',
                 (participant_id,),
             )
-            (last_run_end,) = cursor.fetchone()
+            (watermark,) = cursor.fetchone()
     connection.commit()
-    return last_run_end
+    return watermark
+
+
+def hold_participant(connection: Connection, participant_id: str) -> bool:
+    """Keep the participant enrolled until this transaction ends; False if it is gone.
+
+    `participant remove` waits for a participant being loaded, and a participant removed
+    while the run was busy with others is not loaded (and its data not restored) after it.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM participants WHERE participant_id = %s FOR KEY SHARE",
+            (participant_id,),
+        )
+        return cursor.fetchone() is not None
 
 
 # --- the run log ------------------------------------------------------------------------
@@ -189,6 +238,7 @@ class RunRecord:
     rows_written: int = 0
     rows_rejected: int = 0
     error: str | None = None
+    watermark: datetime | None = None
 
 
 def record_run(connection: Connection, record: RunRecord) -> None:
@@ -196,8 +246,8 @@ def record_run(connection: Connection, record: RunRecord) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO ingest_runs (run_id, participant_id, window_start, window_end, "
-            "rows_read, rows_written, rows_rejected, status, error, started_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "rows_read, rows_written, rows_rejected, status, error, started_at, watermark, "
+            "finished_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
             (
                 record.run_id,
                 record.participant_id,
@@ -209,6 +259,7 @@ def record_run(connection: Connection, record: RunRecord) -> None:
                 record.status,
                 record.error,
                 record.started_at,
+                record.watermark,
             ),
         )
 

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg2
 
@@ -22,7 +23,7 @@ from .errors import DatabaseUnavailable, NeedsConsent
 from .model import Participant, ReadReport, Window
 from .progress import checked
 from .sources import Source
-from .windows import advance, local_midnight, plan_window
+from .windows import advance, local_midnight, plan_window, trusted_watermark
 from .writer import RowWriter
 
 log = logging.getLogger(__name__)
@@ -43,20 +44,21 @@ class RunOptions:
 @dataclass
 class Outcome:
     participant_id: str
-    status: str  # ok | failed | needs_consent | nothing_to_do
+    status: str  # ok | failed | needs_consent | nothing_to_do | removed
     rows_read: int = 0
     rows_written: int = 0
     rows_rejected: int = 0
     error: str | None = None
     seconds: float = 0.0
     rejected: dict[str, int] = field(default_factory=dict)
+    warning: str | None = None  # loaded, but something after the commit went wrong
 
 
 def plan_participant(
     participant: Participant,
     streams: tuple[str, ...],
-    watermarks: Mapping[str, datetime],
-    fallback: datetime | None,
+    watermarks: Mapping[str, datetime | None],
+    overlap: timedelta,
     options: RunOptions,
 ) -> Plan:
     """Pure: the window of every stream that has something to load."""
@@ -64,16 +66,30 @@ def plan_participant(
     plan: Plan = {}
     for stream in streams:
         window = plan_window(
-            watermark=watermarks.get(stream, fallback),
+            watermark=watermarks.get(stream),
             participant_start=start,
             now=options.now,
-            overlap=options.overlap,
+            overlap=overlap,
             since=options.since,
             until=options.until,
         )
         if window is not None:
             plan[stream] = window
     return plan
+
+
+def moved_watermarks(
+    participant: Participant, plan: Plan, watermarks: Mapping[str, datetime | None]
+) -> dict[str, datetime]:
+    """Pure: every stream's watermark once the plan is committed (a window that leaves a gap
+    keeps the one it had; a stream that still has none is left out)."""
+    start = local_midnight(participant.start_date, participant.zone)
+    moved = {}
+    for stream, window in plan.items():
+        mark = advance(watermarks.get(stream), start, window)
+        if mark is not None:
+            moved[stream] = mark
+    return moved
 
 
 def ingest_participant(
@@ -83,13 +99,20 @@ def ingest_participant(
     plan: Plan,
     options: RunOptions,
     run_id: uuid.UUID,
+    moved: Mapping[str, datetime] | None = None,
 ) -> Outcome:
+    """Load one participant's plan in one transaction, with its run-log row; commit or roll
+    back all of it. `moved` are the watermarks the run log records if it commits."""
     began, started_at = time.monotonic(), datetime.now(UTC)
     report = ReadReport()
     outcome = Outcome(participant.participant_id, "ok")
     writer: RowWriter | None = None
     try:
         if not options.dry_run:
+            if not db.hold_participant(connection, participant.participant_id):
+                connection.rollback()  # removed from the cohort since the run started
+                outcome.status = "removed"
+                return outcome
             earliest = min(window.start for window in plan.values())
             latest = db.stored_until(connection, participant.participant_id, earliest)
             writer = RowWriter(connection, options.batch_rows, latest)
@@ -104,7 +127,10 @@ def ingest_participant(
             counts = writer.finish()
             outcome.rows_read, outcome.rows_written = counts.read, counts.written
             outcome.rows_rejected = report.rejected_total
-            db.record_run(connection, _record(run_id, participant, plan, started_at, outcome))
+            watermark = min(moved.values()) if moved else None
+            db.record_run(
+                connection, _record(run_id, participant, plan, started_at, outcome, watermark)
+            )
             connection.commit()
     except Exception as error:
         if writer is not None:
@@ -140,7 +166,12 @@ def _one_line(error: BaseException) -> str:
 
 
 def _record(
-    run_id: uuid.UUID, participant: Participant, plan: Plan, started_at: datetime, o: Outcome
+    run_id: uuid.UUID,
+    participant: Participant,
+    plan: Plan,
+    started_at: datetime,
+    outcome: Outcome,
+    watermark: datetime | None = None,
 ) -> db.RunRecord:
     return db.RunRecord(
         run_id=run_id,
@@ -148,11 +179,12 @@ def _record(
         window_start=min((w.start for w in plan.values()), default=None),
         window_end=max((w.end for w in plan.values()), default=None),
         started_at=started_at,
-        status=o.status,
-        rows_read=o.rows_read,
-        rows_written=o.rows_written,
-        rows_rejected=o.rows_rejected,
-        error=o.error,
+        status=outcome.status,
+        rows_read=outcome.rows_read,
+        rows_written=outcome.rows_written,
+        rows_rejected=outcome.rows_rejected,
+        error=outcome.error,
+        watermark=watermark,
     )
 
 
@@ -161,44 +193,61 @@ def run_cohort(
     participants: list[Participant],
     source_for: Callable[[str], Source],
     loaded: state.LoadedState,
-    state_file,
+    state_file: Path,
     options: RunOptions,
 ) -> list[Outcome]:
     run_id = uuid.uuid4()
     outcomes = []
     for participant in participants:
         pid = participant.participant_id
-        watermarks = loaded.watermarks.get(pid, {})
-        fallback = None if watermarks else db.recover_watermark(connection, pid)
+        in_database = db.recover_watermark(connection, pid)
+        in_file = loaded.watermarks.get(pid, {})
         try:
             source = source_for(participant.source)
-            plan = plan_participant(participant, source.streams, watermarks, fallback, options)
+            marks = {s: trusted_watermark(in_file.get(s), in_database) for s in source.streams}
+            overlap = max(options.overlap, getattr(source, "late_sync", timedelta(0)))
+            plan = plan_participant(participant, source.streams, marks, overlap, options)
         except Exception as error:  # a bad zone, Google settings missing: this one only
-            outcome = Outcome(pid, "failed", error=f"{type(error).__name__}: {_one_line(error)}")
-            outcomes.append(outcome)
-            log.error("%s failed before loading: %s", pid, outcome.error)
-            if not options.dry_run:
-                db.record_run(
-                    connection, _record(run_id, participant, {}, datetime.now(UTC), outcome)
-                )
-                connection.commit()
+            outcomes.append(_failed_before_loading(connection, run_id, participant, error, options))
             continue
         if not plan:
             outcomes.append(Outcome(pid, "nothing_to_do"))
             log.info("%s: nothing to load before %s", pid, options.now.isoformat())
             continue
-        outcome = ingest_participant(connection, source, participant, plan, options, run_id)
+        moved = moved_watermarks(participant, plan, marks)
+        outcome = ingest_participant(connection, source, participant, plan, options, run_id, moved)
         outcomes.append(outcome)
         _log_outcome(outcome, plan)
-        if outcome.status == "ok" and not options.dry_run:
-            moved = {s: advance(watermarks.get(s, fallback), w) for s, w in plan.items()}
-            state.save(state_file, {pid: moved})
+        if outcome.status == "ok" and moved and not options.dry_run:
+            try:
+                state.save(state_file, {pid: moved})
+            except OSError as error:
+                # The data and its watermark are committed (the run log holds it), so the
+                # next run recovers; this run still exits non-zero to get the file fixed.
+                outcome.warning = f"state file {state_file} not written: {error}"
+                log.error("%s: %s", pid, outcome.warning)
     return outcomes
 
 
+def _failed_before_loading(
+    connection: db.Connection,
+    run_id: uuid.UUID,
+    participant: Participant,
+    error: Exception,
+    options: RunOptions,
+) -> Outcome:
+    outcome = Outcome(participant.participant_id, "failed")
+    outcome.error = f"{type(error).__name__}: {_one_line(error)}"
+    log.error("%s failed before loading: %s", participant.participant_id, outcome.error)
+    if not options.dry_run:
+        db.record_run(connection, _record(run_id, participant, {}, datetime.now(UTC), outcome))
+        connection.commit()
+    return outcome
+
+
 def _log_outcome(outcome: Outcome, plan: Plan) -> None:
-    start = min(w.start for w in plan.values()).isoformat()
-    end = max(w.end for w in plan.values()).isoformat()
+    start = min(w.start for w in plan.values()).astimezone(UTC).isoformat()
+    end = max(w.end for w in plan.values()).astimezone(UTC).isoformat()
     rate = outcome.rows_read / outcome.seconds if outcome.seconds else 0.0
     if outcome.status == "ok":
         log.info(

@@ -42,6 +42,24 @@ def plan_window(
     return Window(start, end)
 
 
-def advance(watermark: datetime | None, window: Window) -> datetime:
-    """The watermark after committing a window: it only ever moves forward."""
+def advance(
+    watermark: datetime | None, participant_start: datetime, window: Window
+) -> datetime | None:
+    """The watermark after committing a window: forward only, and never across a gap.
+
+    A window that starts after everything loaded so far (a `--since` backfill of recent
+    days) leaves a hole behind it; moving the watermark past it would skip the hole for
+    good, so such a window leaves the watermark where it was.
+    """
+    loaded_until = watermark if watermark is not None else participant_start
+    if window.start > loaded_until:
+        return watermark
     return window.end if watermark is None else max(watermark, window.end)
+
+
+def trusted_watermark(in_file: datetime | None, in_database: datetime | None) -> datetime | None:
+    """The state file may lag the database, never lead it: a restored or purged database
+    must be reloaded, whatever the file remembers."""
+    if in_database is None or in_file is None:
+        return in_database
+    return min(in_file, in_database)
