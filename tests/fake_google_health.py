@@ -8,7 +8,8 @@ token endpoint for the refresh_token grant. Errors use Google's envelope
 
 Scenarios are switched on by the test: 429 with Retry-After, 5xx, an expired access token
 (401 then a refresh), a rotated refresh token, invalid_grant, a reply slower than the client's
-timeout, malformed JSON, numbers written as strings, an empty day.
+timeout, a token reply lost after the endpoint acted on it, malformed JSON, numbers written
+as strings, an empty day.
 
 Bounded: it binds 127.0.0.1 on a free port, refuses any non-loopback peer, and `stop()` (or
 leaving the `with` block) ends it, waking any reply that is being held back.
@@ -153,6 +154,9 @@ class Fault:
     status: int | None = None  # an HTTP error with Google's envelope (or OAuth's)
     retry_after: str | None = None
     delay: float = 0.0  # hold the reply back this long (past the client's timeout)
+    # Token endpoint: act on the request (a rotation takes effect), then hold the reply back
+    # this long: the reply is lost if the client times out first.
+    reply_delay: float = 0.0
     raw_body: bytes | None = None  # a 200 with this body instead of the real one
     oauth_error: str | None = None  # token endpoint: {"error": oauth_error}
 
@@ -452,7 +456,14 @@ def _handler(fake: FakeGoogleHealth) -> type[BaseHTTPRequestHandler]:
                     self._reply(*error(fault.status, status, "scripted failure"), headers=headers)
                 return
             if route == "token":
-                self._reply(*fake._token(form))
+                reply = fake._token(form)
+                if (
+                    fault is not None
+                    and fault.reply_delay
+                    and fake._stopping.wait(fault.reply_delay)
+                ):
+                    return
+                self._reply(*reply)
                 return
             if not fake._authorized(seen.authorization):
                 self._reply(

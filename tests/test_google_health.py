@@ -10,7 +10,10 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
+import tracemalloc
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,9 +39,11 @@ from ingester.errors import ConfigError, NeedsConsent, PayloadError, SourceUnava
 from ingester.metrics import METRICS
 from ingester.model import GOOGLE_HEALTH, Participant, ReadReport, Row, Window
 from ingester.oauth import EXPIRY_MARGIN, GoogleOAuth
+from ingester.sources import google_health as google_health_source
 from ingester.sources.google_health import GoogleHealthSource, civil_days, list_filter
 from ingester.transform.google_health import DATA_TYPES, rows_from_page
 from support import ingest_env, query, run_ingest
+from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import RequestHistory
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -276,6 +281,48 @@ def test_an_unreadable_point_is_counted_and_skipped(data_type, point):
     assert all(reason.startswith(f"{data_type}: ") for reason in report.rejected)
 
 
+def test_rejection_reasons_are_a_fixed_set_whatever_the_bad_values():
+    # The report counts reasons over a whole window: a key per distinct bad value would
+    # grow without bound (and end up in the log).
+    def at(second: int) -> datetime:
+        return T0 + timedelta(seconds=second)
+
+    points = [
+        spoil(heart_rate(at(i), 70), "heartRate", "beatsPerMinute", value=f"bpm-{i}")
+        for i in range(40)
+    ]
+    points += [heart_rate(at(100 + i), 301 + i) for i in range(40)]
+    points += [
+        spoil(heart_rate(at(200 + i), 70), "heartRate", "sampleTime", "physicalTime", value=f"t{i}")
+        for i in range(40)
+    ]
+    points += [{"heartRate": {"beatsPerMinute": "70", "x": i}} for i in range(40)]
+    report = ReadReport()
+    rows, _ = rows_from_page({"dataPoints": points}, DATA_TYPES["heart-rate"], P1, report)
+    assert rows == []
+    assert report.rejected == {
+        "heart-rate: beatsPerMinute not a number": 40,
+        "heart-rate: beatsPerMinute out of range": 40,
+        "heart-rate: sampleTime.physicalTime not an RFC 3339 time": 40,
+        "heart-rate: sampleTime.physicalTime missing": 40,
+    }
+
+
+def test_an_example_of_each_reason_is_kept_per_page_on_request():
+    points = [
+        spoil(heart_rate(T0, 70), "heartRate", "beatsPerMinute", value="x" * 500),
+        spoil(heart_rate(T0, 70), "heartRate", "beatsPerMinute", value="seventy"),
+        heart_rate(T0, 999),
+        heart_rate(T0, 0),
+    ]
+    examples: dict[str, str] = {}
+    rows_from_page({"dataPoints": points}, DATA_TYPES["heart-rate"], P1, ReadReport(), examples)
+    assert examples == {  # the first of each, cut short
+        "heart-rate: beatsPerMinute not a number": "'" + "x" * 39,
+        "heart-rate: beatsPerMinute out of range": "999",
+    }
+
+
 def test_hrv_with_sdnn_only_is_no_row_and_no_rejection():
     rows, report = page_rows("heart-rate-variability", heart_rate_variability(T0, None, sdnn=50.0))
     assert rows == [] and report.rejected_total == 0
@@ -416,11 +463,13 @@ class MemoryGrant:
     refresh_token: str
     needs_consent_since: datetime | None
 
-    def rotate(self, refresh_token: str) -> None:
+    def rotate(self, refresh_token: str) -> bool:
         self.refresh_token = refresh_token
+        return True
 
-    def mark_needs_consent(self) -> None:
+    def mark_needs_consent(self) -> bool:
         self.needs_consent_since = datetime.now(UTC)
+        return True
 
 
 @pytest.fixture
@@ -547,6 +596,72 @@ def test_two_data_sources_at_the_same_instant_keep_one_row(fake):
     assert report.rejected_total == 1
 
 
+def test_each_reason_is_logged_once_per_page_with_an_example(fake, caplog):
+    fake.max_page_size = 3  # two pages
+    fake.add(
+        "heart-rate",
+        [heart_rate(T0 + timedelta(seconds=i), 301 + i) for i in range(5)]
+        + [heart_rate(T0 + timedelta(seconds=10), 70)],
+    )
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    with caplog.at_level(logging.DEBUG, logger=google_health_source.__name__):
+        rows, report = read(source, "heart-rate", Window(T0, T0 + timedelta(minutes=1)))
+    assert len(rows) == 1
+    assert report.rejected == {"heart-rate: beatsPerMinute out of range": 5}
+    lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    # newest first: page 1 holds 70, 305, 304; page 2 holds 303, 302, 301
+    assert lines == [
+        "p1: rejected heart-rate: beatsPerMinute out of range, e.g. 305",
+        "p1: rejected heart-rate: beatsPerMinute out of range, e.g. 303",
+    ]
+
+
+def scripted_pages(monkeypatch, tokens: Iterable[str | None]) -> None:
+    """The source's transport answers pages with these next-page tokens, in turn."""
+    replies = iter(tokens)
+
+    def send(session, method, url, **kwargs):
+        token = next(replies)
+        return {"nextPageToken": token} if token else {}
+
+    monkeypatch.setattr(google_health_source, "send", send)
+    monkeypatch.setattr(google_health_source, "classify", lambda page: page)
+
+
+def test_a_repeated_page_token_is_a_payload_error(monkeypatch):
+    scripted_pages(monkeypatch, ["a", "b", "c", "b", "d", None])
+    source = GoogleHealthSource(settings_for_no_server(), MemoryStore("1//x"))
+    with pytest.raises(PayloadError, match="repeated a page token"):
+        read(source, "heart-rate", Window(T0, T0 + timedelta(hours=1)))
+
+
+def test_memory_for_page_tokens_stays_flat_however_many_pages(monkeypatch):
+    pages, size = 300, 64 * 1024
+    # Each token is made when its page is served, so that only what the source keeps of
+    # them is counted.
+    tokens = (f"{i:06d}".ljust(size, "x") if i < pages - 1 else None for i in range(pages))
+    scripted_pages(monkeypatch, tokens)
+    source = GoogleHealthSource(settings_for_no_server(), MemoryStore("1//x"))
+    tracemalloc.start()
+    try:
+        rows, _ = read(source, "heart-rate", Window(T0, T0 + timedelta(hours=1)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert rows == []
+    assert peak < 50 * size  # keeping every token would hold 300 of them (~19 MB)
+
+
+def settings_for_no_server() -> Settings:
+    return Settings(google_client_id="id", google_client_secret="secret")
+
+
+def test_late_syncs_are_read_again_for_days():
+    # A Fitbit that syncs 2-3 days late puts points before the start of later windows; the
+    # pipeline reads back max(OVERLAP_HOURS, late_sync).
+    assert GoogleHealthSource.late_sync == timedelta(days=3)
+
+
 def test_an_empty_day_is_no_rows_and_no_error(fake):
     source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
     rows, report = read(source, "steps", Window(T0, T0 + timedelta(days=1)))
@@ -591,6 +706,37 @@ def test_backoff_doubles_with_jitter_and_never_retries_at_once(retry, low, high)
     waits = {policy.new(history=history).get_backoff_time() for _ in range(50)}
     assert all(low <= wait <= high for wait in waits) and len(waits) > 1
     assert policy.get_backoff_time() == 0.0  # before any failure
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "retried"),
+    [
+        ("GET", 429, True),
+        ("GET", 500, True),
+        ("GET", 503, True),
+        ("GET", 504, True),
+        ("GET", 400, False),
+        # The token POST: only statuses that say Google did not act on the request.
+        ("POST", 429, True),
+        ("POST", 503, True),
+        ("POST", 500, False),
+        ("POST", 502, False),
+        ("POST", 504, False),
+        ("POST", 400, False),
+    ],
+)
+def test_which_statuses_are_retried(method, status, retried):
+    assert http.retry_policy(5, 1.0).is_retry(method, status) is retried
+
+
+def test_a_token_post_is_retried_after_a_failed_connect_but_never_after_a_read_error():
+    policy = http.retry_policy(5, 1.0)
+    refused = NewConnectionError(None, "connection refused")
+    assert policy.increment("POST", "/token", error=refused).connect == 4
+    timeout = ReadTimeoutError(None, "/token", "read timed out")
+    assert policy.increment("GET", "/v4/x", error=timeout).read == 4
+    with pytest.raises(ReadTimeoutError):  # Google may have acted on it: no second POST
+        policy.increment("POST", "/token", error=timeout)
 
 
 def test_google_settings_missing_is_a_config_error():
@@ -726,6 +872,19 @@ def test_a_wrong_client_secret_is_not_blamed_on_the_participant(fake):
     store = MemoryStore(fake.refresh_token)
     with pytest.raises(http.RequestRejected, match="invalid_client"):
         read(GoogleHealthSource(settings, store), "heart-rate", Window(T0, T0 + timedelta(hours=1)))
+    assert store.needs_consent_since is None
+
+
+def test_a_token_reply_lost_after_google_acted_is_not_retried(fake, fast_retries):
+    # Google rotates the refresh token, and its reply is lost to our read timeout. A retry
+    # would send the old token, get invalid_grant and mark a good grant as needing consent.
+    fake.rotate_refresh_token = True
+    fake.fail("token", reply_delay=2.0)
+    store = MemoryStore(fake.refresh_token)
+    source = GoogleHealthSource(settings_for(fake, timeout=0.3), store)
+    with pytest.raises(SourceUnavailable, match="timed out"):
+        read(source, "heart-rate", Window(T0, T0 + timedelta(hours=1)))
+    assert len(fake.token_requests()) == 1
     assert store.needs_consent_since is None
 
 
@@ -943,6 +1102,65 @@ def test_invalid_grant_sets_needs_consent_in_the_database(db, db_conn, fake):
     token, since = stored_grant(db)
     assert token == fake.refresh_token and since is not None
     assert [c.participant_id for c in credentials.needs_consent(db_conn)] == ["p1"]
+
+
+def db_auth(fake: FakeGoogleHealth, settings: Settings) -> GoogleOAuth:
+    return GoogleOAuth(
+        "p1",
+        credentials.TokenStore(settings),
+        http.build_session(5.0, fake.url),
+        fake.token_url,
+        fake.client_id,
+        fake.client_secret,
+    )
+
+
+def wait_for_token_request(fake: FakeGoogleHealth) -> None:
+    deadline = time.monotonic() + 10
+    while not fake.token_requests():
+        assert time.monotonic() < deadline, "no token request"
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_re_enrolment_waits_for_a_refresh_in_flight(db, db_conn, fake):
+    # The nightly run refreshes with the old, revoked grant while the operator re-enrols the
+    # participant: the run's invalid_grant must not mark the fresh grant.
+    enrolled(db_conn, fake.refresh_token)
+    fake.revoke_grant()
+    fake.fail("token", delay=1.0)  # the refresh is in flight for a second
+    auth = db_auth(fake, settings_for(fake, **db_settings(db)))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        refreshing = pool.submit(auth.refresh)
+        wait_for_token_request(fake)
+        credentials.enrol(db_conn, "p1", "Europe/Berlin", None, "1//fresh-consent-token")
+        with pytest.raises(NeedsConsent):  # the old grant's, marked before enrol replaced it
+            refreshing.result(timeout=30)
+    assert stored_grant(db) == ("1//fresh-consent-token", None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reply", ["rotated", "invalid_grant"])
+def test_a_refresh_never_updates_a_grant_that_replaced_the_one_it_used(db, db_conn, fake, reply):
+    enrolled(db_conn, fake.refresh_token)
+    if reply == "rotated":
+        fake.rotate_refresh_token = True
+    else:
+        fake.revoke_grant()
+    fake.fail("token", delay=1.0)
+    auth = db_auth(fake, settings_for(fake, **db_settings(db)))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        refreshing = pool.submit(auth.refresh)
+        wait_for_token_request(fake)
+        # A writer that does not take the token lock replaces the grant meanwhile.
+        with db_conn, db_conn.cursor() as cursor:
+            cursor.execute(
+                "UPDATE google_credentials SET refresh_token = '1//replacement-token', "
+                "needs_consent_since = NULL"
+            )
+        with pytest.raises(SourceUnavailable, match="replaced"):
+            refreshing.result(timeout=30)
+    assert stored_grant(db) == ("1//replacement-token", None)
 
 
 @pytest.mark.slow

@@ -261,7 +261,7 @@ def show_status(connection: db.Connection, settings: Settings) -> int:
         print(f"state file {settings.state_file}: {loaded.problem}")
     counts = db.stored_counts(connection)
     print("participant\tsource\tlast run\trun ended\tconsent\tstream\twatermark")
-    for pid, source, _zone, status, _end, finished, error, consent in db.participant_report(
+    for pid, source, status, finished, error, consent in db.participant_report(
         connection
     ):
         consent_text = f"needed since {consent:%Y-%m-%d}" if consent else "ok"

@@ -4,9 +4,11 @@ The token store works in its own short transactions on its own connection, never
 pipeline's data transaction: a participant's data transaction may roll back, but a refresh
 token that Google rotated must survive it, or the participant's grant is lost.
 
-Two runs never refresh one participant's token at the same time: a refresh holds a
-transaction-scoped advisory lock on the participant, re-reads the stored refresh token
-under it, and stores a rotated one before the lock is released.
+Two runs never refresh one participant's token at the same time, and an enrolment never
+lands in the middle of a refresh: both hold a transaction-scoped advisory lock on the
+participant. A refresh re-reads the stored refresh token under it and stores a rotated one
+(or the needs-consent mark) before the lock is released, and only if the stored grant is
+still the one it used: an update never lands on a grant that replaced it.
 
 Who can read the tokens: whoever can read this database (see docs/google-health-notes.md).
 No function here logs a token or puts one in an exception message.
@@ -66,24 +68,37 @@ class Grant:
     needs_consent_since: datetime | None
     _cursor: psycopg2.extensions.cursor = field(repr=False)
 
-    def rotate(self, refresh_token: str) -> None:
-        """Store a new refresh token that Google returned with a refresh."""
+    # Both updates apply only to the grant this refresh read (and sent to Google): if the
+    # participant was re-enrolled meanwhile, the new grant is left alone and they return
+    # False. Under the token lock that cannot happen; the condition holds without it too.
+
+    def rotate(self, refresh_token: str) -> bool:
+        """Store a new refresh token that Google returned with a refresh; False if the grant
+        was replaced meanwhile (nothing is changed)."""
         self._cursor.execute(
             "UPDATE google_credentials SET refresh_token = %s, updated_at = now() "
-            "WHERE participant_id = %s",
-            (refresh_token, self.participant_id),
+            "WHERE participant_id = %s AND refresh_token = %s",
+            (refresh_token, self.participant_id, self.refresh_token),
         )
+        if self._cursor.rowcount == 0:
+            return False
         self.refresh_token = refresh_token
+        return True
 
-    def mark_needs_consent(self) -> None:
-        """Google refused the grant (invalid_grant): stop using it until re-enrolment."""
+    def mark_needs_consent(self) -> bool:
+        """Google refused the grant (invalid_grant): stop using it until re-enrolment.
+        False if the grant was replaced meanwhile (nothing is changed)."""
         self._cursor.execute(
             "UPDATE google_credentials SET needs_consent_since = "
             "coalesce(needs_consent_since, now()), updated_at = now() "
-            "WHERE participant_id = %s RETURNING needs_consent_since",
-            (self.participant_id,),
+            "WHERE participant_id = %s AND refresh_token = %s RETURNING needs_consent_since",
+            (self.participant_id, self.refresh_token),
         )
-        (self.needs_consent_since,) = self._cursor.fetchone()
+        row = self._cursor.fetchone()
+        if row is None:
+            return False
+        (self.needs_consent_since,) = row
+        return True
 
 
 class TokenStore:
@@ -102,16 +117,10 @@ class TokenStore:
         connection = self._connect()
         try:
             with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL lock_timeout = %s", (LOCK_TIMEOUT,))
-                try:
-                    cursor.execute(
-                        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                        (TOKEN_LOCK_CLASS, participant_id),
-                    )
-                except psycopg2.errors.LockNotAvailable:
+                if not take_token_lock(cursor, participant_id):
                     raise SourceUnavailable(
                         f"another run kept {participant_id}'s token lock for {LOCK_TIMEOUT}"
-                    ) from None
+                    )
                 cursor.execute(
                     "SELECT refresh_token, needs_consent_since FROM google_credentials "
                     "WHERE participant_id = %s",
@@ -129,6 +138,18 @@ class TokenStore:
             if not connection.closed:
                 connection.rollback()  # a no-op after the commit; undoes a failed refresh
                 connection.close()
+
+
+def take_token_lock(cursor: psycopg2.extensions.cursor, participant_id: str) -> bool:
+    """The participant's token lock, until the transaction ends; False after LOCK_TIMEOUT."""
+    cursor.execute("SET LOCAL lock_timeout = %s", (LOCK_TIMEOUT,))
+    try:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (TOKEN_LOCK_CLASS, participant_id)
+        )
+    except psycopg2.errors.LockNotAvailable:
+        return False
+    return True
 
 
 # --- enrolment, for the CLI ---------------------------------------------------------------
@@ -193,6 +214,14 @@ def enrol(
             (participant_id,),
         )
         row = cursor.fetchone()
+        # Then the token lock, so that a refresh in flight (which read the old grant) ends
+        # before the new grant is stored, and the next one reads the new grant. In this
+        # order: a run may hold the participant's row while its refresh waits for the token
+        # lock, a wait the database cannot see; token lock first could wait in a circle.
+        if not take_token_lock(cursor, participant_id):
+            raise EnrolError(
+                f"a run kept {participant_id}'s token lock for {LOCK_TIMEOUT}; try again"
+            )
         if row is None:
             cursor.execute(
                 "INSERT INTO participants (participant_id, timezone, source, start_date) "

@@ -265,10 +265,10 @@ def record_run(connection: Connection, record: RunRecord) -> None:
 
 
 def participant_report(connection: Connection) -> list[tuple]:
-    """Per participant: source, last run's status, end, error, and consent state."""
+    """Per participant: source, last run's status, when it ended, error, consent state."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT p.participant_id, p.source, p.timezone, s.status, s.window_end, "
+            "SELECT p.participant_id, p.source, s.status, "
             "s.finished_at, s.error, c.needs_consent_since "
             "FROM participants p "
             "LEFT JOIN participant_status s USING (participant_id) "

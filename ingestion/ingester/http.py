@@ -2,7 +2,8 @@
 
 - Retries live in urllib3's Retry on the adapter, not in the business loop: connection
   errors, read timeouts, 429 and 5xx, with exponential backoff and jitter, honouring
-  Retry-After (capped), for GET and for the token endpoint's POST.
+  Retry-After (capped), for GET. The token endpoint's POST is retried only where Google
+  cannot have acted on it: a failed connect, 429 and 503 (see POST_RETRY_STATUSES).
 - Every request has a timeout (Settings.http_timeout) unless the caller gives one.
 - Requests to the Health API pass a per-participant rate limiter, below Google's
   documented 300 requests per user per minute.
@@ -37,7 +38,16 @@ log = logging.getLogger(__name__)
 RETRIES = 5
 BACKOFF_FACTOR = 1.0  # each wait also gets up to this much random jitter
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-RETRY_METHODS = frozenset({"GET", "POST"})  # POST: only the token endpoint's refresh grant
+# Methods whose read errors (a timeout or a dropped connection after the request was sent)
+# and RETRY_STATUSES are retried. Not POST: our only POST is the token endpoint's refresh
+# grant, and Google may rotate the refresh token in its reply. Had Google acted on the
+# request, a retry would send the old token, get invalid_grant and mark a participant whose
+# grant is fine as needing consent.
+RETRY_METHODS = frozenset({"GET"})
+# The statuses that say the server refused the POST before acting on it: those, and a
+# failed connect (urllib3 retries connect errors for any method), are retried for POST.
+# A 500/502/504 or a read timeout fails the participant; the next run tries again.
+POST_RETRY_STATUSES = frozenset({429, 503})
 # A Retry-After longer than this is not waited out in a nightly batch: it is capped, and if
 # the server still refuses, the participant fails and the next run retries.
 MAX_RETRY_AFTER = 60.0
@@ -49,11 +59,17 @@ REQUESTS_PER_MINUTE = 240
 
 
 class CappedRetry(Retry):
-    """urllib3's Retry, with a capped Retry-After and no immediate first retry.
+    """urllib3's Retry, with a capped Retry-After, no immediate first retry, and POST
+    retried only on POST_RETRY_STATUSES (and connect errors, as urllib3 does anyway).
 
     urllib3 retries the first failure at once; Google asks never to retry immediately
     (it adds to the congestion), so the waits here are factor x 1, 2, 4, ... plus jitter.
     """
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if method.upper() == "POST":
+            return status_code in POST_RETRY_STATUSES
+        return super().is_retry(method, status_code, has_retry_after)
 
     def parse_retry_after(self, retry_after: str) -> float:
         return min(super().parse_retry_after(retry_after), MAX_RETRY_AFTER)

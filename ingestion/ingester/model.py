@@ -10,14 +10,13 @@ from zoneinfo import ZoneInfo
 
 SYNTHETIC = "synthetic"
 GOOGLE_HEALTH = "google_health"
-SOURCES = (SYNTHETIC, GOOGLE_HEALTH)
 
 
 @dataclass(frozen=True)
 class Participant:
     participant_id: str
     timezone: str  # IANA name, e.g. "Europe/Berlin"
-    source: str  # one of SOURCES
+    source: str  # SYNTHETIC or GOOGLE_HEALTH
     start_date: date  # first local day to backfill
     seed: int | None = None  # synthetic participants only
 

@@ -11,6 +11,9 @@ data transaction can never leave us holding only a token Google has replaced.
 
 invalid_grant means the grant is gone (revoked, expired, or the app is in "Testing" and
 seven days passed): the participant is marked in the store and NeedsConsent is raised.
+Both store updates apply only to the grant this refresh used; if it was replaced
+meanwhile (a re-enrolment), the refresh fails as SourceUnavailable and the next run uses
+the new grant.
 No token is ever logged or put into an exception message.
 """
 
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 from requests.auth import AuthBase
 
-from .errors import NeedsConsent, PayloadError, RequestRejected
+from .errors import NeedsConsent, PayloadError, RequestRejected, SourceUnavailable
 from .http import describe, send
 
 if TYPE_CHECKING:
@@ -101,6 +104,7 @@ class GoogleOAuth(AuthBase):
     def refresh(self) -> AccessToken:
         """A new access token from the refresh token; see the module docstring."""
         consent_lost = None
+        replaced = False
         token = None
         with self._store.lock(self.participant_id) as grant:
             if grant.needs_consent_since is not None:
@@ -110,17 +114,24 @@ class GoogleOAuth(AuthBase):
             else:
                 reply = self._grant(grant.refresh_token)
                 if reply is None:
-                    grant.mark_needs_consent()
+                    replaced = not grant.mark_needs_consent()
                     consent_lost = "Google refused the refresh token (invalid_grant)"
                 else:
                     token = access_token_from(reply, self._clock())
                     rotated = reply.get("refresh_token")
                     if isinstance(rotated, str) and rotated and rotated != grant.refresh_token:
-                        grant.rotate(rotated)
-                        log.info(
-                            "%s: Google rotated the refresh token; stored", self.participant_id
-                        )
+                        replaced = not grant.rotate(rotated)
+                        if not replaced:
+                            log.info(
+                                "%s: Google rotated the refresh token; stored",
+                                self.participant_id,
+                            )
         # The store has committed here: a rotated refresh token is safe before first use.
+        if replaced:
+            raise SourceUnavailable(
+                f"{self.participant_id}: the stored grant was replaced during a refresh "
+                "(re-enrolled?); the next run uses the new one"
+            )
         if consent_lost is not None or token is None:
             raise NeedsConsent(f"{self.participant_id}: {consent_lost}; they must consent again")
         self.token = token

@@ -14,6 +14,7 @@ auth object (oauth.py), kept while the pipeline reads that participant's streams
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import quote
@@ -37,12 +38,22 @@ MAX_PAGE_SIZE = 10_000
 # A day of 1 Hz heart rate is 9 pages; a year is ~3,200. More pages than this for one
 # window means the server keeps handing out tokens: fail rather than loop for ever.
 MAX_PAGES = 20_000
+# A server that hands out a page token again would loop for ever. Remembering the last few
+# tokens catches a repeat at once (a cycle of up to this many pages); a longer cycle still
+# ends at MAX_PAGES. Keeping every token instead would grow with the window.
+RECENT_TOKENS = 8
 
 
 class GoogleHealthSource:
     """The Source for participants whose source is google_health."""
 
     streams: tuple[str, ...] = tuple(DATA_TYPES)
+    # Read at least this far back whatever OVERLAP_HOURS says (the pipeline takes the larger):
+    # a Fitbit syncs when its phone app next connects, sometimes days late, and its points
+    # carry the time they were measured: before the start of every window read since then.
+    # Re-reading points already stored writes nothing (the unique key absorbs them). Cost:
+    # about 3 days of pages per participant per night, ~27 of them for 1 Hz heart rate.
+    late_sync: timedelta = timedelta(days=3)
 
     def __init__(self, settings: Settings, token_store: TokenStore) -> None:
         if not settings.google_client_id or not settings.google_client_secret:
@@ -69,11 +80,14 @@ class GoogleHealthSource:
             f"{quote(data_type.name)}/dataPoints"
         )
         params = {"pageSize": MAX_PAGE_SIZE, "filter": expression}
-        seen_tokens: set[str] = set()
+        recent_tokens: deque[str] = deque(maxlen=RECENT_TOKENS)
         outside = 0
         for _ in range(MAX_PAGES):
             page = classify(send(session, "GET", url, params=params, auth=auth))
-            rows, token = rows_from_page(page, data_type, participant, report)
+            examples: dict[str, str] = {}
+            rows, token = rows_from_page(page, data_type, participant, report, examples)
+            for reason, example in examples.items():
+                log.debug("%s: rejected %s, e.g. %s", participant.participant_id, reason, example)
             # Points of one instant from two data sources sit side by side in the time-sorted
             # list, so one page's worth of memory catches them; a pair split by a page break
             # is absorbed by the writer's upsert. Memory stays flat over any window.
@@ -90,9 +104,9 @@ class GoogleHealthSource:
                     yield row
             if token is None:
                 break
-            if token in seen_tokens:
+            if token in recent_tokens:
                 raise PayloadError(f"{data_type.name}: the server repeated a page token")
-            seen_tokens.add(token)
+            recent_tokens.append(token)
             params["pageToken"] = token
         else:
             raise PayloadError(f"{data_type.name}: more than {MAX_PAGES} pages for one window")

@@ -7,8 +7,11 @@ from the point's physical time (RFC 3339, UTC); only daily types carry a civil `
 becomes local midnight in the participant's zone. int64 fields arrive as JSON strings.
 
 A page that is not of that shape raises PayloadError; a single point that cannot be read is
-counted in the ReadReport and skipped, never stored. docs/google-health-notes.md lists which
-parts of this mapping the reference states and which are our choices.
+counted in the ReadReport and skipped, never stored. Its reason comes from a fixed set
+("heart-rate: beatsPerMinute not a number"), never with the value in it: the report counts
+reasons over a whole window, and must not grow a key per distinct bad value. The caller may
+ask for one example value per reason (for a DEBUG line). docs/google-health-notes.md lists
+which parts of this mapping the reference states and which are our choices.
 """
 
 from __future__ import annotations
@@ -106,10 +109,22 @@ DATA_TYPES: dict[str, DataType] = {
 # float() alone would also take "nan", "inf", " 7 " and "1_000".
 NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
 RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)")
+# An example value is cut to this many characters: enough to see what went wrong.
+EXAMPLE_CHARS = 40
 
 
 class PointError(ValueError):
-    """One data point that cannot be read; its message is the reason counted."""
+    """One data point that cannot be read: a reason from a fixed set, and what was there."""
+
+    def __init__(self, reason: str, example: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason  # never holds the value: it is counted per distinct reason
+        self.example = example
+
+
+def shown(raw: object) -> str:
+    """A value as an example: its repr, cut short."""
+    return repr(raw)[:EXAMPLE_CHARS]
 
 
 class NoValue(Exception):
@@ -130,16 +145,26 @@ def parse_page(page: object) -> tuple[list[object], str | None]:
 
 
 def rows_from_page(
-    page: object, data_type: DataType, participant: Participant, report: ReadReport
+    page: object,
+    data_type: DataType,
+    participant: Participant,
+    report: ReadReport,
+    examples: dict[str, str] | None = None,
 ) -> tuple[list[Row], str | None]:
-    """Rows of one page and its next page token; unreadable points go to the report."""
+    """Rows of one page and its next page token; unreadable points go to the report.
+
+    `examples`, if given, gets the first offending value of each reason on this page.
+    """
     points, token = parse_page(page)
     rows = []
     for point in points:
         try:
             rows.extend(rows_from_point(point, data_type, participant))
         except PointError as error:
-            report.reject(f"{data_type.name}: {error}")
+            reason = f"{data_type.name}: {error.reason}"
+            report.reject(reason)
+            if examples is not None and error.example is not None:
+                examples.setdefault(reason, error.example)
         except NoValue:
             continue
     return rows, token
@@ -148,10 +173,10 @@ def rows_from_page(
 def rows_from_point(point: object, data_type: DataType, participant: Participant) -> list[Row]:
     """The row of one data point (two for a type with zone metrics); PointError if unreadable."""
     if not isinstance(point, Mapping):
-        raise PointError("point is not an object")
+        raise PointError("point not an object", shown(point))
     body = point.get(data_type.member)
     if not isinstance(body, Mapping):
-        raise PointError(f"point has no {data_type.member} object")
+        raise PointError(f"{data_type.member} object missing", shown(sorted(point)))
     instant = point_instant(body, data_type, participant)
     value = point_value(body, data_type)
     rows = [Row(instant, participant.participant_id, data_type.metric_type, value)]
@@ -164,11 +189,13 @@ def rows_from_point(point: object, data_type: DataType, participant: Participant
 
 def point_instant(body: Mapping, data_type: DataType, participant: Participant) -> datetime:
     if data_type.kind == SAMPLE:
-        return parse_timestamp(dig(body, ("sampleTime", "physicalTime")))
-    if data_type.kind == INTERVAL:
-        return parse_timestamp(dig(body, ("interval", "startTime")))
-    civil_day = parse_date(body.get("date"))
-    return local_midnight(civil_day, participant.zone).astimezone(UTC)
+        path = ("sampleTime", "physicalTime")
+    elif data_type.kind == INTERVAL:
+        path = ("interval", "startTime")
+    else:
+        civil_day = parse_date(body.get("date"))
+        return local_midnight(civil_day, participant.zone).astimezone(UTC)
+    return parse_timestamp(dig(body, path), ".".join(path))
 
 
 def point_value(body: Mapping, data_type: DataType) -> float:
@@ -180,9 +207,10 @@ def point_value(body: Mapping, data_type: DataType) -> float:
         if data_type.when_absent == ZERO:
             return 0.0
         raise NoValue from None
-    value = parse_number(raw)
+    field = ".".join(data_type.value_path)
+    value = parse_number(raw, field)
     if not data_type.low <= value <= data_type.high:
-        raise PointError(f"{'.'.join(data_type.value_path)} {value:g} out of range")
+        raise PointError(f"{field} out of range", f"{value:g}")
     return value
 
 
@@ -201,50 +229,53 @@ def dig(body: Mapping, path: tuple[str, ...]) -> object:
     value: object = body
     for key in path:
         if not isinstance(value, Mapping) or value.get(key) is None:
-            raise PointError(f"no {'.'.join(path)}")
+            raise PointError(f"{'.'.join(path)} missing")
         value = value[key]
     return value
 
 
-def parse_number(raw: object) -> float:
+def parse_number(raw: object, field: str) -> float:
     """A JSON number, or a number written as a string (int64 fields always are)."""
     if isinstance(raw, bool):  # bool is an int to Python, never a measurement
-        raise PointError(f"value {raw!r} is not a number")
+        raise PointError(f"{field} not a number", shown(raw))
     if isinstance(raw, int | float) or isinstance(raw, str) and NUMBER.fullmatch(raw):
         value = float(raw)
     else:
-        raise PointError(f"value {str(raw)[:40]!r} is not a number")
+        raise PointError(f"{field} not a number", shown(raw))
     if not math.isfinite(value):
-        raise PointError(f"value {raw!r} is not finite")
+        raise PointError(f"{field} not finite", shown(raw))
     return value
 
 
-def parse_timestamp(raw: object) -> datetime:
+def parse_timestamp(raw: object, field: str) -> datetime:
     """An RFC 3339 instant ("2026-03-04T10:00:00.123Z") as an aware UTC datetime."""
+    reason = f"{field} not an RFC 3339 time"
     if not isinstance(raw, str):
-        raise PointError(f"time {raw!r} is not a string")
+        raise PointError(reason, shown(raw))
     # Python keeps microseconds; Google may send nanoseconds. Truncate, never round up
     # into the next second (or past a window's end).
     match = RFC3339.fullmatch(raw)
     if match is None:
-        raise PointError(f"time {raw[:40]!r} is not RFC 3339")
+        raise PointError(reason, shown(raw))
     head, fraction, offset = match.groups()
     fraction = (fraction or "")[:7]
     try:
         instant = datetime.fromisoformat(head + fraction + ("+00:00" if offset == "Z" else offset))
     except ValueError:
-        raise PointError(f"time {raw[:40]!r} is not RFC 3339") from None
+        raise PointError(reason, shown(raw)) from None
     return instant.astimezone(UTC)
 
 
 def parse_date(raw: object) -> date:
     """A google.type.Date {year, month, day}, which must be a full date."""
+    if raw is None:
+        raise PointError("date missing")
     if not isinstance(raw, Mapping):
-        raise PointError("no date")
+        raise PointError("date not a full date", shown(raw))
     parts = [raw.get(key) for key in ("year", "month", "day")]
     if not all(isinstance(part, int) and not isinstance(part, bool) for part in parts):
-        raise PointError(f"date {dict(raw)!r} is not a full date")
+        raise PointError("date not a full date", shown(dict(raw)))
     try:
         return date(*parts)
     except ValueError:
-        raise PointError(f"date {dict(raw)!r} is not a calendar date") from None
+        raise PointError("date not a calendar date", shown(dict(raw))) from None
