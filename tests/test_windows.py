@@ -85,7 +85,15 @@ def test_plan_gives_each_stream_its_own_window():
     participant = Participant("p1", "Europe/Berlin", "synthetic", date(2026, 11, 1), 1)
     options = RunOptions(now=NOW, overlap=DAY, batch_rows=1000)
     marks = {"heart_rate": datetime(2026, 11, 26, tzinfo=UTC)}
-    plan = plan_participant(participant, ("heart_rate", "spo2"), marks, DAY, options)
+    plan = plan_participant(participant, ("heart_rate", "spo2"), marks, timedelta(0), options)
     assert plan["heart_rate"] == Window(datetime(2026, 11, 25, tzinfo=UTC), NOW)
     # Berlin midnight of the start date, in UTC
     assert plan["spo2"] == Window(datetime(2026, 10, 31, 23, 0, tzinfo=UTC), NOW)
+
+
+def test_a_source_whose_data_arrives_late_rereads_more_than_the_overlap():
+    participant = Participant("g1", "UTC", "google_health", date(2026, 11, 1))
+    options = RunOptions(now=NOW, overlap=DAY, batch_rows=1000)
+    marks = {"heart-rate": NOW - DAY}
+    plan = plan_participant(participant, ("heart-rate",), marks, 3 * DAY, options)
+    assert plan["heart-rate"] == Window(NOW - 4 * DAY, NOW)

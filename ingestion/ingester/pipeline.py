@@ -58,11 +58,15 @@ def plan_participant(
     participant: Participant,
     streams: tuple[str, ...],
     watermarks: Mapping[str, datetime | None],
-    overlap: timedelta,
+    late_sync: timedelta,
     options: RunOptions,
 ) -> Plan:
-    """Pure: the window of every stream that has something to load."""
+    """Pure: the window of every stream that has something to load.
+
+    The overlap is OVERLAP_HOURS, or the source's late_sync where its data arrives later.
+    """
     start = local_midnight(participant.start_date, participant.zone)
+    overlap = max(options.overlap, late_sync)
     plan: Plan = {}
     for stream in streams:
         window = plan_window(
@@ -205,8 +209,7 @@ def run_cohort(
         try:
             source = source_for(participant.source)
             marks = {s: trusted_watermark(in_file.get(s), in_database) for s in source.streams}
-            overlap = max(options.overlap, getattr(source, "late_sync", timedelta(0)))
-            plan = plan_participant(participant, source.streams, marks, overlap, options)
+            plan = plan_participant(participant, source.streams, marks, source.late_sync, options)
         except Exception as error:  # a bad zone, Google settings missing: this one only
             outcomes.append(_failed_before_loading(connection, run_id, participant, error, options))
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Protocol
 
 from ..errors import PayloadError
@@ -20,6 +21,9 @@ class Source(Protocol):
     """
 
     streams: tuple[str, ...]
+    # How late the source's data can arrive: a run re-reads at least this much before each
+    # watermark, even when OVERLAP_HOURS is shorter.
+    late_sync: timedelta
 
     def read(
         self, participant: Participant, stream: str, window: Window, report: ReadReport

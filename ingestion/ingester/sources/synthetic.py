@@ -133,6 +133,7 @@ class SyntheticSource:
     """
 
     streams = STREAMS
+    late_sync = timedelta(0)  # generated, never synced: the configured overlap is enough
 
     def __init__(self) -> None:
         self._library: _Wearipedia | None = None
