@@ -6,7 +6,8 @@ SHELL := bash
 .ONESHELL:
 .DEFAULT_GOAL := test
 
-# wearipedia 0.1.7 declares Requires-Python >=3.10,<3.13; the venv check below says so early.
+# wearipedia 0.1.7 needs Python < 3.13 and the service 3.11 or later (datetime.UTC); the venv
+# check below says so early.
 PYTHON ?= python3
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
@@ -23,7 +24,7 @@ PYTEST_ARGS ?=
 venv: $(VENV_STAMP)
 
 $(VENV_STAMP): $(REQUIREMENTS)
-	$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(None if (3, 10) <= v < (3, 13) else f"Python {v[0]}.{v[1]}: need 3.10 to 3.12; set PYTHON=python3.X")'
+	$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(None if (3, 11) <= v < (3, 13) else f"Python {v[0]}.{v[1]}: need 3.11 or 3.12; set PYTHON=python3.X")'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check $(addprefix -r ,$(REQUIREMENTS))
 	touch $@
@@ -54,3 +55,19 @@ run: venv
 	eval "$$settings"
 	export DB_HOST DB_PORT DB_NAME DB_USER
 	$(VENV_PY) ingestion/ingest.py
+
+# Throughput and memory (bench/run.py) on the local TimescaleDB, started and stopped as for
+# `make test`; the benchmark makes and drops its own databases there. Takes ~3 minutes.
+# Parameters, e.g. make bench BENCH_ARGS='--participants 10 --days 1 --json /tmp/bench.json'
+BENCH_ARGS ?=
+
+.PHONY: bench
+
+bench: venv
+	@started=0
+	$(TSDB) status >/dev/null 2>&1 || started=1
+	if ((started)); then trap '$(TSDB) stop' EXIT; fi
+	settings=$$($(TSDB) start)
+	eval "$$settings"
+	export DB_HOST DB_PORT DB_USER
+	$(VENV_PY) bench/run.py $(BENCH_ARGS)

@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Iterator
+from datetime import UTC
 
 from .model import ReadReport, Row, Window
 
@@ -22,7 +23,10 @@ def checked(rows: Iterable[Row], window: Window, report: ReadReport, label: str)
     no point after the run's "now" and no NaN can reach raw_data whatever a source does.
     A naive timestamp cannot even be compared with the window and fails the participant.
     """
-    start, end = window.start, window.end
+    # The same instants in UTC: rows are aware UTC, and two datetimes sharing one tzinfo
+    # compare field by field, while a bound in a participant's ZoneInfo costs utcoffset()
+    # calls on every comparison (0.5-0.8 us a row against 0.15: docs/performance.md).
+    start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
     began = last_report = time.monotonic()
     count = 0
     for row in rows:

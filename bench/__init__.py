@@ -1,0 +1,1 @@
+"""The throughput and memory benchmark: `make bench`, or `python bench/run.py --help`."""

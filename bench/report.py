@@ -1,0 +1,155 @@
+"""Targets, the printed table and the JSON document of one benchmark run. Pure."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .measure import Measurement
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    numerator: str  # measurement keys
+    denominator: str
+    at_least: float | None = None  # a throughput ratio must reach this
+    at_most: float | None = None  # a memory ratio must stay under this
+    memory: bool = False  # compare peak RSS instead of rows/s
+
+    def ratio(self, measurements: Mapping[str, Measurement]) -> float | None:
+        top, bottom = measurements.get(self.numerator), measurements.get(self.denominator)
+        if top is None or bottom is None:
+            return None
+        if self.memory:
+            if not top.peak_rss_kib or not bottom.peak_rss_kib:
+                return None
+            return top.peak_rss_kib / bottom.peak_rss_kib
+        return top.rows_per_second / bottom.rows_per_second if bottom.rows_per_second else None
+
+    def passes(self, ratio: float) -> bool:
+        if self.at_least is not None:
+            return ratio >= self.at_least
+        assert self.at_most is not None
+        return ratio <= self.at_most
+
+    @property
+    def needed(self) -> str:
+        return f">= {self.at_least:g}" if self.at_least is not None else f"<= {self.at_most:g}"
+
+
+# From the issue "Throughput and memory, measured side by side".
+TARGETS = {
+    "writer_vs_original": Target("writer (empty table) / original design", "writer", "original",
+                                 at_least=3.0),
+    "writer_vs_copy": Target("writer (empty table) / plain COPY", "writer", "copy", at_least=0.6),
+    "end_to_end_vs_generation": Target("end to end / generation only", "end_to_end",
+                                       "generation", at_least=0.6),
+    "rss_long_vs_short": Target("peak RSS, long run / short run", "end_to_end_long",
+                                "end_to_end", at_most=1.3, memory=True),
+}
+
+
+def machine(server_facts: Mapping[str, str]) -> dict[str, object]:
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "ram_gib": round(_mem_total_kib() / 2**20, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        **server_facts,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _mem_total_kib() -> int:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def targets(measurements: Mapping[str, Measurement]) -> dict[str, dict[str, object]]:
+    results = {}
+    for key, target in TARGETS.items():
+        ratio = target.ratio(measurements)
+        results[key] = {
+            "label": target.label,
+            "ratio": None if ratio is None else round(ratio, 3),
+            "needed": target.needed,
+            "pass": None if ratio is None else target.passes(ratio),
+        }
+    return results
+
+
+def document(
+    machine_facts: Mapping[str, object],
+    workload: Mapping[str, object],
+    measurements: Mapping[str, Measurement],
+    databases: Sequence[str],
+) -> dict[str, Any]:
+    return {
+        "machine": dict(machine_facts),
+        "workload": dict(workload),
+        "measurements": {
+            key: {
+                "label": m.label,
+                "rows": m.rows,
+                "seconds": round(m.seconds, 3),
+                "rows_per_second": round(m.rows_per_second),
+                "written": m.written,
+                "peak_rss_mib": None if m.peak_rss_kib is None else round(m.peak_rss_kib / 1024, 1),
+                **m.details,
+            }
+            for key, m in measurements.items()
+        },
+        "targets": targets(measurements),
+        "databases": list(databases),  # made and dropped again by the run
+    }
+
+
+def table(doc: Mapping[str, Any]) -> str:
+    """The document as the Markdown tables docs/performance.md shows."""
+    lines = ["| machine | |", "| --- | --- |"]
+    lines += [f"| {key} | {value} |" for key, value in doc["machine"].items()]
+    work = doc["workload"]
+    lines += [
+        "",
+        f"Workload: {work['participants']} participants x {work['days']:g} days "
+        f"({work['rows']:,} rows); long run {work['long_participants']} x "
+        f"{work['long_days']:g} days; BATCH_ROWS {work['batch_rows']:,}; "
+        f"best of {work['repeat']}.",
+        "",
+        "| measurement | rows | seconds | rows/s | written | peak RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m in doc["measurements"].values():
+        written = "" if m["written"] is None else f"{m['written']:,}"
+        rss = "" if m["peak_rss_mib"] is None else f"{m['peak_rss_mib']:,.0f}"
+        lines.append(
+            f"| {m['label']} | {m['rows']:,} | {m['seconds']:.1f} | {m['rows_per_second']:,} "
+            f"| {written} | {rss} |"
+        )
+    lines += ["", "| target | ratio | needed | |", "| --- | ---: | ---: | --- |"]
+    for t in doc["targets"].values():
+        verdict = {True: "PASS", False: "MISS", None: "n/a"}[t["pass"]]
+        ratio = "n/a" if t["ratio"] is None else f"{t['ratio']:.2f}"
+        lines.append(f"| {t['label']} | {ratio} | {t['needed']} | {verdict} |")
+    return "\n".join(lines)

@@ -1,0 +1,248 @@
+"""Throughput and memory of ingestion, measured side by side on one synthetic workload.
+
+    python bench/run.py [--participants 3] [--days 7] [--long-days 28] [--repeat 1] [--dsn DSN]
+
+`make bench` runs it on the local TimescaleDB (scripts/timescaledb.sh); without --dsn it
+reaches the server through DB_HOST, DB_PORT, DB_USER and DB_PASSWORD, as the service does.
+It creates a database per measurement on that server and drops them all before it exits.
+It prints the machine, a table and the ratios against the targets, and writes the same as
+JSON. Exit codes: 0 measured (whether or not every target passed); 1 a measurement failed;
+2 bad arguments; 3 the database is unreachable; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+# A script, like ingestion/ingest.py: the service's package and this one are found from here.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ingestion"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg2
+from ingester.config import Settings
+
+from bench import measure, report
+from bench.databases import Scratch, Server, server_facts
+from bench.measure import BenchError, Measurement
+from bench.workload import Spool, Workload, cohort, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("bench")
+
+EXIT_OK, EXIT_FAILED, EXIT_ARGUMENTS, EXIT_DATABASE = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
+DEFAULT_JSON = ROOT / "bench" / "results.json"
+
+
+def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+        return value
+
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
+    main.add_argument("--participants", type=positive(int), default=3,
+                      help="synthetic participants (default 3)")
+    main.add_argument("--days", type=positive(float), default=7.0,
+                      help="days loaded per participant; fractions allowed (default 7)")
+    main.add_argument("--long-days", type=positive(float), default=28.0,
+                      help="days of the second end-to-end run, for peak RSS (default 28)")
+    main.add_argument("--long-participants", type=positive(int), default=None,
+                      help="participants of that run (default: --participants)")
+    main.add_argument("--batch-rows", type=positive(int), default=Settings().batch_rows,
+                      help="the writer's BATCH_ROWS (default: the service's, %(default)s)")
+    main.add_argument("--repeat", type=positive(int), default=1,
+                      help="run every measurement this often and keep the fastest (default 1)")
+    main.add_argument("--dsn", help="server to make the benchmark's databases on (libpq DSN "
+                      "or URI; default: DB_HOST, DB_PORT, DB_USER, DB_PASSWORD)")
+    main.add_argument("--json", type=Path, default=DEFAULT_JSON,
+                      help="where to write the results (default bench/results.json)")
+    main.add_argument("--work-dir", type=Path, default=None,
+                      help="parent of the temporary spool of generated rows (default: TMPDIR)")
+    return main
+
+
+@dataclass(frozen=True)
+class Plan:
+    short: Workload
+    long: Workload
+    batch_rows: int
+    repeat: int
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
+    log.setLevel(logging.INFO)
+    server = (Server.from_dsn(arguments.dsn) if arguments.dsn
+              else Server.from_environment(os.environ))
+    plan = Plan(
+        short=cohort(arguments.participants, arguments.days),
+        long=cohort(arguments.long_participants or arguments.participants, arguments.long_days),
+        batch_rows=arguments.batch_rows,
+        repeat=arguments.repeat,
+    )
+    if max(plan.short.end, plan.long.end) > datetime.now(UTC):
+        parser().error(f"the workload starts on {plan.short.start.date()} and would end in the "
+                       "future; ask for fewer days")
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-", dir=arguments.work_dir) as work,
+            Scratch(server) as scratch,
+        ):
+            facts, measurements = run(server, scratch, plan, Path(work))
+    except BenchError as error:
+        log.error("%s", error)
+        return EXIT_FAILED
+    except KeyboardInterrupt:  # its databases are dropped by then
+        log.error("interrupted")
+        return EXIT_INTERRUPTED
+    except psycopg2.OperationalError as error:
+        log.error("database at %s:%s: %s", server.host, server.port,
+                  str(error).strip().splitlines()[0] if str(error).strip() else "no answer")
+        return EXIT_DATABASE
+    doc = report.document(report.machine(facts), workload_facts(plan, measurements),
+                          measurements, scratch.names)
+    arguments.json.parent.mkdir(parents=True, exist_ok=True)
+    arguments.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    print(report.table(doc))
+    log.info("results written to %s", arguments.json)
+    return EXIT_OK
+
+
+def run(server: Server, scratch: Scratch, plan: Plan, work: Path
+        ) -> tuple[dict[str, str], dict[str, Measurement]]:
+    """Every measurement in turn, each on a database of its own; generation first."""
+    short, repeat = plan.short, plan.repeat
+    spool = Spool(work / "spool")
+    spool.directory.mkdir()
+    measurements: dict[str, Measurement] = {}
+
+    log.info("workload: %d participants x %g days, from %s", len(short.participants),
+             short.days, short.start.date())
+    samples = []
+    for attempt in range(repeat):
+        generated = generate(short, spool if attempt == 0 else None)
+        samples.append(Measurement("generation only (wearipedia + transform)", generated.rows,
+                                   generated.seconds,
+                                   details={"import_seconds": round(generated.import_seconds, 2)}))
+    measurements["generation"] = _done(fastest(samples))
+    rows = measurements["generation"].rows
+
+    facts: dict[str, str] = {}
+    samples = []
+    for _ in range(repeat):
+        name = scratch.fresh("copy")
+        if not facts:
+            connection = server.connect(name)
+            try:
+                facts = server_facts(connection)
+            finally:
+                connection.close()
+        server.checkpoint()
+        samples.append(_checked(measure.plain_copy(server, name, spool), server, name, rows))
+        scratch.drop(name)
+    measurements["copy"] = _done(fastest(samples))
+
+    samples, reruns = [], []
+    for _ in range(repeat):
+        name = scratch.fresh("writer")
+        server.checkpoint()
+        samples.append(_checked(
+            measure.project_writer(server, name, short, spool, plan.batch_rows,
+                                   "writer, empty table"),
+            server, name, rows,
+        ))
+        server.checkpoint()
+        rerun = measure.project_writer(server, name, short, spool, plan.batch_rows,
+                                       "writer, full table (rerun)")
+        if rerun.written:
+            raise BenchError(f"the rerun wrote {rerun.written} rows; it must write none")
+        reruns.append(_checked(rerun, server, name, rows))
+        scratch.drop(name)
+    measurements["writer"] = _done(fastest(samples))
+    measurements["writer_rerun"] = _done(fastest(reruns))
+
+    samples = []
+    for _ in range(repeat):
+        name = scratch.fresh("original")
+        server.checkpoint()
+        samples.append(_checked(measure.original_design(server, name, short, spool),
+                                server, name, rows))
+        scratch.drop(name)
+    measurements["original"] = _done(fastest(samples))
+
+    for key, workload in (("end_to_end", short), ("end_to_end_long", plan.long)):
+        label = f"end to end, {len(workload.participants)} x {workload.days:g} days (ingest.py)"
+        samples = []
+        for attempt in range(repeat):
+            name = scratch.fresh(key)
+            server.checkpoint()
+            measured = measure.end_to_end(server, name, workload, plan.batch_rows,
+                                          work / f"{key}-{attempt}", label)
+            if workload is short and measured.rows != rows:
+                raise BenchError(f"ingest.py stored {measured.rows} rows; generation made {rows}")
+            samples.append(measured)
+            scratch.drop(name)
+        measurements[key] = _done(fastest(samples))
+    return facts, measurements
+
+
+def fastest(samples: list[Measurement]) -> Measurement:
+    """The fastest of the repeats: the others lost time to something else on the machine."""
+    best = min(samples, key=lambda m: m.seconds)
+    if len(samples) > 1:
+        best.details["samples_seconds"] = [round(m.seconds, 3) for m in samples]
+    return best
+
+
+def workload_facts(plan: Plan, measurements: dict[str, Measurement]) -> dict[str, object]:
+    short, long = plan.short, plan.long
+    return {
+        "participants": len(short.participants),
+        "days": short.days,
+        "start": short.start.isoformat(),
+        "end": short.end.isoformat(),
+        "timezone": short.participants[0].timezone,
+        "rows": measurements["generation"].rows,
+        "long_participants": len(long.participants),
+        "long_days": long.days,
+        "batch_rows": plan.batch_rows,
+        "repeat": plan.repeat,
+    }
+
+
+def _checked(measured: Measurement, server: Server, dbname: str, expected: int) -> Measurement:
+    stored = measure.count_rows(server, dbname)
+    if stored != expected:
+        raise BenchError(f"{measured.label}: raw_data holds {stored} rows, expected {expected}")
+    return measured
+
+
+def _done(measured: Measurement) -> Measurement:
+    log.info("%s: %d rows in %.1f s, %.0f rows/s%s", measured.label, measured.rows,
+             measured.seconds, measured.rows_per_second,
+             "" if measured.peak_rss_kib is None
+             else f", peak RSS {measured.peak_rss_kib / 1024:.0f} MiB")
+    return measured
+
+
+if __name__ == "__main__":
+    sys.exit(main())

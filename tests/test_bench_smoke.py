@@ -1,0 +1,52 @@
+"""bench/run.py on a tiny workload: it measures everything and cleans up. Never timed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import psycopg2.extensions
+import pytest
+from support import ROOT
+
+BENCH = ROOT / "bench" / "run.py"
+MEASUREMENTS = (
+    "generation", "copy", "writer", "writer_rerun", "original", "end_to_end", "end_to_end_long",
+)
+TARGETS = ("writer_vs_original", "writer_vs_copy", "end_to_end_vs_generation", "rss_long_vs_short")
+
+
+@pytest.mark.slow
+def test_a_tiny_run_reports_every_measurement_and_drops_its_databases(db_server, tmp_path):
+    results = tmp_path / "results.json"
+    dsn = psycopg2.extensions.make_dsn(**db_server.params("postgres"))
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--participants", "1", "--days", "0.125",
+         "--long-days", "0.25", "--dsn", dsn, "--json", str(results), "--work-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+
+    doc = json.loads(results.read_text())
+    measured = doc["measurements"]
+    assert tuple(measured) == MEASUREMENTS
+    for key, m in measured.items():
+        assert m["rows"] > 0 and m["seconds"] > 0 and m["rows_per_second"] > 0, key
+    rows = doc["workload"]["rows"]
+    assert all(measured[key]["rows"] == rows for key in MEASUREMENTS[:-1])
+    assert measured["end_to_end_long"]["rows"] > rows  # a quarter day against an eighth
+    assert measured["writer"]["written"] == rows and measured["writer_rerun"]["written"] == 0
+    assert measured["end_to_end"]["peak_rss_mib"] > 0
+    assert measured["end_to_end_long"]["peak_rss_mib"] > 0
+    assert tuple(doc["targets"]) == TARGETS
+    for key, target in doc["targets"].items():
+        assert target["ratio"] > 0 and target["pass"] in (True, False), key
+    assert {"cpu", "cores", "ram_gib", "postgresql", "timescaledb"} <= set(doc["machine"])
+    for key in TARGETS:
+        assert doc["targets"][key]["label"] in done.stdout
+
+    with db_server.admin() as cursor:
+        cursor.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)",
+                       (doc["databases"],))
+        assert doc["databases"] and cursor.fetchall() == []
