@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -177,18 +178,16 @@ def _nights(lib: _Wearipedia, who: Participant, days: list[date], kind: str) -> 
             yield make(day.isoformat(), hour, minute, second, minutes)
 
 
-def _hrv(
-    lib: _Wearipedia, who: Participant, days: list[date], window: Window, report: ReadReport
+def _sleep(
+    kind: str,
+    lib: _Wearipedia,
+    who: Participant,
+    days: list[date],
+    window: Window,
+    report: ReadReport,
 ) -> Iterator[Row]:
-    nights = _nights(lib, who, days, "hrv")
-    return transform.hrv_rows(nights, who.participant_id, who.zone, window, report)
-
-
-def _spo2(
-    lib: _Wearipedia, who: Participant, days: list[date], window: Window, report: ReadReport
-) -> Iterator[Row]:
-    nights = _nights(lib, who, days, "spo2")
-    return transform.spo2_rows(nights, who.participant_id, who.zone, window, report)
+    nights = _nights(lib, who, days, kind)
+    return transform.sleep_rows(kind, nights, who.participant_id, who.zone, window, report)
 
 
 def _breathing(
@@ -214,8 +213,8 @@ def _activity(
 
 _READERS: dict[str, Callable[..., Iterator[Row]]] = {
     "heart": _heart,
-    "hrv": _hrv,
-    "spo2": _spo2,
+    "hrv": partial(_sleep, "hrv"),
+    "spo2": partial(_sleep, "spo2"),
     "breathing": _breathing,
     "activity": _activity,
 }

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -341,42 +342,45 @@ _HRV = (
 )
 
 
-def hrv_rows(
+@dataclass(frozen=True)
+class _SleepSeries:
+    """How one per-minute sleep series of the library reads."""
+
+    payload: str  # the library's type name, for error messages
+    minutes: Callable[[Mapping[str, Any]], Any]  # where a payload keeps its minutes
+    date_lags: bool  # minutes after midnight keep the previous day's date (intraday_hrv)
+    metrics: tuple[tuple[str, str | None], ...]  # metric_type, value key (None: the value)
+
+
+SLEEP_SERIES = {
+    "hrv": _SleepSeries("intraday_hrv", lambda p: p["hrv"][0]["minutes"], True, _HRV),
+    "spo2": _SleepSeries("intraday_spo2", lambda p: p["minutes"], False, (("spo2", None),)),
+}
+
+
+def sleep_rows(
+    kind: str,
     nights: Iterable[Mapping[str, Any]],
     participant_id: str,
     zone: ZoneInfo,
     window: Window,
     report: ReadReport,
 ) -> Iterator[Row]:
-    """Consecutive days of `intraday_hrv`, in date order, starting one day before the first
-    night whose rows are wanted (it decides where that night may begin)."""
+    """Consecutive days of a sleep series ("hrv" or "spo2"), in date order, starting one day
+    before the first night whose rows are wanted (it decides where that night may begin)."""
+    series = SLEEP_SERIES[kind]
 
     def parsed() -> Iterator[list[tuple[int, Any]]]:
         for payload in nights:
-            with _readable("intraday_hrv"):
-                minutes = payload["hrv"][0]["minutes"]
-            yield _night(minutes, report, date_lags=True)
+            with _readable(series.payload):
+                minutes = series.minutes(payload)
+            yield _night(minutes, report, date_lags=series.date_lags)
 
-    return _rows(_night_points(parsed(), _HRV), participant_id, zone, window, report)
+    return _rows(_night_points(parsed(), series.metrics), participant_id, zone, window, report)
 
 
-def spo2_rows(
-    nights: Iterable[Mapping[str, Any]],
-    participant_id: str,
-    zone: ZoneInfo,
-    window: Window,
-    report: ReadReport,
-) -> Iterator[Row]:
-    """Consecutive days of `intraday_spo2`, in date order, starting one day before the first
-    night whose rows are wanted (it decides where that night may begin)."""
-
-    def parsed() -> Iterator[list[tuple[int, Any]]]:
-        for payload in nights:
-            with _readable("intraday_spo2"):
-                minutes = payload["minutes"]
-            yield _night(minutes, report, date_lags=False)
-
-    return _rows(_night_points(parsed(), (("spo2", None),)), participant_id, zone, window, report)
+hrv_rows = partial(sleep_rows, "hrv")
+spo2_rows = partial(sleep_rows, "spo2")
 
 
 _BREATHING = (
