@@ -20,8 +20,8 @@ import psycopg2
 
 from . import db, state
 from .errors import DatabaseUnavailable, NeedsConsent
+from .guard import guarded
 from .model import Participant, ReadReport, Window
-from .progress import checked
 from .sources import Source
 from .windows import advance, local_midnight, plan_window, trusted_watermark
 from .writer import RowWriter
@@ -122,7 +122,7 @@ def ingest_participant(
             writer = RowWriter(connection, options.batch_rows, latest)
         for stream, window in plan.items():
             label = f"{participant.participant_id} {stream}"
-            rows = checked(source.read(participant, stream, window, report), window, report, label)
+            rows = guarded(source.read(participant, stream, window, report), window, report, label)
             if writer is None:
                 outcome.rows_read += sum(1 for _ in rows)
             else:

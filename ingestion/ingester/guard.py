@@ -1,4 +1,5 @@
-"""Checks every row on its way to the database, and tells how far a long stream has come."""
+"""The last guard before storage: every row is checked on its way to the database, and a
+long stream tells how far it has come."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ PROGRESS_EVERY_SECONDS = 10.0
 CHECK_CLOCK_EVERY_ROWS = 20_000  # reading the clock per row would cost more than the check
 
 
-def checked(rows: Iterable[Row], window: Window, report: ReadReport, label: str) -> Iterator[Row]:
+def guarded(rows: Iterable[Row], window: Window, report: ReadReport, label: str) -> Iterator[Row]:
     """Rows inside the window with a finite value; logs progress on long streams.
 
     A source should never yield anything else: this is the last guard before storage, so
