@@ -159,5 +159,5 @@ def test_a_participant_removed_during_the_run_is_not_loaded(db_conn):
     options = RunOptions(now=window.end, overlap=timedelta(days=1), batch_rows=1_000)
     outcome = ingest_participant(db_conn, FailingSource(), participant, {"heart_rate": window},
                                  options, uuid.uuid4())
-    assert outcome.status == "removed"
+    assert outcome.status == "removed" and "removed from the cohort" in outcome.error
     assert table(db_conn) == []

@@ -116,6 +116,7 @@ def ingest_participant(
             if not db.hold_participant(connection, participant.participant_id):
                 connection.rollback()  # removed from the cohort since the run started
                 outcome.status = "removed"
+                outcome.error = "removed from the cohort while the run was busy with others"
                 return outcome
             earliest = min(window.start for window in plan.values())
             latest = db.stored_until(connection, participant.participant_id, earliest)
