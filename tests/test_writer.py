@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg2
 import pytest
@@ -161,3 +162,16 @@ def test_a_participant_removed_during_the_run_is_not_loaded(db_conn):
                                  options, uuid.uuid4())
     assert outcome.status == "removed" and "removed from the cohort" in outcome.error
     assert table(db_conn) == []
+
+
+@pytest.mark.parametrize("timestamp", [
+    datetime(2026, 5, 1, 12, 30, 15, tzinfo=UTC),  # the fast path
+    datetime(2026, 5, 1, 12, 30, 15, 250_000, tzinfo=UTC),  # microseconds
+    datetime(2026, 3, 29, 3, 0, 1, tzinfo=ZoneInfo("Europe/Berlin")),  # another zone, DST day
+    datetime(2026, 5, 1, 9, 0, tzinfo=timezone(timedelta(hours=-3, minutes=-30))),
+    datetime(1999, 12, 31, 23, 59, 59, tzinfo=ZoneInfo("UTC")),  # UTC, but not datetime.UTC
+])
+def test_every_kind_of_aware_timestamp_is_stored_as_the_same_instant(db_conn, timestamp):
+    write(db_conn, [Row(timestamp, "p1", "heart_rate", 61.5)])
+    (stored,) = table(db_conn)
+    assert stored[0] == timestamp and stored[3] == 61.5
