@@ -460,6 +460,8 @@ def test_entrypoint_runs_once_at_start_as_the_job_user_and_stops_on_sigterm(tmp_
     env = container_env(
         tmp,
         PYTHON=str(fake),
+        # The fake needs no code; the checkout may sit where nobody cannot enter (a 0700 clone).
+        APP_DIR=str(tmp),
         JOB_USER="nobody",
         DB_NAME="from-the-container",
         CRON_FILE=f"/etc/cron.d/wearables-test-{uuid.uuid4().hex[:8]}",
@@ -470,7 +472,7 @@ def test_entrypoint_runs_once_at_start_as_the_job_user_and_stops_on_sigterm(tmp_
     try:
         entry.wait_for(STATUS_LINE, 1, timeout=30)
         out = entry.output()
-        assert f"job as nobody in {INGESTION} for from-the-container: ingest.py --now {NOW}" in out
+        assert f"job as nobody in {tmp} for from-the-container: ingest.py --now {NOW}" in out
         assert "to stderr" in out
         assert STATUS_LINE.findall(out) == ["0"]
         assert oct(Path(env["INGEST_ENV_FILE"]).stat().st_mode & 0o777) == "0o600"
