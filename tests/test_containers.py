@@ -462,6 +462,7 @@ def test_entrypoint_runs_once_at_start_as_the_job_user_and_stops_on_sigterm(tmp_
         PYTHON=str(fake),
         # The fake needs no code; the checkout may sit where nobody cannot enter (a 0700 clone).
         APP_DIR=str(tmp),
+        CRON_TEMPLATE=str(INGESTION / "crontab"),
         JOB_USER="nobody",
         DB_NAME="from-the-container",
         CRON_FILE=f"/etc/cron.d/wearables-test-{uuid.uuid4().hex[:8]}",
