@@ -156,6 +156,13 @@ def template_db(db_server: DbServer) -> Iterator[str]:
 @pytest.fixture
 def db(db_server: DbServer, template_db: str) -> Iterator[ScratchDatabase]:
     """A fresh database with timescaledb/init.sql applied, dropped after the test."""
+    with scratch_database(db_server, template_db) as database:
+        yield database
+
+
+@contextmanager
+def scratch_database(db_server: DbServer, template_db: str) -> Iterator[ScratchDatabase]:
+    """A fresh database with the schema, dropped at the end (for fixtures of any scope)."""
     name = f"test_{uuid.uuid4().hex}"
     with db_server.admin() as cur:
         cur.execute(

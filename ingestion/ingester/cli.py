@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg2
 
-from . import db, state
+from . import db, monitoring, state
 from .cohort import demo_cohort
 from .config import Settings, load_settings, read_environment
 from .errors import ConfigError, DatabaseUnavailable
@@ -182,6 +182,8 @@ def run(connection: db.Connection, settings: Settings, arguments: argparse.Names
     summarise(outcomes, arguments.dry_run, time.monotonic() - began)
     failed = any(o.status in ("failed", "needs_consent") or o.warning for o in outcomes)
     corrupt = loaded.problem is not None and loaded.problem != "missing"
+    if not arguments.dry_run:  # METRICS_FILE, PUSHGATEWAY_URL; never changes the exit code
+        monitoring.publish(connection, settings, outcomes, time.monotonic() - began, not corrupt)
     return EXIT_FAILED if failed or corrupt else EXIT_OK
 
 

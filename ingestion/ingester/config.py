@@ -39,6 +39,8 @@ class Settings:
     google_health_url: str = "https://health.googleapis.com"
     google_token_url: str = "https://oauth2.googleapis.com/token"
     http_timeout: float = 30.0
+    metrics_file: Path | None = None  # off unless set: node_exporter's textfile collector
+    pushgateway_url: str = ""  # off unless set
 
     def db_params(self) -> dict[str, object]:
         """Keyword arguments for psycopg2.connect."""
@@ -99,6 +101,13 @@ def _log_level(value: str) -> str:
     return value.upper()
 
 
+def _prom_file(value: str) -> Path:
+    # node_exporter's textfile collector reads only *.prom files.
+    if not value.strip().endswith(".prom"):
+        raise ValueError
+    return Path(value.strip())
+
+
 def _url(value: str) -> str:
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -125,6 +134,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "GOOGLE_HEALTH_URL": ("google_health_url", _url, "an http(s) URL"),
     "GOOGLE_TOKEN_URL": ("google_token_url", _url, "an http(s) URL"),
     "HTTP_TIMEOUT": ("http_timeout", _positive_float, "a number of seconds > 0"),
+    "METRICS_FILE": ("metrics_file", _prom_file, "a file path ending in .prom"),
+    "PUSHGATEWAY_URL": ("pushgateway_url", _url, "an http(s) URL"),
 }
 
 SECRET_VARIABLES = frozenset({"DB_PASSWORD", "GOOGLE_CLIENT_SECRET", "FITBIT_ACCESS_TOKEN"})
