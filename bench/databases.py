@@ -18,6 +18,7 @@ import psycopg2.errors
 import psycopg2.extensions
 from ingester import db
 from ingester.config import Settings
+from ingester.schema import migrate
 from psycopg2 import sql
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "timescaledb" / "init.sql"
@@ -141,7 +142,7 @@ class Scratch:
         if schema:
             connection = self.server.connect(name)
             try:
-                db.apply_schema(connection, SCHEMA_FILE)
+                migrate(connection, SCHEMA_FILE)
             finally:
                 connection.close()
         return name

@@ -264,6 +264,30 @@ running_port() {
     sed -n 4p "$DATA_DIR/postmaster.pid"
 }
 
+# Another process listening on the port (another checkout's server, most often) would make
+# pg_ctl wait its whole timeout and then say only "the server did not start": name it now.
+check_port_free() {
+    local holder=
+    if command -v ss >/dev/null; then
+        # e.g. users:(("postgres",pid=1234,fd=6)); -p needs root to see other users' processes
+        holder=$(ss -H -ltnp "sport = :$PORT" 2>/dev/null | head -n 1) || holder=
+        [[ -n $holder ]] || return 0
+        local pid
+        pid=$(grep -o 'pid=[0-9]*' <<<"$holder" | head -n 1 | cut -d= -f2) || pid=
+        if [[ -n $pid ]]; then
+            holder="pid $pid: $(ps -o args= -p "$pid" 2>/dev/null | cut -c1-160 || echo '?')"
+        else
+            holder="a process this user cannot see (ss: ${holder//  / })"
+        fi
+    elif (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; then
+        holder="a process that ss (iproute2, not installed) could name"
+    else
+        return 0
+    fi
+    die "port $PORT is already in use by $holder; stop it, or choose another port:" \
+        "TSDB_PORT=<port> $0 start (or --port <port>)"
+}
+
 print_settings() {
     printf 'DB_HOST=%s\nDB_PORT=%s\nDB_NAME=%s\nDB_USER=%s\n' "$HOST" "$PORT" "$DB_NAME" "$DB_USER"
 }
@@ -351,6 +375,7 @@ cmd_start() {
         port=$(running_port)
         [[ $port == "$PORT" ]] || die "already running on port $port; stop it first to change the port"
     else
+        check_port_free
         if [[ -f $DATA_DIR/PG_VERSION ]]; then
             local major
             major=$(<"$DATA_DIR/PG_VERSION")

@@ -163,7 +163,9 @@ def test_bad_config_exits_2_with_one_line_and_touches_nothing(env):
 
 
 def test_unreachable_database_exits_3_with_one_clear_line(env):
-    done = run_ingest({**env, "DB_PORT": "1", "DB_PASSWORD": "hunter2"}, "--now", DAY1)
+    # DB_WAIT_SECONDS=0: no wait for a server to come up (test_db_wait.py tests the wait).
+    done = run_ingest({**env, "DB_PORT": "1", "DB_PASSWORD": "hunter2", "DB_WAIT_SECONDS": "0"},
+                      "--now", DAY1)
     assert done.returncode == 3
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot connect to PostgreSQL at" in lines[0], done.stderr

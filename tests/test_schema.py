@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg2.errors
 import pytest
+from conftest import SCHEMA_FILE
+from ingester import schema
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 T0 = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
 INSERT = (
@@ -122,9 +127,112 @@ def test_licence_guard_takes_the_apache_path(db, db_conn):
         cur.execute("SELECT current_setting('timescaledb.license')")
         assert cur.fetchone() == ("apache",)
 
+    with db_conn.cursor() as cur:  # the guard is in the baseline: make it run again
+        cur.execute("DELETE FROM schema_migrations WHERE version = 1")
+    db_conn.commit()
     notices = db.apply_schema()
     assert any("apache" in notice for notice in notices), notices
 
     snapshot = catalog_snapshot(db_conn)
     assert snapshot["hypertables"] == [("raw_data", 1, False)]
     assert not [job for job in snapshot["jobs"] if job[0] == "policy_compression"]
+
+
+# --- migrations -------------------------------------------------------------------------
+
+CATALOG = {
+    "columns": """
+        SELECT table_name, column_name, data_type, is_nullable, column_default,
+               is_generated, generation_expression
+        FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2""",
+    "constraints": """
+        SELECT conrelid::regclass::text, conname, contype, pg_get_constraintdef(oid)
+        FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2""",
+    "indexes": """
+        SELECT tablename, indexname, indexdef FROM pg_indexes
+        WHERE schemaname = 'public' ORDER BY 1, 2""",
+    "views": """
+        SELECT viewname, definition FROM pg_views WHERE schemaname = 'public' ORDER BY 1""",
+    "migrations": "SELECT version, name FROM schema_migrations ORDER BY 1",
+}
+
+
+def full_catalog(conn) -> dict[str, list]:
+    """Tables, columns, constraints, indexes, views, hypertables, jobs and migrations."""
+    snapshot = catalog_snapshot(conn)
+    with conn.cursor() as cur:
+        for name, query in CATALOG.items():
+            cur.execute(query)
+            snapshot[name] = cur.fetchall()
+    conn.rollback()
+    return snapshot
+
+
+def declared_versions() -> dict[int, str]:
+    return schema.migrations(SCHEMA_FILE.read_text())
+
+
+def test_migration_headers_are_parsed_in_order():
+    text = "-- migration 1: baseline\nDO $m$ $m$;\n-- migration 3: devices\n"
+    assert schema.migrations(text) == {1: "baseline", 3: "devices"}
+    assert schema.pending({1: "a", 3: "b"}, None) == [1, 3]
+    assert schema.pending({1: "a", 3: "b"}, {1}) == [3]
+    assert schema.pending({1: "a"}, {1, 2}) == []
+    with pytest.raises(ValueError):
+        schema.migrations("-- migration 2: b\n-- migration 1: a\n")
+
+
+def test_init_sql_declares_the_baseline_and_every_block_records_its_version():
+    text = SCHEMA_FILE.read_text()
+    declared = declared_versions()
+    assert declared[1] == "baseline"
+    for version, name in declared.items():
+        assert f"WHERE version = {version}) THEN RETURN; END IF;" in text
+        assert f"VALUES ({version}, '{name}')" in text
+
+
+def test_a_database_created_from_init_sql_is_already_current(db, db_conn):
+    assert full_catalog(db_conn)["migrations"] == sorted(declared_versions().items())
+    assert schema.migrate(db_conn, SCHEMA_FILE) == []
+
+
+@pytest.mark.parametrize("old", ["init-bf9d7be.sql", "init-6484521.sql"])
+def test_a_database_of_an_older_init_sql_upgrades_in_place(db, db_conn, db_server, template_db,
+                                                           old):
+    """A database created by an earlier init.sql ends with the catalog of a new one."""
+    current = full_catalog(db_conn)
+    legacy = _database_from(db_server, template_db, (FIXTURES / old).read_text())
+    try:
+        conn = psycopg2.connect(**db_server.params(legacy))
+        try:
+            with conn, conn.cursor() as cur:  # it holds data, which must survive
+                cur.execute("INSERT INTO participants VALUES ('p1', 'UTC', 'synthetic', "
+                            "'2026-11-01', 1)")
+                cur.execute(INSERT, (T0, "p1", "heart_rate", 60.0))
+            assert schema.migrate(conn, SCHEMA_FILE) == list(declared_versions())
+            assert full_catalog(conn) == current
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM raw_data")
+                assert cur.fetchone() == (1,)
+            conn.rollback()
+            assert schema.migrate(conn, SCHEMA_FILE) == []  # and then it is current
+        finally:
+            conn.close()
+    finally:
+        with db_server.admin() as cur:
+            cur.execute(f'DROP DATABASE "{legacy}" WITH (FORCE)')
+
+
+def _database_from(db_server, template_db: str, sql_text: str) -> str:
+    import uuid
+
+    name = f"test_legacy_{uuid.uuid4().hex[:12]}"
+    with db_server.admin() as cur:
+        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    conn = psycopg2.connect(**db_server.params(name))
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql_text)
+    finally:
+        conn.close()
+    return name

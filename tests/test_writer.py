@@ -11,10 +11,11 @@ from zoneinfo import ZoneInfo
 
 import psycopg2
 import pytest
-from ingester.db import RunLockTimeout, add_participants, apply_schema, run_lock
+from ingester.db import RunLockTimeout, add_participants, run_lock
 from ingester.errors import PayloadError
 from ingester.model import Participant, Row, Window
 from ingester.pipeline import RunOptions, ingest_participant
+from ingester.schema import migrate
 from ingester.writer import RowWriter
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -119,16 +120,17 @@ def test_a_failure_after_the_copy_leaves_no_rows_and_a_failed_log_row(db_conn):
 
 
 def test_runs_applying_the_schema_at_once_take_turns(db):
-    """Every run applies init.sql at start; on a new database, concurrent DDL must not race."""
+    """Runs that find the schema missing apply init.sql at start; concurrent DDL must not race."""
     with db.connect() as connection, connection.cursor() as cursor:
         cursor.execute("DROP VIEW participant_status; DROP TABLE raw_data; "
-                       "DROP TABLE ingest_runs, google_credentials, participants")
+                       "DROP TABLE ingest_runs, google_credentials, participants, "
+                       "schema_migrations")
     connections = [db.connect() for _ in range(6)]
     barrier = threading.Barrier(len(connections))
 
     def apply(connection):
         barrier.wait()
-        apply_schema(connection, SCHEMA)
+        migrate(connection, SCHEMA)
 
     with ThreadPoolExecutor(len(connections)) as pool:
         results = [pool.submit(apply, c) for c in connections]
@@ -136,6 +138,9 @@ def test_runs_applying_the_schema_at_once_take_turns(db):
     for connection in connections:
         connection.close()
     assert errors == [None] * len(connections)
+    with db.connect() as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM schema_migrations WHERE version = 1")
+        assert cursor.fetchone() == (1,)
 
 
 def test_a_run_gives_up_waiting_for_a_stuck_run(db):

@@ -2,33 +2,39 @@
 
 Exit codes: 0 all participants loaded; 1 a participant failed (or the state file had to be
 recovered, or could not be written); 2 bad configuration or arguments; 3 the database is
-unreachable or failed; 4 another run held the run lock for longer than RUN_LOCK_WAIT.
+unreachable (after waiting DB_WAIT_SECONDS for one that is starting) or failed; 4 another
+run held the run lock for longer than RUN_LOCK_WAIT; 5 a pending schema migration could not
+get its lock within schema.LOCK_ATTEMPTS tries of schema.LOCK_TIMEOUT (the line names the
+session it waited for).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg2
 
-from . import db, monitoring, state
+from . import db, monitoring, schema, state
 from .cohort import demo_cohort
 from .config import Settings, load_settings, read_environment
+from .credentials import PARTICIPANT_ID
 from .errors import ConfigError, DatabaseUnavailable
-from .model import SYNTHETIC, Participant
+from .model import EARLIEST_START_DATE, SYNTHETIC, Participant
 from .pipeline import Outcome, RunOptions, run_cohort
 from .sources import Source
 
 log = logging.getLogger("ingester")
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE, EXIT_BUSY = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE, EXIT_BUSY, EXIT_SCHEMA = 0, 1, 2, 3, 4, 5
 
 # A run waits this long for the one before it; past that something is stuck, and piling up
 # one more waiting process every night would only hide it.
@@ -40,16 +46,62 @@ HERE = Path(__file__).resolve().parent
 # In the image the schema sits beside ingest.py; in a checkout it is timescaledb/init.sql.
 SCHEMA_FILES = (HERE.parent / "init.sql", HERE.parent.parent / "timescaledb" / "init.sql")
 
+# participants.seed is a bigint; the synthetic source hashes the seed with the date, so any
+# value in that range is a good seed, and a larger one could never be stored.
+MAX_SEED = 2**63 - 1
+PLAIN_INTEGER = re.compile(r"[0-9]+")
+EARLIEST_INSTANT = datetime.combine(EARLIEST_START_DATE, datetime.min.time(), tzinfo=UTC)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (and exit 2), not the usage plus a line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
 
 def instant(text: str) -> datetime:
-    """An ISO date or date-time; without an offset it is taken as UTC."""
+    """An ISO date or date-time from EARLIEST_START_DATE on; without an offset it is UTC."""
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected an ISO date or date-time, got {text!r}"
         ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    if value < EARLIEST_INSTANT:
+        # Year 26 for 2026 would start a decades-long backfill, and year 1 overflows.
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO date or date-time from {EARLIEST_START_DATE} on, got {text!r}"
+        )
+    return value
+
+
+def start_date(text: str) -> date:
+    """An ISO date (YYYY-MM-DD) from EARLIEST_START_DATE on (the later bound needs the zone)."""
+    try:
+        value = date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+    if value < EARLIEST_START_DATE:
+        raise argparse.ArgumentTypeError(
+            f"expected a date from {EARLIEST_START_DATE} to today, got {text!r}"
+        )
+    return value
+
+
+def seed(text: str) -> int:
+    if not PLAIN_INTEGER.fullmatch(text) or int(text) > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer 0-{MAX_SEED}, got {text!r}")
+    return int(text)
+
+
+def participant_id(text: str) -> str:
+    if not PARTICIPANT_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"expected 1-64 letters, digits, '_', '.' or '-', got {text!r}"
+        )
+    return text
 
 
 def zone_name(text: str) -> str:
@@ -63,7 +115,7 @@ def zone_name(text: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(
+    main = OneLineParser(
         prog="ingest.py",
         description="Load new wearable data of the cohort into TimescaleDB (one delta run).",
     )
@@ -71,6 +123,7 @@ def parser() -> argparse.ArgumentParser:
         "--participant",
         action="append",
         default=[],
+        type=participant_id,
         metavar="ID",
         help="only this participant (repeatable)",
     )
@@ -88,14 +141,14 @@ def parser() -> argparse.ArgumentParser:
         dest="action", metavar="ACTION", required=True
     )
     add = people.add_parser("add", help="add a synthetic participant")
-    add.add_argument("participant_id")
+    add.add_argument("participant_id", type=participant_id)
     add.add_argument("--timezone", type=zone_name, required=True)
-    add.add_argument("--seed", type=int, required=True)
-    add.add_argument("--start-date", type=date.fromisoformat, required=True)
+    add.add_argument("--seed", type=seed, required=True)
+    add.add_argument("--start-date", type=start_date, required=True)
     enrol = people.add_parser("enrol", help="add a Google Health participant with a refresh token")
-    enrol.add_argument("participant_id")
+    enrol.add_argument("participant_id", type=participant_id)
     enrol.add_argument("--timezone", type=zone_name, required=True)
-    enrol.add_argument("--start-date", type=date.fromisoformat, default=None)
+    enrol.add_argument("--start-date", type=start_date, default=None)
     enrol.add_argument(
         "--token-file",
         required=True,
@@ -104,7 +157,7 @@ def parser() -> argparse.ArgumentParser:
     people.add_parser("list", help="the cohort")
     people.add_parser("needs-consent", help="participants whose Google grant was revoked")
     remove = people.add_parser("remove", help="remove from the cohort")
-    remove.add_argument("participant_id")
+    remove.add_argument("participant_id", type=participant_id)
     remove.add_argument("--purge", action="store_true", help="also delete its rows from raw_data")
     return main
 
@@ -116,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    problem = check_arguments(arguments, datetime.now(UTC))
+    if problem:
+        print(problem, file=sys.stderr)
+        return EXIT_CONFIG
     configure_logging(settings.log_level)
     try:
         connection = db.connect(settings)
@@ -123,12 +180,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", error)
         return EXIT_DATABASE
     try:
-        db.apply_schema(connection, next(p for p in SCHEMA_FILES if p.is_file()))
+        schema.migrate(connection, next(p for p in SCHEMA_FILES if p.is_file()),
+                       monitor=lambda: psycopg2.connect(**settings.db_params()))
         if arguments.command == "status":
             return show_status(connection, settings)
         if arguments.command == "participant":
             return manage_participants(connection, settings, arguments)
         return run(connection, settings, arguments)
+    except schema.SchemaLockTimeout as error:
+        log.error("%s", error)
+        return EXIT_SCHEMA
     except DatabaseUnavailable as error:
         log.error("%s", error)
         return EXIT_DATABASE
@@ -137,6 +198,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_DATABASE
     finally:
         connection.close()
+
+
+def check_arguments(arguments: argparse.Namespace, clock: datetime) -> str | None:
+    """What is wrong with arguments that make sense one by one but not together; None if
+    nothing. Checked before anything is connected, read or written."""
+    if arguments.now is not None and arguments.now > clock + CLOCK_SKEW:
+        # A --now in the future would store points that have not happened yet and push the
+        # watermarks past days that then never load.
+        return (f"--now must not be later than the current time ({clock:%Y-%m-%dT%H:%M:%SZ}), "
+                f"got {arguments.now.isoformat()}")
+    if (arguments.since is not None and arguments.until is not None
+            and arguments.since >= arguments.until):
+        return (f"--since must be earlier than --until, got {arguments.since.isoformat()} "
+                f"and {arguments.until.isoformat()}")
+    first = getattr(arguments, "start_date", None)
+    if first is not None:
+        # A start date is a local day: "today" is the participant's.
+        today = clock.astimezone(ZoneInfo(arguments.timezone)).date()
+        if first > today:
+            return (f"--start-date must be a date from {EARLIEST_START_DATE} to today "
+                    f"({today} in {arguments.timezone}), got {first}")
+    return None
 
 
 def configure_logging(level: str) -> None:
@@ -149,14 +232,7 @@ def configure_logging(level: str) -> None:
 
 
 def run(connection: db.Connection, settings: Settings, arguments: argparse.Namespace) -> int:
-    clock = datetime.now(UTC)
-    now = arguments.now or clock
-    if now > clock + CLOCK_SKEW:
-        # A --now in the future would store points that have not happened yet and push the
-        # watermarks past days that then never load.
-        print(f"--now must not be later than the current time ({clock:%Y-%m-%dT%H:%M:%SZ}), "
-              f"got {now.isoformat()}", file=sys.stderr)
-        return EXIT_CONFIG
+    now = arguments.now or datetime.now(UTC)  # not in the future: check_arguments
     options = RunOptions(
         now=now,
         overlap=settings.overlap,

@@ -6,6 +6,9 @@ that names the variable and the expected form.
 
 from __future__ import annotations
 
+import io
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -41,6 +44,9 @@ class Settings:
     http_timeout: float = 30.0
     metrics_file: Path | None = None  # off unless set: node_exporter's textfile collector
     pushgateway_url: str = ""  # off unless set
+    # How long a run waits for a database that refuses connections or is starting up (a
+    # `docker compose restart` restarts both containers at once) before it exits 3.
+    db_wait: timedelta = timedelta(seconds=120)
 
     def db_params(self) -> dict[str, object]:
         """Keyword arguments for psycopg2.connect."""
@@ -67,9 +73,20 @@ def _text(value: str) -> str:
     return value
 
 
+# int() and float() also take "1_000", "١٢", "+7" and "inf": a typo must not pass for a
+# number. Plain ASCII digits only (and one decimal point where a fraction makes sense).
+PLAIN_INTEGER = re.compile(r"[0-9]+")
+PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?|\.[0-9]+")
+# A request to Google that takes an hour has failed; socket timeouts also overflow on
+# values like 1e300.
+MAX_HTTP_TIMEOUT = 3600
+
+
 def _int_in(low: int, high: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
-        number = int(value.strip())
+        if not PLAIN_INTEGER.fullmatch(value.strip()):
+            raise ValueError
+        number = int(value)
         if not low <= number <= high:
             raise ValueError
         return number
@@ -77,11 +94,22 @@ def _int_in(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _positive_float(value: str) -> float:
+def _seconds(value: str) -> float:
+    if not PLAIN_DECIMAL.fullmatch(value.strip()):
+        raise ValueError
     number = float(value)
-    if not number > 0:
+    if not (math.isfinite(number) and 0 < number <= MAX_HTTP_TIMEOUT):
         raise ValueError
     return number
+
+
+def _state_file(value: str) -> Path:
+    # The run sets a bad state file aside by renaming it: a typo that names a directory
+    # (STATE_FILE=state) must be refused here, never renamed.
+    path = Path(_text(value))
+    if path.is_dir() or (path.parent.exists() and not path.parent.is_dir()):
+        raise ValueError
+    return path
 
 
 def _hours(value: str) -> timedelta:
@@ -110,8 +138,9 @@ def _prom_file(value: str) -> Path:
 
 def _url(value: str) -> str:
     parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError
+    _ = parts.port  # raises ValueError for a port that is not 0-65535
     return value.strip().rstrip("/")
 
 
@@ -124,7 +153,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "DB_PASSWORD": ("db_password", str, "a password"),
     "SEED": ("seed", _int_in(0, 2**31 - 1), "an integer 0-2147483647"),
     "DEMO_COHORT": ("demo_cohort", _boolean, "true or false"),
-    "STATE_FILE": ("state_file", lambda v: Path(_text(v)), "a file path"),
+    "STATE_FILE": ("state_file", _state_file,
+                   "the path of a file, not of a directory"),
     "OVERLAP_HOURS": ("overlap", _hours, "a whole number of hours 0-8760"),
     "BACKFILL_DAYS": ("backfill_days", _int_in(0, 3650), "a whole number of days 0-3650"),
     "BATCH_ROWS": ("batch_rows", _int_in(1_000, 10_000_000), "an integer 1000-10000000"),
@@ -133,9 +163,12 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "GOOGLE_CLIENT_SECRET": ("google_client_secret", str, "an OAuth client secret"),
     "GOOGLE_HEALTH_URL": ("google_health_url", _url, "an http(s) URL"),
     "GOOGLE_TOKEN_URL": ("google_token_url", _url, "an http(s) URL"),
-    "HTTP_TIMEOUT": ("http_timeout", _positive_float, "a number of seconds > 0"),
+    "HTTP_TIMEOUT": ("http_timeout", _seconds,
+                     f"a number of seconds over 0 and at most {MAX_HTTP_TIMEOUT}, like 30 or 2.5"),
     "METRICS_FILE": ("metrics_file", _prom_file, "a file path ending in .prom"),
     "PUSHGATEWAY_URL": ("pushgateway_url", _url, "an http(s) URL"),
+    "DB_WAIT_SECONDS": ("db_wait", lambda v: timedelta(seconds=_int_in(0, 3600)(v)),
+                        "a whole number of seconds 0-3600"),
 }
 
 SECRET_VARIABLES = frozenset({"DB_PASSWORD", "GOOGLE_CLIENT_SECRET", "FITBIT_ACCESS_TOKEN"})
@@ -157,12 +190,25 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         raw = environ.get(variable)
         if raw is None or (raw == "" and variable not in ("DB_PASSWORD",)):
             continue
+        if not _is_text(raw):
+            # os.environ decodes undecodable bytes to lone surrogates; libpq and the log
+            # would fail on them far from here. Never shown: it may be a secret.
+            raise ConfigError(f"{variable} must be {expected}, got a value that is not "
+                              "UTF-8 text (not shown)")
         try:
             values[name] = parse(raw)
         except ValueError:
             shown = "(hidden)" if variable in SECRET_VARIABLES else repr(raw)
             raise ConfigError(f"{variable} must be {expected}, got {shown}") from None
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
 
 
 def read_environment(env_file: Path | None = None) -> dict[str, str]:
@@ -174,6 +220,22 @@ def read_environment(env_file: Path | None = None) -> dict[str, str]:
     merged: dict[str, str] = {}
     path = env_file if env_file is not None else Path.cwd() / ".env"
     if path.is_file():
-        merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+        values = dotenv_values(stream=io.StringIO(_env_file_text(path)))
+        merged.update({k: v for k, v in values.items() if v is not None})
     merged.update(os.environ)
     return merged
+
+
+def _env_file_text(path: Path) -> str:
+    """The .env file's text; a file in another encoding (Latin-1, UTF-16) is refused."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path} cannot be read ({error.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        # The bad bytes may be a password: name the line, not its content.
+        raise ConfigError(f"{path} must be UTF-8 text, but line {line} is not (save the file "
+                          "as UTF-8)") from None

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import psycopg2
 import psycopg2.errors
@@ -27,20 +27,51 @@ Connection = psycopg2.extensions.connection
 # process dies, so a killed run never leaves a stale lock behind. The number is arbitrary
 # but fixed; it must not collide with the per-participant token locks (two-key form).
 RUN_LOCK_KEY = 7_201_311_026
-SCHEMA_LOCK_KEY = RUN_LOCK_KEY + 1
 
 psycopg2.extras.register_uuid()
 
 
+# What a server says while it is not up yet, or going down for a restart: worth waiting
+# for. Anything else (a wrong password, an unknown database or user, a host name that does
+# not exist) will not change by waiting, and fails at once.
+NOT_READY = (
+    "connection refused",
+    "the database system is starting up",
+    "the database system is not yet accepting connections",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "temporary failure in name resolution",
+)
+# Between tries: a server that is starting is up within seconds.
+CONNECT_RETRY_PAUSE = 1.0
+
+
 def connect(settings: Settings) -> Connection:
-    try:
-        connection = psycopg2.connect(**settings.db_params())
-    except psycopg2.OperationalError as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
-        raise DatabaseUnavailable(
-            f"cannot connect to PostgreSQL at {settings.db_host}:{settings.db_port} "
-            f"database {settings.db_name!r} as {settings.db_user!r}: {reason}"
-        ) from None
+    """Connect, waiting up to settings.db_wait (DB_WAIT_SECONDS) for a server that is not up."""
+    deadline = time.monotonic() + settings.db_wait.total_seconds()
+    waiting = False
+    while True:
+        try:
+            connection = psycopg2.connect(**settings.db_params())
+            break
+        except psycopg2.OperationalError as error:
+            text = str(error).strip()
+            reason = text.splitlines()[0] if text else "no answer"
+            left = deadline - time.monotonic()
+            if left <= 0 or not any(phrase in text.lower() for phrase in NOT_READY):
+                waited = f" (waited {settings.db_wait.total_seconds():.0f} s)" if waiting else ""
+                raise DatabaseUnavailable(
+                    f"cannot connect to PostgreSQL at {settings.db_host}:{settings.db_port} "
+                    f"database {settings.db_name!r} as {settings.db_user!r}: {reason}{waited}"
+                ) from None
+            if not waiting:
+                log.warning("PostgreSQL at %s:%s is not ready (%s); waiting up to %.0f s for it "
+                            "(DB_WAIT_SECONDS)", settings.db_host, settings.db_port,
+                            _ready_phrase(text), settings.db_wait.total_seconds())
+                waiting = True
+            time.sleep(min(CONNECT_RETRY_PAUSE, left))
+    if waiting:
+        log.info("PostgreSQL at %s:%s is ready", settings.db_host, settings.db_port)
     with connection.cursor() as cursor:
         # Every instant is computed in UTC; the session zone only affects how psql-like
         # clients print them, never what is stored.
@@ -49,12 +80,8 @@ def connect(settings: Settings) -> Connection:
     return connection
 
 
-def apply_schema(connection: Connection, schema_file: Path) -> None:
-    """Apply the idempotent schema; runs that start together take turns, as DDL may not race."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-        cursor.execute(schema_file.read_text(encoding="utf-8"))
-    connection.commit()
+def _ready_phrase(text: str) -> str:
+    return next(phrase for phrase in NOT_READY if phrase in text.lower())
 
 
 class RunLockTimeout(IngestError):

@@ -11,6 +11,12 @@ from zoneinfo import ZoneInfo
 SYNTHETIC = "synthetic"
 GOOGLE_HEALTH = "google_health"
 
+# No participant's data can start earlier. Fitbit's first tracker (the Classic) shipped in
+# autumn 2009, and the wrist heart-rate and sleep data this service loads came years later:
+# a start date before this is a typo (0026-11-01 for 2026-11-01) that would otherwise start
+# a backfill of centuries, or overflow (0001-01-01).
+EARLIEST_START_DATE = date(2009, 1, 1)
+
 
 @dataclass(frozen=True)
 class Participant:
