@@ -6,6 +6,7 @@ and checking row counts are outside it.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import psycopg2.extras
 from ingester import db
+from ingester.windows import slice_end
 from ingester.writer import COLUMNS, COPY_READ_SIZE, RowWriter
 
 from .databases import Server
@@ -65,31 +67,49 @@ def plain_copy(server: Server, dbname: str, spool: Spool) -> Measurement:
 def project_writer(
     server: Server, dbname: str, workload: Workload, spool: Spool, batch_rows: int, label: str
 ) -> Measurement:
-    """RowWriter as ingest_participant drives it: per participant one transaction, the
-    stored_until look-up, one write() per stream, finish(), commit."""
+    """RowWriter as pipeline.commit_slice drives it: per participant and slice (one local day
+    of dense data) one transaction, the slice's stored_until look-up, one write() per stream,
+    finish(), commit. Cutting the spooled rows into slices happens outside the clock."""
     connection = server.connect(dbname)
     read = written = 0
     seconds = 0.0
     try:
         for participant, plan, streams in spooled(workload, spool):
-            began = time.perf_counter()
-            earliest = min(window.start for window in plan.values())
-            latest = db.stored_until(connection, participant.participant_id, earliest)
-            writer = RowWriter(connection, batch_rows, latest)
-            try:
-                for _stream, rows in streams:
-                    writer.write(rows)
-                counts = writer.finish()
-            except BaseException:
-                writer.abort()
-                raise
-            connection.commit()
-            seconds += time.perf_counter() - began
-            read, written = read + counts.read, written + counts.written
+            for span, parts in _slices(participant, plan, streams):
+                began = time.perf_counter()
+                latest = db.stored_until(connection, participant.participant_id, *span)
+                writer = RowWriter(connection, batch_rows, latest)
+                try:
+                    for rows in parts:
+                        writer.write(rows)
+                    counts = writer.finish()
+                except BaseException:
+                    writer.abort()
+                    raise
+                connection.commit()
+                seconds += time.perf_counter() - began
+                read, written = read + counts.read, written + counts.written
             del streams
     finally:
         connection.close()
     return Measurement(label, read, seconds, written=written)
+
+
+def _slices(participant, plan, streams):
+    """(slice start, end) and each stream's rows in it, cut as the pipeline cuts a window."""
+    start = min(window.start for window in plan.values())
+    end = max(window.end for window in plan.values())
+    bounds, days, cursor = [], 1, start
+    while cursor < end:
+        stop = slice_end(cursor, end, participant.zone, days)
+        bounds.append((cursor, stop))
+        cursor = stop
+    edges = [stop for _, stop in bounds]
+    cut: list[list[list]] = [[[] for _ in streams] for _ in bounds]
+    for index, (_stream, rows) in enumerate(streams):
+        for row in rows:
+            cut[bisect.bisect_right(edges, row.timestamp)][index].append(row)
+    return list(zip(bounds, cut, strict=True))
 
 
 def original_design(server: Server, dbname: str, workload: Workload, spool: Spool) -> Measurement:

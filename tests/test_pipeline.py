@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -64,8 +65,8 @@ def test_rerun_of_the_same_window_changes_nothing(env):
     before = fingerprint(env)
     again = ok(run_ingest(env, "--now", DAY1, "--since", START))
     assert fingerprint(env) == before
-    written = query(env, "SELECT sum(rows_written) FROM ingest_runs WHERE finished_at = "
-                         "(SELECT max(finished_at) FROM ingest_runs)")
+    written = query(env, "SELECT sum(rows_written) FROM ingest_runs WHERE run_id = "
+                         "(SELECT run_id FROM ingest_runs ORDER BY finished_at DESC LIMIT 1)")
     assert "0 written" in again.stderr, again.stderr
     assert written[0][0] == 0
 
@@ -76,9 +77,12 @@ def test_no_point_after_now(env):
     latest = query(env, 'SELECT max("timestamp") FROM raw_data')[0][0]
     assert latest.isoformat() < "2026-03-08T12:00:00+00:00"
     assert query(env, "SELECT count(*) FROM raw_data WHERE \"timestamp\" >= %s", (DAY1,)) == [(0,)]
-    # the run log's duration is the participant's real load time (over a second each here)
-    durations = query(env, "SELECT extract(epoch FROM duration) FROM ingest_runs")
-    assert len(durations) == 3 and all(seconds > 0.5 for (seconds,) in durations), durations
+    # one run-log row per slice (7 March and half of 8 March: two local days each), and its
+    # duration is the slice's real load time
+    durations = query(env, "SELECT participant_id, count(*), sum(extract(epoch FROM duration)) "
+                           "FROM ingest_runs GROUP BY 1 ORDER BY 1")
+    assert [(p, n) for p, n, _ in durations] == [("p1", 2), ("p2", 2), ("p3", 2)], durations
+    assert all(seconds > 0.5 for _, _, seconds in durations), durations
 
 
 def test_a_run_killed_mid_write_then_rerun_equals_an_uninterrupted_run(env):
@@ -129,7 +133,7 @@ def test_dst_days_load_without_collisions_at_the_right_instants(env, now, day, g
     enrol(env, [("ny", "America/New_York", "9")], start=day)
     done = ok(run_ingest(env, "--now", now))
     assert "1 ok" in done.stderr, done.stderr
-    assert query(env, "SELECT status FROM ingest_runs") == [("ok",)]
+    assert query(env, "SELECT DISTINCT status FROM ingest_runs") == [("ok",)]
     rows = query(env, """
         SELECT count(*), count(DISTINCT "timestamp"),
                count(*) FILTER (WHERE "timestamp" >= %s AND "timestamp" < %s)
@@ -198,7 +202,7 @@ def test_one_participants_failure_does_not_stop_the_others(env):
     query(env, "UPDATE participants SET timezone = 'Mars/Olympus' WHERE participant_id = 'p2'")
     done = run_ingest(env, "--now", DAY1)
     assert done.returncode == 1
-    statuses = dict(query(env, "SELECT participant_id, status FROM ingest_runs"))
+    statuses = dict(query(env, "SELECT participant_id, status FROM participant_status"))
     assert statuses == {"p1": "ok", "p2": "failed", "p3": "ok"}
     marks = json.loads(Path(env["STATE_FILE"]).read_text())["watermarks"]
     assert set(marks) == {"p1", "p3"}
@@ -279,3 +283,89 @@ def test_a_dry_run_leaves_a_corrupt_state_file_for_the_real_run_to_flag(env):
     assert dry.returncode == 1 and "is corrupt" in dry.stderr
     assert Path(env["STATE_FILE"]).read_text() == "garbage"
     assert run_ingest(env, "--now", DAY1).returncode == 1
+
+
+# --- slices: a long window commits day by day --------------------------------------------
+
+BACKFILL_START, BACKFILL_NOW = "2026-03-09", "2026-04-08T00:00:00Z"  # 30 local days
+
+
+def test_a_30_day_backfill_killed_halfway_keeps_its_committed_slices(env):
+    enrol(env, [("p1", "Europe/Berlin", "1")], start=BACKFILL_START)
+    run = start_ingest(env, "--now", BACKFILL_NOW)
+    deadline = time.monotonic() + 600
+    while query(env, "SELECT count(*) FROM ingest_runs")[0][0] < 15:
+        if run.poll() is not None or time.monotonic() > deadline:
+            run.kill()
+            pytest.fail(f"the run never got halfway: {run.communicate()}")
+        time.sleep(0.1)
+    run.send_signal(signal.SIGKILL)
+    run.wait(30)
+    stored = fingerprint(env)[0]
+    logged = query(env, "SELECT count(*), sum(rows_written), max(watermark), "
+                        "bool_and(status = 'ok') FROM ingest_runs")[0]
+    slices, written, watermark, all_ok = logged
+    # every committed slice is there with its run-log row, and nothing else is
+    assert stored > 0 and slices >= 15 and all_ok and written == stored
+    assert watermark.isoformat() < BACKFILL_NOW.replace("Z", "+00:00")
+    ok(run_ingest(env, "--now", BACKFILL_NOW, timeout=900))
+    # The rerun continues from the last committed slice, less the overlap (a day more if the
+    # kill came between a slice's commit and its state-file write), not from the start.
+    resumed = query(env, "SELECT min(window_start) FROM ingest_runs WHERE run_id = (SELECT "
+                         "run_id FROM ingest_runs ORDER BY id DESC LIMIT 1)")[0][0]
+    assert watermark - timedelta(days=2) <= resumed <= watermark - timedelta(hours=24)
+    assert_same_as_a_fresh_load(env, BACKFILL_NOW)
+
+
+# --- containment: nothing one participant raises ends the run -----------------------------
+
+
+def test_a_planted_participant_from_year_1_fails_alone_and_the_run_says_so(env):
+    enrol(env, [COHORT[0], COHORT[2]])
+    # bypassing validation, as an old version or a hand-written INSERT could
+    query(env, "INSERT INTO participants (participant_id, timezone, source, start_date, seed) "
+               "VALUES ('old', 'Asia/Tokyo', 'synthetic', '0001-01-01', 1)")
+    done = run_ingest(env, "--now", DAY1)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    summary = [line for line in done.stderr.splitlines() if "run finished:" in line]
+    assert len(summary) == 1 and "3 participants (1 held, 2 ok)" in summary[0], done.stderr
+    loaded = dict(query(env, "SELECT participant_id, count(*) FROM raw_data GROUP BY 1"))
+    assert set(loaded) == {"p1", "p3"} and min(loaded.values()) > 80_000
+    status, error = query(env, "SELECT status, error FROM participant_status "
+                               "WHERE participant_id = 'old'")[0]
+    assert status == "failed" and "MAX_BACKFILL_DAYS" in error
+    # it says so before it starts, in the log and in `status`
+    assert any("old held" in line and "MAX_BACKFILL_DAYS" in line
+               for line in done.stderr.splitlines()), done.stderr
+    shown = ok(run_ingest(env, "status")).stdout
+    assert any(line.startswith("old: a first load of") for line in shown.splitlines()), shown
+
+
+# --- status: the watermark the next run uses, and where it comes from ---------------------
+
+
+def status_marks(env, pid):
+    """stream -> (watermark, origin) as `status` prints them."""
+    lines = ok(run_ingest(env, "status")).stdout.split("\n\n")[0].splitlines()
+    header = lines[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]
+            if line.startswith(f"{pid}\t")]
+    return {r["stream"]: (r["watermark"], r["from"], r["bound"].split()[0]) for r in rows}
+
+
+def test_status_shows_the_watermark_the_next_run_uses_and_where_it_comes_from(env):
+    enrol(env, COHORT[:1])
+    ok(run_ingest(env, "--now", DAY1))
+    after_run = status_marks(env, "p1")
+    assert {v[0] for v in after_run.values()} == {"2026-03-08T12:00:00+00:00"}
+    assert {v[2] for v in after_run.values()} == {"generated"}
+    Path(env["STATE_FILE"]).unlink()  # no state file: the database's watermark
+    assert status_marks(env, "p1") == after_run
+    assert {v[1] for v in after_run.values()} == {"run log"}
+    ok(run_ingest(env, "--now", DAY1))  # the file again
+    ok(run_ingest(env, "participant", "remove", "p1", "--purge"))
+    enrol(env, COHORT[:1])
+    # the file still remembers yesterday, but the next run reloads from the start date
+    purged = status_marks(env, "p1")
+    assert set(purged.values()) == {("-", "start date", "generated")}, purged

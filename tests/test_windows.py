@@ -2,9 +2,19 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from ingester.model import Participant, Window
-from ingester.pipeline import RunOptions, plan_participant
-from ingester.windows import advance, local_midnight, plan_window, trusted_watermark
+from ingester.db import Recovered
+from ingester.model import DeliveryBound, Participant, Window
+from ingester.pipeline import RunOptions, plan_participant, preview, run_log_watermark, slices_of
+from ingester.windows import (
+    MAX_SLICE_DAYS,
+    SPARSE_SLICE_ROWS,
+    advance,
+    local_midnight,
+    next_slice_days,
+    plan_window,
+    slice_end,
+    trusted_watermark,
+)
 
 NOW = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -46,16 +56,34 @@ def test_nothing_to_do_when_the_participant_starts_in_the_future():
 
 def test_watermark_only_moves_forward():
     old = Window(START, START + DAY)
-    assert advance(NOW, START, old) == NOW
-    assert advance(None, START, old) == START + DAY
-    assert advance(START, START, old) == START + DAY
+    assert advance(NOW, START, old, NOW) == NOW
+    assert advance(None, START, old, NOW) == START + DAY
+    assert advance(START, START, old, NOW) == START + DAY
 
 
 def test_a_backfill_that_leaves_a_gap_does_not_move_the_watermark():
     recent = Window(NOW - 2 * DAY, NOW)
-    assert advance(None, START, recent) is None  # days since START are not loaded yet
-    assert advance(START + DAY, START, recent) == START + DAY
-    assert advance(NOW - 3 * DAY, START, Window(NOW - 4 * DAY, NOW)) == NOW
+    assert advance(None, START, recent, NOW) is None  # days since START are not loaded yet
+    assert advance(START + DAY, START, recent, NOW) == START + DAY
+    assert advance(NOW - 3 * DAY, START, Window(NOW - 4 * DAY, NOW), NOW) == NOW
+
+
+@pytest.mark.parametrize("watermark, window, until, moved", [
+    # the rule: max(old, min(end, until))
+    (None, Window(START, NOW), NOW - 7 * DAY, NOW - 7 * DAY),
+    (NOW - 8 * DAY, Window(NOW - 9 * DAY, NOW), NOW - 7 * DAY, NOW - 7 * DAY),
+    (NOW - 7 * DAY, Window(NOW - 8 * DAY, NOW), NOW - 7 * DAY, NOW - 7 * DAY),
+    # a bound older than the watermark never moves it back
+    (NOW - 2 * DAY, Window(NOW - 3 * DAY, NOW), NOW - 7 * DAY, NOW - 2 * DAY),
+    # a slice wholly after the bound moves nothing
+    (NOW - 7 * DAY, Window(NOW - DAY, NOW), NOW - 7 * DAY, NOW - 7 * DAY),
+    # nothing delivered after the participant's start yet: still no watermark
+    (None, Window(START, START + DAY), START - DAY, None),
+])
+def test_the_watermark_never_passes_what_the_source_may_still_deliver(
+    watermark, window, until, moved
+):
+    assert advance(watermark, START, window, until) == moved
 
 
 @pytest.mark.parametrize("in_file, in_database, trusted", [
@@ -85,15 +113,77 @@ def test_plan_gives_each_stream_its_own_window():
     participant = Participant("p1", "Europe/Berlin", "synthetic", date(2026, 11, 1), 1)
     options = RunOptions(now=NOW, overlap=DAY, batch_rows=1000)
     marks = {"heart_rate": datetime(2026, 11, 26, tzinfo=UTC)}
-    plan = plan_participant(participant, ("heart_rate", "spo2"), marks, timedelta(0), options)
+    plan = plan_participant(participant, ("heart_rate", "spo2"), marks, options)
     assert plan["heart_rate"] == Window(datetime(2026, 11, 25, tzinfo=UTC), NOW)
     # Berlin midnight of the start date, in UTC
     assert plan["spo2"] == Window(datetime(2026, 10, 31, 23, 0, tzinfo=UTC), NOW)
 
 
-def test_a_source_whose_data_arrives_late_rereads_more_than_the_overlap():
-    participant = Participant("g1", "UTC", "google_health", date(2026, 11, 1))
+@pytest.mark.parametrize("zone, start, days, end", [
+    # a slice ends at the participant's next local midnight, even when it starts mid-day
+    ("Europe/Berlin", datetime(2026, 11, 2, 10, tzinfo=UTC), 1,
+     datetime(2026, 11, 2, 23, tzinfo=UTC)),
+    # spring forward: New York's 8 March 2026 has 23 hours
+    ("America/New_York", datetime(2026, 3, 8, 5, tzinfo=UTC), 1,
+     datetime(2026, 3, 9, 4, tzinfo=UTC)),
+    ("UTC", START, 14, START + 14 * DAY),
+    ("UTC", START, 60, NOW),  # never past the window's end
+])
+def test_a_slice_ends_at_a_local_midnight(zone, start, days, end):
+    assert slice_end(start, NOW, ZoneInfo(zone), days) == end
+
+
+def test_sparse_slices_grow_to_the_cap_and_dense_ones_shrink_to_a_day():
+    days, seen = 1, []
+    for _ in range(6):  # a history of one daily value
+        days = next_slice_days(days, rows=days)
+        seen.append(days)
+    assert seen == [2, 4, 8, MAX_SLICE_DAYS, MAX_SLICE_DAYS, MAX_SLICE_DAYS]
+    assert next_slice_days(MAX_SLICE_DAYS, rows=1_000_000) == MAX_SLICE_DAYS // 2
+    assert next_slice_days(1, rows=86_400) == 1  # 1 Hz heart rate: one local day
+    assert next_slice_days(4, rows=SPARSE_SLICE_ROWS + 1) == 4  # in between: kept
+
+
+def test_each_stream_gets_its_part_of_a_slice():
+    plan = {"a": Window(START, NOW), "b": Window(START + 3 * DAY, NOW)}
+    assert slices_of(plan, START, START + DAY) == {"a": Window(START, START + DAY)}
+    assert slices_of(plan, START + 2 * DAY, START + 4 * DAY) == {
+        "a": Window(START + 2 * DAY, START + 4 * DAY),
+        "b": Window(START + 3 * DAY, START + 4 * DAY),
+    }
+
+
+def test_the_run_log_holds_the_earliest_stream_and_none_while_a_stream_has_none():
+    assert run_log_watermark({"a": NOW, "b": NOW - DAY}) == NOW - DAY
+    assert run_log_watermark({"a": NOW, "b": None}) is None
+
+
+SYNTHETIC_P = Participant("p1", "UTC", "synthetic", date(2026, 11, 1), 1)
+GENERATED = DeliveryBound(NOW, "generated")
+
+
+@pytest.mark.parametrize("in_file, in_database, mark, origin", [
+    ({"s": NOW - DAY}, Recovered(NOW, "run log"), NOW - DAY, "state file"),
+    ({"s": NOW}, Recovered(NOW - DAY, "run log"), NOW - DAY, "run log"),
+    ({}, Recovered(NOW - DAY, "run log"), NOW - DAY, "run log"),
+    ({}, Recovered(NOW - DAY, "stored data"), NOW - DAY, "stored data"),
+    ({"s": NOW}, Recovered(None, None), None, "start date"),  # purged and added again
+])
+def test_the_preview_says_where_each_watermark_comes_from(in_file, in_database, mark, origin):
     options = RunOptions(now=NOW, overlap=DAY, batch_rows=1000)
-    marks = {"heart-rate": NOW - DAY}
-    plan = plan_participant(participant, ("heart-rate",), marks, 3 * DAY, options)
-    assert plan["heart-rate"] == Window(NOW - 4 * DAY, NOW)
+    planned = preview(SYNTHETIC_P, ("s",), in_file, in_database, GENERATED, options)
+    assert (planned.marks, planned.origins) == ({"s": mark}, {"s": origin})
+
+
+def test_a_first_load_longer_than_the_limit_is_held_unless_asked_for_with_since():
+    typo = Participant("p1", "Asia/Tokyo", "synthetic", date(2016, 11, 1), 1)
+    options = RunOptions(now=NOW, overlap=DAY, batch_rows=1000, max_backfill_days=92)
+    planned = preview(typo, ("s",), {}, Recovered(None, None), GENERATED, options)
+    assert planned.held is not None and "MAX_BACKFILL_DAYS (92)" in planned.held
+    assert "--participant p1 --since 2016-11-01T00:00:00+09:00" in planned.held
+    since = RunOptions(now=NOW, overlap=DAY, batch_rows=1000, max_backfill_days=92,
+                       since=datetime(2016, 10, 31, 15, tzinfo=UTC))
+    assert preview(typo, ("s",), {}, Recovered(None, None), GENERATED, since).held is None
+    # a participant with a watermark catches up however long it was away
+    away = preview(typo, ("s",), {}, Recovered(NOW - 400 * DAY, "run log"), GENERATED, options)
+    assert away.held is None

@@ -14,7 +14,7 @@ import pytest
 from ingester.db import RunLockTimeout, add_participants, run_lock
 from ingester.errors import PayloadError
 from ingester.model import Participant, Row, Window
-from ingester.pipeline import RunOptions, ingest_participant
+from ingester.pipeline import RunOptions, commit_slice
 from ingester.schema import migrate
 from ingester.writer import RowWriter
 
@@ -110,13 +110,14 @@ def test_a_failure_after_the_copy_leaves_no_rows_and_a_failed_log_row(db_conn):
     add_participants(db_conn, [participant])
     window = Window(T0, T0 + timedelta(days=1))
     options = RunOptions(now=window.end, overlap=timedelta(days=1), batch_rows=1_000)
-    outcome = ingest_participant(db_conn, FailingSource(), participant,
-                                 {"heart_rate": window, "spo2": window}, options, uuid.uuid4())
+    outcome = commit_slice(db_conn, FailingSource(), participant,
+                           {"heart_rate": window, "spo2": window}, options, uuid.uuid4(), None)
     assert outcome.status == "failed" and "malformed payload" in outcome.error
     assert table(db_conn) == []
     with db_conn.cursor() as cursor:
-        cursor.execute("SELECT status, rows_written, error FROM ingest_runs")
-        assert cursor.fetchall() == [("failed", 0, "PayloadError: malformed payload")]
+        cursor.execute("SELECT status, rows_read, rows_written, error FROM ingest_runs")
+        # rows_read stays true although nothing of it was kept
+        assert cursor.fetchall() == [("failed", 20_000, 0, "PayloadError: malformed payload")]
 
 
 def test_runs_applying_the_schema_at_once_take_turns(db):
@@ -163,8 +164,8 @@ def test_a_participant_removed_during_the_run_is_not_loaded(db_conn):
     participant = Participant("p1", "UTC", "synthetic", date(2026, 5, 1), 1)
     window = Window(T0, T0 + timedelta(hours=1))
     options = RunOptions(now=window.end, overlap=timedelta(days=1), batch_rows=1_000)
-    outcome = ingest_participant(db_conn, FailingSource(), participant, {"heart_rate": window},
-                                 options, uuid.uuid4())
+    outcome = commit_slice(db_conn, FailingSource(), participant, {"heart_rate": window},
+                           options, uuid.uuid4(), None)
     assert outcome.status == "removed" and "removed from the cohort" in outcome.error
     assert table(db_conn) == []
 

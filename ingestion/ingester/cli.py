@@ -29,7 +29,7 @@ from .config import Settings, load_settings, read_environment
 from .credentials import PARTICIPANT_ID
 from .errors import ConfigError, DatabaseUnavailable
 from .model import EARLIEST_START_DATE, SYNTHETIC, Participant
-from .pipeline import Outcome, RunOptions, run_cohort
+from .pipeline import Outcome, RunOptions, preview, run_cohort
 from .sources import Source
 
 log = logging.getLogger("ingester")
@@ -240,6 +240,7 @@ def run(connection: db.Connection, settings: Settings, arguments: argparse.Names
         since=arguments.since,
         until=arguments.until,
         dry_run=arguments.dry_run,
+        max_backfill_days=settings.max_backfill_days,
     )
     began = time.monotonic()
     try:
@@ -256,7 +257,7 @@ def run(connection: db.Connection, settings: Settings, arguments: argparse.Names
         log.error("%s", error)
         return EXIT_BUSY
     summarise(outcomes, arguments.dry_run, time.monotonic() - began)
-    failed = any(o.status in ("failed", "needs_consent") or o.warning for o in outcomes)
+    failed = any(o.status in ("failed", "needs_consent", "held") or o.warning for o in outcomes)
     corrupt = loaded.problem is not None and loaded.problem != "missing"
     if not arguments.dry_run:  # METRICS_FILE, PUSHGATEWAY_URL; never changes the exit code
         monitoring.publish(connection, settings, outcomes, time.monotonic() - began, not corrupt)
@@ -334,23 +335,49 @@ def summarise(outcomes: list[Outcome], dry_run: bool, seconds: float) -> None:
 
 
 def show_status(connection: db.Connection, settings: Settings) -> int:
+    """Per participant and stream: the watermark the next run starts from and where it comes
+    from, the rule that bounds it, and a first load the next run would hold."""
     loaded = state.load(settings.state_file)
     if loaded.problem:
         print(f"state file {settings.state_file}: {loaded.problem}")
+    now = datetime.now(UTC)
+    options = RunOptions(now=now, overlap=settings.overlap, batch_rows=settings.batch_rows,
+                         max_backfill_days=settings.max_backfill_days)
+    sources = SourceFactory(settings)
+    participants = {p.participant_id: p for p in db.load_participants(connection)}
+    notes: list[str] = []
     counts = db.stored_counts(connection)
-    print("participant\tsource\tlast run\trun ended\tconsent\tstream\twatermark")
-    for pid, source, status, finished, error, consent in db.participant_report(
+    print("participant\tsource\tlast run\trun ended\tconsent\tbound\tstream\twatermark\tfrom")
+    for pid, source_kind, status, finished, error, consent in db.participant_report(
         connection
     ):
         consent_text = f"needed since {consent:%Y-%m-%d}" if consent else "ok"
         last = f"{status or 'never'}" + (f" ({error})" if error else "")
         when = f"{finished:%Y-%m-%dT%H:%M:%SZ}" if finished else "-"
-        streams = loaded.watermarks.get(pid, {}) or {"-": None}
-        for stream, mark in sorted(streams.items()):
+        bound, rows = "-", [("-", None, "-")]
+        try:
+            source = sources(source_kind)
+            planned = preview(participants[pid], source.streams, loaded.watermarks.get(pid, {}),
+                              db.recover_watermark(connection, pid),
+                              source.delivered_until(participants[pid], now), options)
+        except psycopg2.Error:
+            raise  # the database's own trouble: exit 3, as everywhere
+        except Exception as problem:  # one participant's bad zone or settings: shown, not fatal
+            notes.append(f"{pid}: cannot plan its next run: {type(problem).__name__}: "
+                         f"{str(problem).strip().splitlines()[0] if str(problem).strip() else ''}")
+        else:
+            bound = f"{planned.bound.rule} {planned.bound.until:%Y-%m-%dT%H:%M:%SZ}"
+            rows = [(stream, planned.marks[stream], planned.origins[stream])
+                    for stream in sorted(planned.marks)]
+            if planned.held:
+                notes.append(f"{pid}: {planned.held}")
+        for stream, mark, origin in rows:
             print(
-                f"{pid}\t{source}\t{last}\t{when}\t{consent_text}\t{stream}\t"
-                f"{mark.isoformat() if mark else '-'}"
+                f"{pid}\t{source_kind}\t{last}\t{when}\t{consent_text}\t{bound}\t{stream}\t"
+                f"{mark.isoformat() if mark else '-'}\t{origin}"
             )
+    for note in notes:
+        print(note)
     print("\nparticipant\tmetric_type\trows stored\tlatest")
     for (pid, metric), (n, latest) in sorted(counts.items()):
         print(f"{pid}\t{metric}\t{n}\t{latest.isoformat()}")

@@ -35,6 +35,12 @@ class Settings:
     state_file: Path = Path("state/last_run.json")
     overlap: timedelta = timedelta(hours=24)
     backfill_days: int = 3
+    # A Fitbit tracker keeps about 7 days of minute data before it overwrites it, so a sync
+    # can deliver points up to 7 days old and never older (see the Google source).
+    late_sync_horizon: timedelta = timedelta(days=7)
+    # A first load longer than this is held until asked for with --since: a typo'd start
+    # date must not silently take the night (README, "Limits on one run").
+    max_backfill_days: int = 92
     batch_rows: int = 50_000
     log_level: str = "INFO"
     google_client_id: str = ""
@@ -157,6 +163,10 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
                    "the path of a file, not of a directory"),
     "OVERLAP_HOURS": ("overlap", _hours, "a whole number of hours 0-8760"),
     "BACKFILL_DAYS": ("backfill_days", _int_in(0, 3650), "a whole number of days 0-3650"),
+    "LATE_SYNC_HORIZON_DAYS": ("late_sync_horizon", lambda v: timedelta(days=_int_in(0, 365)(v)),
+                               "a whole number of days 0-365"),
+    "MAX_BACKFILL_DAYS": ("max_backfill_days", _int_in(1, 36500),
+                          "a whole number of days 1-36500"),
     "BATCH_ROWS": ("batch_rows", _int_in(1_000, 10_000_000), "an integer 1000-10000000"),
     "LOG_LEVEL": ("log_level", _log_level, "one of " + ", ".join(LOG_LEVELS)),
     "GOOGLE_CLIENT_ID": ("google_client_id", str, "an OAuth client id"),

@@ -200,22 +200,39 @@ def remove_participant(connection: Connection, participant_id: str, purge: bool)
 
 
 def stored_until(
-    connection: Connection, participant_id: str, since: datetime
+    connection: Connection, participant_id: str, since: datetime, until: datetime | None = None
 ) -> dict[str, datetime]:
-    """Latest stored instant per metric of a participant, looking no further back than since."""
+    """Latest stored instant per metric of a participant in [since, until).
+
+    Bounded on both sides, so the query touches only the chunks of that span (a slice's
+    one or two), however long the history: an open end would lock every later chunk.
+    """
     with connection.cursor() as cursor:
-        cursor.execute(
-            'SELECT metric_type, max("timestamp") FROM raw_data '
-            'WHERE participant_id = %s AND "timestamp" >= %s GROUP BY metric_type',
-            (participant_id, since),
-        )
+        if until is None:
+            cursor.execute(
+                'SELECT metric_type, max("timestamp") FROM raw_data '
+                'WHERE participant_id = %s AND "timestamp" >= %s GROUP BY metric_type',
+                (participant_id, since),
+            )
+        else:
+            cursor.execute(
+                'SELECT metric_type, max("timestamp") FROM raw_data WHERE participant_id = %s '
+                'AND "timestamp" >= %s AND "timestamp" < %s GROUP BY metric_type',
+                (participant_id, since, until),
+            )
         return dict(cursor.fetchall())
 
 
-def recover_watermark(connection: Connection, participant_id: str) -> datetime | None:
+@dataclass(frozen=True)
+class Recovered:
+    watermark: datetime | None
+    origin: str | None  # "run log", "stored data", or None when the database knows nothing
+
+
+def recover_watermark(connection: Connection, participant_id: str) -> Recovered:
     """What the database proves was loaded for a participant, without any gap before it.
 
-    The run log records each committed run's watermark in the same transaction as its
+    The run log records each committed slice's watermark in the same transaction as its
     data, so it is exact. A participant loaded before the run log existed falls back to its
     last stored point, a safe lower bound.
     """
@@ -226,14 +243,16 @@ def recover_watermark(connection: Connection, participant_id: str) -> datetime |
             (participant_id,),
         )
         logged, watermark = cursor.fetchone()
+        origin = "run log" if watermark is not None else None
         if not logged:
             cursor.execute(
                 'SELECT max("timestamp") FROM raw_data WHERE participant_id = %s',
                 (participant_id,),
             )
             (watermark,) = cursor.fetchone()
+            origin = "stored data" if watermark is not None else None
     connection.commit()
-    return watermark
+    return Recovered(watermark, origin)
 
 
 def hold_participant(connection: Connection, participant_id: str) -> bool:

@@ -32,6 +32,15 @@ class Participant:
 
 
 @dataclass(frozen=True)
+class DeliveryBound:
+    """How far a source has delivered a participant's data: nothing it will ever deliver lies
+    before `until`, so a watermark may move up to it and no further."""
+
+    until: datetime  # aware UTC: everything the source will ever deliver before it, it has
+    rule: str  # for `status`: "generated", "device sync", "horizon" (short, fixed words)
+
+
+@dataclass(frozen=True)
 class Window:
     """A half-open interval [start, end) of aware UTC instants."""
 

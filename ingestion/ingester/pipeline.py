@@ -1,9 +1,13 @@
-"""One ingestion run: every participant's window, each committed all or nothing.
+"""One ingestion run: every participant's window, loaded and committed in slices.
 
-For each participant the run plans one window per stream, streams the rows of every stream
-into one transaction together with the run-log row, commits, and only then moves the
-participant's watermarks in the state file. A participant that fails is rolled back and
-logged; the run goes on with the others.
+A participant's window is cut into slices (one local day by default, several where the
+data is sparse; windows.py), loaded oldest first. Each slice holds every stream of the
+participant for that span in one transaction, together with its run-log row and the
+watermark it reached, and commits or rolls back as a whole; after its commit the state file
+mirrors the watermark. A slice that fails is rolled back and logged, the participant stops
+there (later slices would leave a gap behind the watermark), and the run goes on with the
+others: `load_participant` never raises for anything one participant's data, settings or
+logging can cause. Only a lost database ends the run.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,14 +26,25 @@ import psycopg2
 from . import db, state
 from .errors import DatabaseUnavailable, NeedsConsent
 from .guard import guarded
-from .model import Participant, ReadReport, Window
+from .model import DeliveryBound, Participant, ReadReport, Window
 from .sources import Source
-from .windows import advance, local_midnight, plan_window, trusted_watermark
+from .windows import (
+    advance,
+    local_midnight,
+    next_slice_days,
+    plan_window,
+    slice_end,
+    trusted_watermark,
+)
 from .writer import RowWriter
 
 log = logging.getLogger(__name__)
 
 Plan = dict[str, Window]  # stream -> window
+Marks = dict[str, datetime | None]  # stream -> watermark
+
+# How often a long load says how far it has come (one line per slice would flood the log).
+PROGRESS_EVERY_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -39,41 +55,76 @@ class RunOptions:
     since: datetime | None = None
     until: datetime | None = None
     dry_run: bool = False
+    max_backfill_days: int = 92
 
 
 @dataclass
 class Outcome:
     participant_id: str
-    status: str  # ok | failed | needs_consent | nothing_to_do | removed
+    status: str  # ok | failed | needs_consent | held | nothing_to_do | removed
     rows_read: int = 0
     rows_written: int = 0
     rows_rejected: int = 0
     error: str | None = None
     seconds: float = 0.0
     rejected: dict[str, int] = field(default_factory=dict)
-    warning: str | None = None  # loaded, but something after the commit went wrong
+    warning: str | None = None  # loaded, but something after a commit went wrong
+    slices: int = 0  # committed
+    window: Window | None = None
+    rule: str | None = None  # the DeliveryBound rule that bounded the watermark
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every participant of one run shares."""
+
+    connection: db.Connection
+    source_for: Callable[[str], Source]
+    state_file: Path
+    options: RunOptions
+    run_id: uuid.UUID
+
+
+@dataclass
+class SliceResult:
+    status: str = "ok"  # ok | failed | needs_consent | removed
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_rejected: int = 0
+    error: str | None = None
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What the next run does for one participant: pure, shared by the run and `status`."""
+
+    marks: Marks  # the watermark the run starts from, per stream
+    origins: dict[str, str]  # per stream: "state file", "run log", "stored data", "start date"
+    bound: DeliveryBound
+    plan: Plan
+    held: str | None  # why the participant is not loaded, or None
 
 
 def plan_participant(
     participant: Participant,
     streams: tuple[str, ...],
     watermarks: Mapping[str, datetime | None],
-    late_sync: timedelta,
     options: RunOptions,
 ) -> Plan:
     """Pure: the window of every stream that has something to load.
 
-    The overlap is OVERLAP_HOURS, or the source's late_sync where its data arrives later.
+    Every window re-reads OVERLAP_HOURS before its watermark; the watermark itself never
+    passes what the source may still deliver (DeliveryBound), so late data is covered.
     """
     start = local_midnight(participant.start_date, participant.zone)
-    overlap = max(options.overlap, late_sync)
     plan: Plan = {}
     for stream in streams:
         window = plan_window(
             watermark=watermarks.get(stream),
             participant_start=start,
             now=options.now,
-            overlap=overlap,
+            overlap=options.overlap,
             since=options.since,
             until=options.until,
         )
@@ -82,76 +133,221 @@ def plan_participant(
     return plan
 
 
-def moved_watermarks(
-    participant: Participant, plan: Plan, watermarks: Mapping[str, datetime | None]
-) -> dict[str, datetime]:
-    """Pure: every stream's watermark once the plan is committed (a window that leaves a gap
-    keeps the one it had; a stream that still has none is left out)."""
-    start = local_midnight(participant.start_date, participant.zone)
-    moved = {}
+def preview(
+    participant: Participant,
+    streams: tuple[str, ...],
+    in_file: Mapping[str, datetime],
+    in_database: db.Recovered,
+    bound: DeliveryBound,
+    options: RunOptions,
+) -> Preview:
+    """Pure: the watermarks the next run uses and where they come from, its plan, and
+    whether the plan is a first load too long to start without being asked (--since)."""
+    marks: Marks = {}
+    origins: dict[str, str] = {}
+    for stream in streams:
+        mark = trusted_watermark(in_file.get(stream), in_database.watermark)
+        marks[stream] = mark
+        if mark is None:
+            origins[stream] = "start date"
+        elif in_file.get(stream) == mark and mark != in_database.watermark:
+            origins[stream] = "state file"
+        else:
+            origins[stream] = in_database.origin or "run log"
+    plan = plan_participant(participant, streams, marks, options)
+    return Preview(marks, origins, bound, plan, _held(participant, marks, plan, options))
+
+
+def _held(participant: Participant, marks: Marks, plan: Plan, options: RunOptions) -> str | None:
+    """A first load (no watermark at all) longer than MAX_BACKFILL_DAYS waits for an explicit
+    --since: a start date typed as 0026 or 2016 must not silently take the night, nor nights."""
+    if not plan or options.since is not None or any(m is not None for m in marks.values()):
+        return None
+    days = (max(w.end for w in plan.values()) - min(w.start for w in plan.values())).days
+    if days <= options.max_backfill_days:
+        return None
+    since = local_midnight(participant.start_date, participant.zone).isoformat()
+    return (
+        f"a first load of {days} days from {participant.start_date} is more than "
+        f"MAX_BACKFILL_DAYS ({options.max_backfill_days}); held. To load it, run "
+        f"`ingest.py --participant {participant.participant_id} --since {since}` once, "
+        "or fix the start date"
+    )
+
+
+def slices_of(plan: Plan, first: datetime, stop: datetime) -> Plan:
+    """Pure: each stream's part of the slice [first, stop); streams that have none are left out."""
+    part: Plan = {}
     for stream, window in plan.items():
-        mark = advance(watermarks.get(stream), start, window)
-        if mark is not None:
-            moved[stream] = mark
-    return moved
+        start, end = max(window.start, first), min(window.end, stop)
+        if start < end:
+            part[stream] = Window(start, end)
+    return part
 
 
-def ingest_participant(
+def run_log_watermark(marks: Marks) -> datetime | None:
+    """The one watermark a run-log row holds: the participant's earliest stream, or None
+    while any stream has none (recovery must never skip a stream's data)."""
+    values = list(marks.values())
+    if not values or any(mark is None for mark in values):
+        return None
+    return min(mark for mark in values if mark is not None)
+
+
+def load_participant(
+    run: RunContext, participant: Participant, in_file: Mapping[str, datetime]
+) -> Outcome:
+    """Load one participant's window, slice by slice; never raises for a participant-level
+    problem (containment). Raises DatabaseUnavailable when the database itself is gone.
+    `in_file` are the participant's watermarks in the state file."""
+    began = time.monotonic()
+    outcome = Outcome(participant.participant_id, "ok")
+    try:
+        _load(run, participant, in_file, outcome)
+    except DatabaseUnavailable:
+        raise
+    except Exception as error:  # whatever one participant raises stays its own
+        _contain(run, participant, outcome, error)
+    outcome.seconds = time.monotonic() - began
+    _log_outcome(outcome)
+    return outcome
+
+
+def _load(
+    run: RunContext, participant: Participant, in_file: Mapping[str, datetime], outcome: Outcome
+) -> None:
+    connection, options, run_id = run.connection, run.options, run.run_id
+    pid = participant.participant_id
+    source = run.source_for(participant.source)
+    in_database = db.recover_watermark(connection, pid)
+    bound = source.delivered_until(participant, options.now)
+    outcome.rule = bound.rule
+    planned = preview(participant, source.streams, in_file, in_database, bound, options)
+    plan = planned.plan
+    if not plan:
+        outcome.status = "nothing_to_do"
+        return
+    outcome.window = Window(min(w.start for w in plan.values()), max(w.end for w in plan.values()))
+    if planned.held is not None:
+        outcome.status, outcome.error = "held", planned.held
+        if not options.dry_run:
+            record = _record(run_id, pid, outcome.window, datetime.now(UTC), "failed",
+                             SliceResult(error=planned.held))
+            db.record_run(connection, record)
+            connection.commit()
+        return
+    days_planned = (outcome.window.end - outcome.window.start).days
+    if days_planned > options.max_backfill_days:  # asked for with --since: said, then done
+        log.warning("%s: loading %d days (more than MAX_BACKFILL_DAYS, %d), as --since asks",
+                    pid, days_planned, options.max_backfill_days)
+    participant_start = local_midnight(participant.start_date, participant.zone)
+    marks = dict(planned.marks)
+    filed = dict(in_file)  # what the state file holds: refreshed wherever it lags
+    save_state = not options.dry_run
+    days, cursor, last_report = 1, outcome.window.start, time.monotonic()
+    while cursor < outcome.window.end:
+        stop = slice_end(cursor, outcome.window.end, participant.zone, days)
+        part = slices_of(plan, cursor, stop)
+        reached = {
+            stream: advance(marks[stream], participant_start, part[stream], bound.until)
+            if stream in part else marks[stream]
+            for stream in marks
+        }
+        result = commit_slice(connection, source, participant, part, options, run_id,
+                              run_log_watermark(reached))
+        _add(outcome, result)
+        if result.status != "ok":
+            outcome.status, outcome.error = result.status, result.error
+            return
+        outcome.slices += 1
+        moved = {s: m for s, m in reached.items() if m is not None and m != filed.get(s)}
+        marks = reached
+        if moved and save_state:
+            try:
+                state.save(run.state_file, {pid: moved})
+                filed.update(moved)
+            except OSError as error:
+                # The data and its watermark are committed (the run log holds it), so the
+                # next run recovers; this run still exits non-zero to get the file fixed.
+                outcome.warning = f"state file {run.state_file} not written: {error}"
+                log.error("%s: %s", pid, outcome.warning)
+                save_state = False
+        if time.monotonic() - last_report >= PROGRESS_EVERY_SECONDS:
+            last_report = time.monotonic()
+            log.info("%s: committed up to %s: %d slices, %d rows read", pid,
+                     _text(stop), outcome.slices, outcome.rows_read)
+        days, cursor = next_slice_days(days, result.rows_read), stop
+
+
+def commit_slice(
     connection: db.Connection,
     source: Source,
     participant: Participant,
-    plan: Plan,
+    part: Plan,
     options: RunOptions,
     run_id: uuid.UUID,
-    moved: Mapping[str, datetime] | None = None,
-) -> Outcome:
-    """Load one participant's plan in one transaction, with its run-log row; commit or roll
-    back all of it. `moved` are the watermarks the run log records if it commits."""
-    began, started_at = time.monotonic(), datetime.now(UTC)
+    watermark: datetime | None,
+) -> SliceResult:
+    """Load one slice, every stream of it, and commit it with its run-log row and the
+    watermark it reached; or roll all of it back and log the failure with its true counts.
+
+    The one place a slice commits: whatever must be in the same transaction as its data
+    goes just before `db.record_run` below.
+    """
+    started_at = datetime.now(UTC)
+    span = Window(min(w.start for w in part.values()), max(w.end for w in part.values()))
+    pid = participant.participant_id
     report = ReadReport()
-    outcome = Outcome(participant.participant_id, "ok")
+    result = SliceResult()
     writer: RowWriter | None = None
     try:
         if not options.dry_run:
-            if not db.hold_participant(connection, participant.participant_id):
+            if not db.hold_participant(connection, pid):
                 connection.rollback()  # removed from the cohort since the run started
-                outcome.status = "removed"
-                outcome.error = "removed from the cohort while the run was busy with others"
-                return outcome
-            earliest = min(window.start for window in plan.values())
-            latest = db.stored_until(connection, participant.participant_id, earliest)
+                result.status = "removed"
+                result.error = "removed from the cohort while the run was busy with others"
+                return result
+            # Bounded to the slice: the query opens only the slice's chunks.
+            latest = db.stored_until(connection, pid, span.start, span.end)
             writer = RowWriter(connection, options.batch_rows, latest)
-        for stream, window in plan.items():
-            label = f"{participant.participant_id} {stream}"
-            rows = guarded(source.read(participant, stream, window, report), window, report, label)
+        for stream, window in part.items():
+            rows = guarded(source.read(participant, stream, window, report), window, report,
+                           f"{pid} {stream}")
             if writer is None:
-                outcome.rows_read += sum(1 for _ in rows)
+                result.rows_read += sum(1 for _ in rows)
             else:
                 writer.write(rows)
+        result.rows_rejected = report.rejected_total
         if writer is not None:
             counts = writer.finish()
-            outcome.rows_read, outcome.rows_written = counts.read, counts.written
-            outcome.rows_rejected = report.rejected_total
-            watermark = min(moved.values()) if moved else None
-            db.record_run(
-                connection, _record(run_id, participant, plan, started_at, outcome, watermark)
-            )
+            result.rows_read, result.rows_written = counts.read, counts.written
+            db.record_run(connection, _record(run_id, pid, span, started_at, "ok", result,
+                                              watermark))
             connection.commit()
     except Exception as error:
         if writer is not None:
             writer.abort()
-        _fail(connection, error, outcome)
+            result.rows_read = writer.counts.read  # what was read is true even when rolled back
+        _fail(connection, error, result)
+        result.rows_rejected = report.rejected_total
         if not options.dry_run:
-            db.record_run(connection, _record(run_id, participant, plan, started_at, outcome))
+            db.record_run(connection, _record(run_id, pid, span, started_at, result.status,
+                                              result))
             connection.commit()
-    outcome.rows_rejected = report.rejected_total
-    outcome.rejected = dict(report.rejected)
-    outcome.seconds = time.monotonic() - began
-    return outcome
+    result.rejected = report.rejected
+    return result
 
 
-def _fail(connection: db.Connection, error: Exception, outcome: Outcome) -> None:
-    """Roll the participant back and classify why; a lost database ends the whole run."""
+def _add(outcome: Outcome, result: SliceResult) -> None:
+    outcome.rows_read += result.rows_read
+    outcome.rows_written += result.rows_written
+    outcome.rows_rejected += result.rows_rejected
+    for reason, count in result.rejected.items():
+        outcome.rejected[reason] = outcome.rejected.get(reason, 0) + count
+
+
+def _fail(connection: db.Connection, error: Exception, result: SliceResult | Outcome) -> None:
+    """Roll the slice back and classify why; a lost database ends the whole run."""
     if isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError)) and (
         connection.closed or isinstance(error, psycopg2.InterfaceError)
     ):
@@ -160,9 +356,29 @@ def _fail(connection: db.Connection, error: Exception, outcome: Outcome) -> None
         connection.rollback()
     except psycopg2.Error as lost:
         raise DatabaseUnavailable(f"lost the database connection: {_one_line(lost)}") from None
-    outcome.status = "needs_consent" if isinstance(error, NeedsConsent) else "failed"
-    outcome.error = f"{type(error).__name__}: {_one_line(error)}"
-    outcome.rows_written = 0
+    result.status = "needs_consent" if isinstance(error, NeedsConsent) else "failed"
+    result.error = f"{type(error).__name__}: {_one_line(error)}"
+    if isinstance(result, SliceResult):
+        result.rows_written = 0  # rolled back
+
+
+def _contain(run: RunContext, participant: Participant, outcome: Outcome, error: Exception
+             ) -> None:
+    """A participant-level failure outside a slice (its source, watermarks, plan, or the
+    failure record of a slice): roll back, mark the participant, and try to log it."""
+    _fail(run.connection, error, outcome)
+    if run.options.dry_run:
+        return
+    try:
+        failure = SliceResult(outcome.status, error=outcome.error)
+        db.record_run(run.connection, _record(run.run_id, participant.participant_id,
+                                              outcome.window, datetime.now(UTC), outcome.status,
+                                              failure))
+        run.connection.commit()
+    except Exception as unrecorded:  # the run log is best effort here
+        _fail(run.connection, unrecorded, SliceResult())
+        log.error("%s: could not record the failure in the run log: %s",
+                  participant.participant_id, _one_line(unrecorded))
 
 
 def _one_line(error: BaseException) -> str:
@@ -172,23 +388,24 @@ def _one_line(error: BaseException) -> str:
 
 def _record(
     run_id: uuid.UUID,
-    participant: Participant,
-    plan: Plan,
+    participant_id: str,
+    span: Window | None,
     started_at: datetime,
-    outcome: Outcome,
+    status: str,
+    result: SliceResult,
     watermark: datetime | None = None,
 ) -> db.RunRecord:
     return db.RunRecord(
         run_id=run_id,
-        participant_id=participant.participant_id,
-        window_start=min((w.start for w in plan.values()), default=None),
-        window_end=max((w.end for w in plan.values()), default=None),
+        participant_id=participant_id,
+        window_start=span.start if span else None,
+        window_end=span.end if span else None,
         started_at=started_at,
-        status=outcome.status,
-        rows_read=outcome.rows_read,
-        rows_written=outcome.rows_written,
-        rows_rejected=outcome.rows_rejected,
-        error=outcome.error,
+        status=status,
+        rows_read=result.rows_read,
+        rows_written=result.rows_written,
+        rows_rejected=result.rows_rejected,
+        error=result.error,
         watermark=watermark,
     )
 
@@ -201,78 +418,43 @@ def run_cohort(
     state_file: Path,
     options: RunOptions,
 ) -> list[Outcome]:
-    run_id = uuid.uuid4()
-    outcomes = []
-    for participant in participants:
-        pid = participant.participant_id
-        in_database = db.recover_watermark(connection, pid)
-        in_file = loaded.watermarks.get(pid, {})
-        try:
-            source = source_for(participant.source)
-            marks = {s: trusted_watermark(in_file.get(s), in_database) for s in source.streams}
-            plan = plan_participant(participant, source.streams, marks, source.late_sync, options)
-        except Exception as error:  # a bad zone, Google settings missing: this one only
-            outcomes.append(_failed_before_loading(connection, run_id, participant, error, options))
-            continue
-        if not plan:
-            outcomes.append(Outcome(pid, "nothing_to_do"))
-            log.info("%s: nothing to load before %s", pid, options.now.isoformat())
-            continue
-        moved = moved_watermarks(participant, plan, marks)
-        outcome = ingest_participant(connection, source, participant, plan, options, run_id, moved)
-        outcomes.append(outcome)
-        _log_outcome(outcome, plan)
-        if outcome.status == "ok" and moved and not options.dry_run:
-            try:
-                state.save(state_file, {pid: moved})
-            except OSError as error:
-                # The data and its watermark are committed (the run log holds it), so the
-                # next run recovers; this run still exits non-zero to get the file fixed.
-                outcome.warning = f"state file {state_file} not written: {error}"
-                log.error("%s: %s", pid, outcome.warning)
-    return outcomes
+    run = RunContext(connection, source_for, state_file, options, uuid.uuid4())
+    return [
+        load_participant(run, participant, loaded.watermarks.get(participant.participant_id, {}))
+        for participant in participants
+    ]
 
 
-def _failed_before_loading(
-    connection: db.Connection,
-    run_id: uuid.UUID,
-    participant: Participant,
-    error: Exception,
-    options: RunOptions,
-) -> Outcome:
-    outcome = Outcome(participant.participant_id, "failed")
-    outcome.error = f"{type(error).__name__}: {_one_line(error)}"
-    log.error("%s failed before loading: %s", participant.participant_id, outcome.error)
-    if not options.dry_run:
-        db.record_run(connection, _record(run_id, participant, {}, datetime.now(UTC), outcome))
-        connection.commit()
-    return outcome
+def _text(instant: datetime) -> str:
+    """An instant in UTC for the log, or as it is where UTC cannot hold it (year 1)."""
+    try:
+        return instant.astimezone(UTC).isoformat()
+    except (OverflowError, ValueError):
+        return instant.isoformat()
 
 
-def _log_outcome(outcome: Outcome, plan: Plan) -> None:
-    start = min(w.start for w in plan.values()).astimezone(UTC).isoformat()
-    end = max(w.end for w in plan.values()).astimezone(UTC).isoformat()
-    rate = outcome.rows_read / outcome.seconds if outcome.seconds else 0.0
-    if outcome.status == "ok":
-        log.info(
-            "%s ok [%s, %s): %d rows read, %d written, %d rejected%s in %.1f s (%.0f rows/s)",
-            outcome.participant_id,
-            start,
-            end,
-            outcome.rows_read,
-            outcome.rows_written,
-            outcome.rows_rejected,
-            f" {outcome.rejected}" if outcome.rejected else "",
-            outcome.seconds,
-            rate,
-        )
-    else:
-        log.error(
-            "%s %s [%s, %s) after %.1f s: %s",
-            outcome.participant_id,
-            outcome.status,
-            start,
-            end,
-            outcome.seconds,
-            outcome.error,
-        )
+def _log_outcome(outcome: Outcome) -> None:
+    """One line per participant; a line that cannot be made says so, and the run goes on."""
+    try:
+        window = (f" [{_text(outcome.window.start)}, {_text(outcome.window.end)})"
+                  if outcome.window else "")
+        rate = outcome.rows_read / outcome.seconds if outcome.seconds else 0.0
+        if outcome.status == "ok":
+            log.info(
+                "%s ok%s: %d slices, %d rows read, %d written, %d rejected%s in %.1f s "
+                "(%.0f rows/s)",
+                outcome.participant_id, window, outcome.slices, outcome.rows_read,
+                outcome.rows_written, outcome.rows_rejected,
+                f" {outcome.rejected}" if outcome.rejected else "", outcome.seconds, rate,
+            )
+        elif outcome.status == "nothing_to_do":
+            log.info("%s: nothing to load", outcome.participant_id)
+        else:
+            log.error(
+                "%s %s%s after %.1f s, %d slices committed (%d rows written): %s",
+                outcome.participant_id, outcome.status, window, outcome.seconds,
+                outcome.slices, outcome.rows_written, outcome.error,
+            )
+    except Exception as error:  # a log line must not end the run
+        log.error("%s %s (its log line failed: %s)", outcome.participant_id, outcome.status,
+                  type(error).__name__)

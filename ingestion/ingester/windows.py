@@ -43,18 +43,49 @@ def plan_window(
 
 
 def advance(
-    watermark: datetime | None, participant_start: datetime, window: Window
+    watermark: datetime | None, participant_start: datetime, window: Window, until: datetime
 ) -> datetime | None:
-    """The watermark after committing a window: forward only, and never across a gap.
+    """The watermark after committing a window: `max(old, min(window.end, until))`, forward
+    only, never across a gap, never past what the source may still deliver.
 
     A window that starts after everything loaded so far (a `--since` backfill of recent
     days) leaves a hole behind it; moving the watermark past it would skip the hole for
-    good, so such a window leaves the watermark where it was.
+    good, so such a window leaves the watermark where it was. `until` is the source's
+    DeliveryBound: data before it can no longer arrive, data after it still can.
     """
     loaded_until = watermark if watermark is not None else participant_start
     if window.start > loaded_until:
         return watermark
-    return window.end if watermark is None else max(watermark, window.end)
+    reached = min(window.end, until)
+    if reached <= loaded_until:
+        return watermark
+    return reached
+
+
+def slice_end(start: datetime, end: datetime, zone: ZoneInfo, days: int) -> datetime:
+    """The end of the slice that begins at `start`: the local midnight `days` local days on
+    (a DST day is 23 or 25 hours), or `end` if that comes first."""
+    first = start.astimezone(zone).date()
+    return min(local_midnight(first + timedelta(days=days), zone), end)
+
+
+# A slice that read fewer rows than this is sparse: the next one covers twice the days (up to
+# MAX_SLICE_DAYS), so a sparse history costs a request per type per several days, not per day.
+# A day of 1 Hz heart rate is ~86,400 rows and of minute data ~1,500 per type: dense data keeps
+# one-day slices, sparse summaries grow to the cap. Measured in docs/performance.md.
+SPARSE_SLICE_ROWS = 10_000
+# The cap bounds the locks of one transaction: a slice of N days touches at most N + 1 daily
+# chunks of raw_data, each with its two indexes (docs/performance.md, "Slices").
+MAX_SLICE_DAYS = 14
+
+
+def next_slice_days(days: int, rows: int) -> int:
+    """Pure: how many local days the next slice covers, after one of `days` read `rows`."""
+    if rows < SPARSE_SLICE_ROWS:
+        return min(days * 2, MAX_SLICE_DAYS)
+    if rows > 2 * SPARSE_SLICE_ROWS:
+        return max(days // 2, 1)
+    return days
 
 
 def trusted_watermark(in_file: datetime | None, in_database: datetime | None) -> datetime | None:

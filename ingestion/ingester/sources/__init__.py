@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime
 from typing import Protocol
 
 from ..errors import PayloadError
-from ..model import Participant, ReadReport, Row, Window
+from ..model import DeliveryBound, Participant, ReadReport, Row, Window
 
 __all__ = ["PayloadError", "Source"]
 
@@ -21,9 +21,14 @@ class Source(Protocol):
     """
 
     streams: tuple[str, ...]
-    # How late the source's data can arrive: a run re-reads at least this much before each
-    # watermark, even when OVERLAP_HOURS is shorter.
-    late_sync: timedelta
+
+    def delivered_until(self, participant: Participant, now: datetime) -> DeliveryBound:
+        """How far the source has delivered the participant's data as of `now` (aware UTC).
+
+        The pipeline never moves a watermark past `until`. `status` calls it too, so it
+        should be cheap; a participant-level problem may raise (the run contains it).
+        """
+        ...
 
     def read(
         self, participant: Participant, stream: str, window: Window, report: ReadReport

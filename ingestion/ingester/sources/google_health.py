@@ -26,7 +26,7 @@ from ..config import Settings
 from ..credentials import TokenStore
 from ..errors import ConfigError, PayloadError
 from ..http import build_session, classify, send
-from ..model import Participant, ReadReport, Row, Window
+from ..model import DeliveryBound, Participant, ReadReport, Row, Window
 from ..oauth import GoogleOAuth
 from ..transform.google_health import DAILY, DATA_TYPES, INTERVAL, DataType, rows_from_page
 from ..windows import local_midnight
@@ -48,12 +48,6 @@ class GoogleHealthSource:
     """The Source for participants whose source is google_health."""
 
     streams: tuple[str, ...] = tuple(DATA_TYPES)
-    # Read at least this far back whatever OVERLAP_HOURS says (the pipeline takes the larger):
-    # a Fitbit syncs when its phone app next connects, sometimes days late, and its points
-    # carry the time they were measured: before the start of every window read since then.
-    # Re-reading points already stored writes nothing (the unique key absorbs them). Cost:
-    # about 3 days of pages per participant per night, ~27 of them for 1 Hz heart rate.
-    late_sync: timedelta = timedelta(days=3)
 
     def __init__(self, settings: Settings, token_store: TokenStore) -> None:
         if not settings.google_client_id or not settings.google_client_secret:
@@ -64,6 +58,14 @@ class GoogleHealthSource:
         self._settings = settings
         self._store = token_store
         self._client: tuple[str, requests.Session, GoogleOAuth] | None = None
+
+    def delivered_until(self, participant: Participant, now: datetime) -> DeliveryBound:
+        """The re-read horizon: a Fitbit syncs when its phone app next connects, sometimes
+        days late, and its points carry the time they were measured. A tracker keeps about
+        7 days of minute data (LATE_SYNC_HORIZON_DAYS), so nothing older can still arrive;
+        the watermark stays that far behind now, and every night re-reads it (re-read points
+        write nothing: the unique key absorbs them)."""
+        return DeliveryBound(now - self._settings.late_sync_horizon, "horizon")
 
     def read(
         self, participant: Participant, stream: str, window: Window, report: ReadReport

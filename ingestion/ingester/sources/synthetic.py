@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import ParticipantError
-from ..model import Participant, ReadReport, Row, Window
+from ..model import DeliveryBound, Participant, ReadReport, Row, Window
 from ..transform import synthetic as transform
 
 log = logging.getLogger(__name__)
@@ -134,10 +134,13 @@ class SyntheticSource:
     """
 
     streams = STREAMS
-    late_sync = timedelta(0)  # generated, never synced: the configured overlap is enough
 
     def __init__(self) -> None:
         self._library: _Wearipedia | None = None
+
+    def delivered_until(self, participant: Participant, now: datetime) -> DeliveryBound:
+        # Generated, never synced: every point before now exists the moment it is asked for.
+        return DeliveryBound(now, "generated")
 
     def read(
         self, participant: Participant, stream: str, window: Window, report: ReadReport
