@@ -141,6 +141,7 @@ def test_needs_consent_alone_does_not_fail_the_run_for_monitoring():
     consent = [Outcome("p1", "ok"), Outcome("p2", "needs_consent")]
     assert monitoring.run_facts(consent, 1.0, True, 0.0).succeeded
     assert not monitoring.run_facts([Outcome("p1", "failed")], 1.0, True, 0.0).succeeded
+    assert not monitoring.run_facts([Outcome("p1", "held")], 1.0, True, 0.0).succeeded
     assert not monitoring.run_facts([Outcome("p1", "ok")], 1.0, False, 0.0).succeeded
     warned = Outcome("p1", "ok", warning="state file not written")
     assert not monitoring.run_facts([warned], 1.0, True, 0.0).succeeded

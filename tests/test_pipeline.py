@@ -348,8 +348,8 @@ def test_a_planted_participant_from_year_1_fails_alone_and_the_run_says_so(env):
 def status_marks(env, pid):
     """stream -> (watermark, origin) as `status` prints them."""
     lines = ok(run_ingest(env, "status")).stdout.split("\n\n")[0].splitlines()
-    header = lines[0].split("\t")
-    rows = [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]
+    header = next(line for line in lines if line.startswith("participant\t")).split("\t")
+    rows = [dict(zip(header, line.split("\t"), strict=True)) for line in lines
             if line.startswith(f"{pid}\t")]
     return {r["stream"]: (r["watermark"], r["from"], r["bound"].split()[0]) for r in rows}
 

@@ -103,7 +103,11 @@ def run_facts(
     """Pure: what the run did. A participant needing consent does not make the run fail
     here: it has an alert of its own, and one participant who never consents again would
     otherwise keep 'no successful run' firing and hide every real failure behind it."""
-    succeeded = state_sound and not any(o.status == "failed" or o.warning for o in outcomes)
+    # A held participant (a first load over MAX_BACKFILL_DAYS) waits for an operator, as a
+    # failed one does; the run log records it as failed too.
+    succeeded = state_sound and not any(
+        o.status in ("failed", "held") or o.warning for o in outcomes
+    )
     counted = Counter(o.status for o in outcomes)
     return RunFacts(
         finished=finished,
