@@ -16,6 +16,9 @@ VENV_PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 REQUIREMENTS := ingestion/requirements.txt requirements-dev.txt
 TSDB := scripts/timescaledb.sh
+# The community edition's server: its own port and data directory beside the Apache one's.
+COMMUNITY_ENV = TSDB_PORT=$${TSDB_COMMUNITY_PORT:-} TSDB_DATA_DIR=$${TSDB_COMMUNITY_DATA_DIR:-}
+COMMUNITY = $(COMMUNITY_ENV) TSDB_EDITION=community $(TSDB)
 # Extra pytest arguments, e.g. make test PYTEST_ARGS='-k schema -x'
 PYTEST_ARGS ?=
 
@@ -29,16 +32,29 @@ $(VENV_STAMP): $(REQUIREMENTS)
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check $(addprefix -r ,$(REQUIREMENTS))
 	touch $@
 
-# Starts the database if needed and stops it afterwards only if this run started it, so a
-# developer's running server stays up. Exits non-zero when pytest does (exit 5, no tests
-# collected, included); make itself reports any failure as exit 2.
+# Starts the databases if needed and stops them afterwards only if this run started them, so
+# a developer's running servers stay up. Two editions of TimescaleDB (README, "Both
+# editions"): Debian's Apache build, and the community edition of the official image when
+# its source is there (../shared/timescaledb-src, or TSDB_COMMUNITY_SOURCE); in CI it must
+# be. Its port and data directory: TSDB_COMMUNITY_PORT, TSDB_COMMUNITY_DATA_DIR. Exits
+# non-zero when pytest does (exit 5, no tests collected, included); make itself reports any
+# failure as exit 2.
 test: venv
-	@started=0
-	$(TSDB) status >/dev/null 2>&1 || started=1
-	if ((started)); then trap '$(TSDB) stop' EXIT; fi
+	@stop_apache=0 stop_community=0
+	trap '((!stop_apache)) || $(TSDB) stop; ((!stop_community)) || $(COMMUNITY) stop' EXIT
+	$(TSDB) status >/dev/null 2>&1 || stop_apache=1
 	settings=$$($(TSDB) start)
 	eval "$$settings"
 	export TEST_DB_HOST=$$DB_HOST TEST_DB_PORT=$$DB_PORT TEST_DB_USER=$$DB_USER
+	if [[ $${CI:-} == true ]] || $(COMMUNITY) available 2>/dev/null; then
+		$(COMMUNITY) status >/dev/null 2>&1 || stop_community=1
+		settings=$$($(COMMUNITY) start)
+		eval "$$settings"
+		export TEST_COMMUNITY_DB_HOST=$$DB_HOST TEST_COMMUNITY_DB_PORT=$$DB_PORT TEST_COMMUNITY_DB_USER=$$DB_USER
+	else
+		$(COMMUNITY) available || true
+		echo "make test: the community-edition tests skip (README, 'Both editions')" >&2
+	fi
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 db-start:

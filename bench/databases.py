@@ -25,6 +25,7 @@ SCHEMA_FILE = Path(__file__).resolve().parent.parent / "timescaledb" / "init.sql
 MAINTENANCE_DB = "postgres"
 # Shown with the results: the server settings that decide bulk-load speed.
 SETTINGS_SHOWN = (
+    "timescaledb.license",  # the edition: apache (Debian) or timescale (community)
     "shared_buffers",
     "work_mem",
     "maintenance_work_mem",
@@ -143,6 +144,14 @@ class Scratch:
             connection = self.server.connect(name)
             try:
                 migrate(connection, SCHEMA_FILE)
+                with connection.cursor() as cursor:
+                    # The community edition's compression policy would compress the
+                    # benchmark's chunks (all older than its compress_after) at a moment of
+                    # the job scheduler's choosing, in the middle of a measurement.
+                    cursor.execute("SELECT alter_job(job_id, scheduled => false) FROM "
+                                   "timescaledb_information.jobs "
+                                   "WHERE proc_name = 'policy_compression'")
+                connection.commit()
             finally:
                 connection.close()
         return name

@@ -48,6 +48,9 @@ TARGETS = {
     "writer_vs_copy": Target("writer (empty table) / plain COPY", "writer", "copy", at_least=0.6),
     "end_to_end_vs_generation": Target("end to end / generation only", "end_to_end",
                                        "generation", at_least=0.6),
+    # A ratio of costs: seconds of the rerun over seconds of the first load (the same rows).
+    "rerun_vs_first_load": Target("rerun writing nothing / first load (cost, same window)",
+                                  "writer", "writer_rerun", at_most=0.3),
     "rss_long_vs_short": Target("peak RSS, long run / short run", "end_to_end_long",
                                 "end_to_end", at_most=1.3, memory=True),
 }

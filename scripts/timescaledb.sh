@@ -9,6 +9,18 @@
 #   --port N         TCP port                   (env TSDB_PORT,     default 55432)
 #   --db-name NAME   database `start` creates   (env TSDB_DB_NAME,  default wearables)
 #   --wipe           with `start`: destroy the cluster first
+#   --edition E      apache or community     (env TSDB_EDITION,  default apache)
+#
+# Editions. `apache` is the Apache-2 part TimescaleDB that Debian ships. `community` is the
+# Timescale License edition of the official Docker image (compression, policies), built
+# from the unmodified upstream source tarball found at TSDB_COMMUNITY_SOURCE (a
+# timescaledb-X.Y.Z.tar.gz, or a directory holding one; default
+# <repo>/../shared/timescaledb-src), installed into a private copy of PostgreSQL under the
+# cache (never over the system's extension files) and started with
+# timescaledb.license = 'timescale'. Its defaults: port 55433, data <repo>/.tsdb-community.
+# `available` exits 0 if the edition can be started here, else 3 with one line saying why.
+#
+#   scripts/timescaledb.sh [options] available
 #
 # `start` and `status` print the connection settings on stdout as shell-sourceable lines
 # (DB_HOST=…, DB_PORT=…, DB_NAME=…, DB_USER=…); everything else goes to stderr, so
@@ -20,9 +32,12 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+EDITION=${TSDB_EDITION:-apache}
 DEFAULT_DATA_DIR="$REPO_ROOT/.tsdb"
-DATA_DIR=${TSDB_DATA_DIR:-$DEFAULT_DATA_DIR}
-PORT=${TSDB_PORT:-55432}
+DEFAULT_PORT=55432
+DATA_DIR=${TSDB_DATA_DIR:-}
+PORT=${TSDB_PORT:-}
+COMMUNITY_SOURCE=${TSDB_COMMUNITY_SOURCE:-$REPO_ROOT/../shared/timescaledb-src}
 DB_NAME=${TSDB_DB_NAME:-wearables}
 CACHE_DIR=${TSDB_CACHE_DIR:-/var/cache/wearables-tsdb}
 DB_USER=postgres
@@ -226,6 +241,122 @@ ensure_installed() {
     timescaledb_installed || die "TimescaleDB is still missing after installation"
 }
 
+# --- editions ----------------------------------------------------------------------------
+
+# The defaults that differ by edition, once the command line is read: two editions run side
+# by side (`make test` uses both), so each has its own port, data directory and fallback.
+apply_edition_defaults() {
+    case $EDITION in
+        apache) FALLBACK_NAME=tsdb ;;
+        community)
+            DEFAULT_DATA_DIR="$REPO_ROOT/.tsdb-community"
+            DEFAULT_PORT=55433
+            FALLBACK_NAME=tsdb-community
+            ;;
+        *) log "--edition must be apache or community, not $EDITION"; exit 2 ;;
+    esac
+    DATA_DIR=${DATA_DIR:-$DEFAULT_DATA_DIR}
+    PORT=${PORT:-$DEFAULT_PORT}
+}
+
+# The community edition's source tarball on stdout; fails when there is none.
+community_tarball() {
+    local source=$COMMUNITY_SOURCE
+    if [[ -d $source ]]; then
+        source=$(compgen -G "$source/timescaledb-*.tar.gz" | sort -V | tail -n 1 || true)
+    fi
+    [[ -n $source && -f $source ]] || return 1
+    echo "$source"
+}
+
+cmd_available() {
+    if [[ $EDITION == community ]] && ! community_tarball >/dev/null; then
+        log "the community edition needs the TimescaleDB source (timescaledb-X.Y.Z.tar.gz," \
+            "upstream, with tsl/): none at $COMMUNITY_SOURCE; set TSDB_COMMUNITY_SOURCE"
+        exit 3
+    fi
+    log "the $EDITION edition can be started here"
+}
+
+ensure_edition_installed() {
+    if [[ $EDITION == apache ]]; then
+        ensure_installed
+    else
+        ensure_community
+    fi
+}
+
+# The community build lives in a private copy of PostgreSQL's bin, lib and share trees:
+# the server finds $libdir and the extension directory relative to its own binary, so a
+# copy started from there loads the community TimescaleDB, and the system's files (Debian's
+# Apache build among them) are never touched. Cached per PostgreSQL version and tarball.
+ensure_community() {
+    [[ -x /usr/lib/postgresql/$PG_MAJOR/bin/postgres ]] || install_server
+    local tarball pg_version sum
+    tarball=$(community_tarball) ||
+        die "no TimescaleDB source at $COMMUNITY_SOURCE (set TSDB_COMMUNITY_SOURCE)"
+    pg_version=$(dpkg-query -W -f '${Version}' "postgresql-$PG_MAJOR")
+    sum=$(sha256sum "$tarball" | cut -c1-12)
+    COMMUNITY_ROOT="$CACHE_DIR/community/pg$pg_version-$sum"
+    if [[ ! -f $COMMUNITY_ROOT/.installed ]]; then
+        mkdir -p "$CACHE_DIR"
+        exec 9>"$CACHE_DIR/install.lock"
+        flock 9
+        [[ -f $COMMUNITY_ROOT/.installed ]] || build_community "$tarball" "$pg_version"
+        exec 9>&-
+    fi
+    PG_BIN=$COMMUNITY_ROOT/usr/lib/postgresql/$PG_MAJOR/bin
+}
+
+build_community() {
+    local tarball=$1 pg_version=$2
+    require_root "the community edition of TimescaleDB"
+    # libpq-dev: the community part (tsl/) includes libpq-fe.h, a client header.
+    apt_install gcc make cmake libssl-dev libpq-dev
+    local headers work=$COMMUNITY_ROOT.build staging=$COMMUNITY_ROOT.tmp src
+    headers=$(server_headers "$pg_version")
+    rm -rf "$work" "$staging" "$COMMUNITY_ROOT" && mkdir -p "$work"
+    tar -xzf "$tarball" -C "$work"
+    src=$(compgen -G "$work/timescaledb-*/" | head -n 1 || true)
+    [[ -n $src ]] || die "$tarball holds no timescaledb-*/ directory"
+    src=${src%/}
+    log "building the community edition $(basename "$src") against PostgreSQL $pg_version" \
+        "(about 2 minutes)"
+    # Debian's flags for its Apache build, without APACHE_ONLY; warnings are not errors
+    # because upstream's warning set is tuned to other compilers.
+    cmake -S "$src" -B "$work/build" \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF \
+        -DWARNINGS_AS_ERRORS=OFF -DSEND_TELEMETRY_DEFAULT=OFF -DUSE_TELEMETRY=OFF \
+        -DPG_CONFIG="/usr/lib/postgresql/$PG_MAJOR/bin/pg_config" \
+        -DPG_INCLUDEDIR_SERVER="$headers" -DPG_INCLUDEDIR=/usr/include/postgresql \
+        >"$work/cmake.log" 2>&1 ||
+        { tail -n 30 "$work/cmake.log" >&2; die "cmake failed (log: $work/cmake.log)"; }
+    make -C "$work/build" -j "$(nproc)" >"$work/make.log" 2>&1 ||
+        { tail -n 30 "$work/make.log" >&2; die "build failed (log: $work/make.log)"; }
+    mkdir -p "$staging/usr/lib/postgresql" "$staging/usr/share/postgresql"
+    cp -a "/usr/lib/postgresql/$PG_MAJOR" "$staging/usr/lib/postgresql/"
+    cp -a "/usr/share/postgresql/$PG_MAJOR" "$staging/usr/share/postgresql/"
+    rm -f "$staging/usr/lib/postgresql/$PG_MAJOR/lib"/timescaledb*.so \
+        "$staging/usr/share/postgresql/$PG_MAJOR/extension"/timescaledb*
+    make -C "$work/build" install DESTDIR="$staging" >"$work/install.log" 2>&1 ||
+        { tail -n 30 "$work/install.log" >&2; die "make install failed (log: $work/install.log)"; }
+    [[ -f $staging/usr/share/postgresql/$PG_MAJOR/extension/timescaledb.control ]] ||
+        die "make install put no timescaledb.control into $staging"
+    rm -rf "$src" "$work/build" # the logs stay
+    touch "$staging/.installed"
+    mv "$staging" "$COMMUNITY_ROOT"
+}
+
+# The licence is what tells the two editions apart at run time: 'timescale' loads the
+# community module; the Apache build has only 'apache'.
+write_edition_settings() {
+    local licence=apache
+    [[ $EDITION == apache ]] || licence=timescale
+    grep -q "^include_if_exists = 'edition.conf'" "$DATA_DIR/postgresql.conf" ||
+        echo "include_if_exists = 'edition.conf'" | as_postgres tee -a "$DATA_DIR/postgresql.conf" >/dev/null
+    echo "timescaledb.license = '$licence'" | as_postgres tee "$DATA_DIR/edition.conf" >/dev/null
+}
+
 # --- the cluster -------------------------------------------------------------------------
 
 # Commands the server side runs: PostgreSQL refuses to run as root. From /, because the
@@ -249,7 +380,7 @@ resolve_data_dir() {
     if [[ $DATA_DIR == "$DEFAULT_DATA_DIR" ]]; then
         local key
         key=$(printf '%s' "$REPO_ROOT" | cksum | cut -d' ' -f1)
-        DATA_DIR="/var/lib/postgresql/tsdb-$key"
+        DATA_DIR="/var/lib/postgresql/$FALLBACK_NAME-$key"
         log "$existing is out of the postgres user's reach; using $DATA_DIR"
     else
         die "the postgres user cannot reach $DATA_DIR; choose another --data-dir"
@@ -368,7 +499,7 @@ SQL
 
 cmd_start() {
     ((!WIPE)) || cmd_destroy
-    ensure_installed
+    ensure_edition_installed
     resolve_data_dir
     if is_running; then
         local port
@@ -385,7 +516,8 @@ cmd_start() {
             init_cluster
         fi
         write_settings
-        log "starting PostgreSQL $PG_MAJOR on $HOST:$PORT"
+        write_edition_settings
+        log "starting PostgreSQL $PG_MAJOR ($EDITION edition) on $HOST:$PORT"
         if ! as_postgres "$PG_BIN/pg_ctl" start -D "$DATA_DIR" -l "$DATA_DIR/server.log" -w -t 120 -s; then
             tail -n 20 "$DATA_DIR/server.log" >&2 || true
             die "the server did not start (log: $DATA_DIR/server.log)"
@@ -440,8 +572,10 @@ while (($#)); do
         --db-name) DB_NAME=${2:?--db-name needs a value}; shift 2 ;;
         --db-name=*) DB_NAME=${1#*=}; shift ;;
         --wipe) WIPE=1; shift ;;
+        --edition) EDITION=${2:?--edition needs a value}; shift 2 ;;
+        --edition=*) EDITION=${1#*=}; shift ;;
         -h | --help) usage ;;
-        start | stop | status | destroy)
+        start | stop | status | destroy | available)
             [[ -z $COMMAND ]] || usage
             COMMAND=$1
             shift
@@ -450,6 +584,7 @@ while (($#)); do
     esac
 done
 [[ -n $COMMAND ]] || usage
+apply_edition_defaults
 [[ $PORT =~ ^[0-9]+$ ]] || die "--port must be a number, not $PORT"
 # A relative --data-dir would change meaning with pg_ctl's working directory.
 [[ $DATA_DIR == /* ]] || DATA_DIR="$PWD/$DATA_DIR"

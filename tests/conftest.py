@@ -4,6 +4,12 @@
 TEST_DB_PORT, TEST_DB_USER and, optionally, TEST_DB_PASSWORD. Every test that asks for `db`
 gets a database of its own, created from a per-session template that already holds the
 TimescaleDB extension (creating the extension takes far longer than copying a database).
+
+Two editions of TimescaleDB: `apache` (Debian's build, TEST_DB_*) and `community` (the
+official image's, TEST_COMMUNITY_DB_*, which `make test` starts when the TimescaleDB source
+is beside the repository: README, "Both editions"). A test runs on the Apache edition only,
+unless it is marked `editions(...)`: then once on each edition named. Without the community
+server its runs skip, saying why; in CI (CI=true) they fail instead.
 """
 
 from __future__ import annotations
@@ -25,7 +31,32 @@ SCHEMA_FILE = REPO_ROOT / "timescaledb" / "init.sql"
 
 # Every PostgreSQL cluster has it; databases are created and dropped from there.
 MAINTENANCE_DB = "postgres"
-SERVER_VARIABLES = ("TEST_DB_HOST", "TEST_DB_PORT", "TEST_DB_USER")
+EDITIONS = ("apache", "community")
+# The prefix of each edition's TEST_*_HOST, _PORT, _USER and _PASSWORD variables.
+SERVER_PREFIX = {"apache": "TEST_DB_", "community": "TEST_COMMUNITY_DB_"}
+LICENCE = {"apache": "apache", "community": "timescale"}  # timescaledb.license of each
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "editions(*names): run once per TimescaleDB edition named (apache, community)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("editions")
+    if marker is None or "db_server" not in metafunc.fixturenames:
+        return
+    unknown = set(marker.args) - set(EDITIONS)
+    if unknown or not marker.args:
+        raise pytest.UsageError(f"editions(...) takes some of {EDITIONS}, got {marker.args}")
+    metafunc.parametrize("edition", marker.args, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def edition(request: pytest.FixtureRequest) -> str:
+    """The edition the test's server runs: its `editions` parameter, else apache."""
+    return getattr(request, "param", "apache")
 
 
 @dataclass(frozen=True)
@@ -34,6 +65,7 @@ class DbServer:
     port: int
     user: str
     password: str
+    edition: str = "apache"
 
     def params(self, dbname: str) -> dict[str, object]:
         params: dict[str, object] = {
@@ -88,6 +120,27 @@ class ScratchDatabase:
     def connect(self, **kwargs: object) -> psycopg2.extensions.connection:
         return psycopg2.connect(**self.params, **kwargs)
 
+    def freeze(self) -> None:
+        """Make it a template other databases are copied from: no connections any more."""
+        with self.server.admin() as cur:
+            name = sql.Identifier(self.dbname)
+            cur.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true ALLOW_CONNECTIONS false")
+                        .format(name))
+            # TimescaleDB's job scheduler may still be connected.
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = %s AND pid <> pg_backend_pid()", (self.dbname,))
+
+    def pause_compression_policy(self) -> None:
+        """Compress only when a test says so: the policy would compress a test's chunks (all
+        older than its compress_after) at a moment of the job scheduler's choosing."""
+        conn = self.connect()
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT alter_job(job_id, scheduled => false) FROM "
+                            "timescaledb_information.jobs WHERE proc_name = 'policy_compression'")
+        finally:
+            conn.close()
+
     def apply_schema(self) -> list[str]:
         """Run timescaledb/init.sql as the service does; return the server's notices."""
         conn = self.connect()
@@ -100,9 +153,15 @@ class ScratchDatabase:
 
 
 @pytest.fixture(scope="session")
-def db_server() -> DbServer:
+def db_server(edition: str) -> DbServer:
     """The server `make test` started; a plain `pytest` run without it fails, never skips."""
-    missing = [name for name in SERVER_VARIABLES if not os.environ.get(name)]
+    prefix = SERVER_PREFIX[edition]
+    missing = [prefix + key for key in ("HOST", "PORT", "USER") if not os.environ.get(prefix + key)]
+    if missing and edition == "community" and os.environ.get("CI") != "true":
+        pytest.skip(
+            "no community-edition server: `make test` starts one when the TimescaleDB source "
+            "is at ../shared/timescaledb-src or TSDB_COMMUNITY_SOURCE (README, 'Both editions')"
+        )
     if missing:
         pytest.fail(
             f"{', '.join(missing)} not set: run the tests with `make test`, which starts "
@@ -110,20 +169,25 @@ def db_server() -> DbServer:
             pytrace=False,
         )
     server = DbServer(
-        host=os.environ["TEST_DB_HOST"],
-        port=int(os.environ["TEST_DB_PORT"]),
-        user=os.environ["TEST_DB_USER"],
-        password=os.environ.get("TEST_DB_PASSWORD", ""),
+        host=os.environ[prefix + "HOST"],
+        port=int(os.environ[prefix + "PORT"]),
+        user=os.environ[prefix + "USER"],
+        password=os.environ.get(prefix + "PASSWORD", ""),
+        edition=edition,
     )
     try:
         with server.admin() as cur:
-            cur.execute("SELECT 1")
+            cur.execute("SELECT current_setting('timescaledb.license', true)")
+            (licence,) = cur.fetchone()
     except psycopg2.OperationalError as error:
         pytest.fail(
-            f"cannot reach the test database at {server.host}:{server.port} ({error}); "
-            "run the tests with `make test`",
+            f"cannot reach the {edition} test database at {server.host}:{server.port} "
+            f"({error}); run the tests with `make test`",
             pytrace=False,
         )
+    if licence != LICENCE[edition]:
+        pytest.fail(f"the {edition} server at {server.host}:{server.port} runs with "
+                    f"timescaledb.license = {licence!r}, not {LICENCE[edition]!r}", pytrace=False)
     return server
 
 
@@ -153,31 +217,38 @@ def template_db(db_server: DbServer) -> Iterator[str]:
             cur.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
 
 
+@contextmanager
+def scratch_database(server: DbServer, template: str, prefix: str = "test", schema: bool = True
+                     ) -> Iterator[ScratchDatabase]:
+    """A fresh copy of the template database, with the schema applied unless told otherwise,
+    dropped at the end (for fixtures of any scope)."""
+    name = f"{prefix}_{uuid.uuid4().hex}"
+    with server.admin() as cur:
+        cur.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+    database = ScratchDatabase(server, name)
+    try:
+        if schema:
+            database.apply_schema()
+            if server.edition == "community":
+                database.pause_compression_policy()
+        yield database
+    finally:
+        with server.admin() as cur:
+            # A template (ScratchDatabase.freeze) cannot be dropped. FORCE: a connection a
+            # test leaked (or a CLI subprocess left) must not keep it.
+            cur.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name)))
+            cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @pytest.fixture
 def db(db_server: DbServer, template_db: str) -> Iterator[ScratchDatabase]:
     """A fresh database with timescaledb/init.sql applied, dropped after the test."""
     with scratch_database(db_server, template_db) as database:
         yield database
-
-
-@contextmanager
-def scratch_database(db_server: DbServer, template_db: str) -> Iterator[ScratchDatabase]:
-    """A fresh database with the schema, dropped at the end (for fixtures of any scope)."""
-    name = f"test_{uuid.uuid4().hex}"
-    with db_server.admin() as cur:
-        cur.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
-    database = ScratchDatabase(db_server, name)
-    try:
-        database.apply_schema()
-        yield database
-    finally:
-        with db_server.admin() as cur:
-            # FORCE: a connection a test leaked (or a CLI subprocess left) must not keep it.
-            cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture

@@ -65,3 +65,27 @@ FROM raw_data
 def fingerprint(db_env: dict[str, str]) -> tuple[int, str]:
     """Row count and a hash of every (participant, metric, instant, value) in key order."""
     return query(db_env, FINGERPRINT)[0]
+
+
+def compression_state(db_env: dict[str, str]) -> tuple[list[tuple], int]:
+    """Per chunk of raw_data: name, TimescaleDB's status bits (1 compressed, 8 partially: rows
+    were decompressed or added since) and the rows in its uncompressed part; and the
+    hypertable's total size in bytes, compressed parts and indexes included."""
+    chunks = query(db_env, """
+        SELECT format('%%I.%%I', c.schema_name, c.table_name), c.status
+        FROM _timescaledb_catalog.chunk c
+        JOIN _timescaledb_catalog.hypertable h ON h.id = c.hypertable_id
+        WHERE h.table_name = 'raw_data' AND NOT c.dropped ORDER BY c.id""")
+    state = [(name, status, query(db_env, f"SELECT count(*) FROM ONLY {name}")[0][0])
+             for name, status in chunks]
+    return state, query(db_env, "SELECT hypertable_size('raw_data')")[0][0]
+
+
+def compress_chunks(db_env: dict[str, str], older_than: str | None = None) -> int:
+    """compress_chunk() every chunk of raw_data (ending before older_than); how many."""
+    if older_than is None:
+        chunks = query(db_env, "SELECT compress_chunk(c) FROM show_chunks('raw_data') c")
+    else:
+        chunks = query(db_env, "SELECT compress_chunk(c) FROM show_chunks('raw_data', "
+                               "older_than => %s::timestamptz) c", (older_than,))
+    return len(chunks)

@@ -14,7 +14,8 @@ BENCH = ROOT / "bench" / "run.py"
 MEASUREMENTS = (
     "generation", "copy", "writer", "writer_rerun", "original", "end_to_end", "end_to_end_long",
 )
-TARGETS = ("writer_vs_original", "writer_vs_copy", "end_to_end_vs_generation", "rss_long_vs_short")
+TARGETS = ("writer_vs_original", "writer_vs_copy", "end_to_end_vs_generation",
+           "rerun_vs_first_load", "rss_long_vs_short")
 
 
 @pytest.mark.slow

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from support import fingerprint, ingest_env, query, run_ingest, start_ingest
 
+pytestmark = pytest.mark.editions("apache", "community")
+
 COHORT = [
     ("p1", "America/New_York", "1"), ("p2", "Europe/Berlin", "2"), ("p3", "Asia/Kolkata", "3"),
 ]

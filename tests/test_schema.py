@@ -1,4 +1,5 @@
-"""timescaledb/init.sql against the real TimescaleDB (Apache edition, as on Debian)."""
+"""timescaledb/init.sql against the real TimescaleDB, on both editions: Debian's Apache build
+and the community edition of the official image (compression and its policy)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from conftest import SCHEMA_FILE
 from ingester import schema
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+pytestmark = pytest.mark.editions("apache", "community")
 
 T0 = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
 INSERT = (
@@ -122,20 +125,42 @@ def test_copy_then_upsert_across_chunks(db_conn):
         assert cur.fetchone() == (10.0,)
 
 
-def test_licence_guard_takes_the_apache_path(db, db_conn):
+def test_licence_guard_takes_the_path_that_matches_the_server(db, db_conn, edition):
     with db_conn.cursor() as cur:
         cur.execute("SELECT current_setting('timescaledb.license')")
-        assert cur.fetchone() == ("apache",)
-
+        (licence,) = cur.fetchone()
     with db_conn.cursor() as cur:  # the guard is in the baseline: make it run again
         cur.execute("DELETE FROM schema_migrations WHERE version = 1")
     db_conn.commit()
     notices = db.apply_schema()
-    assert any("apache" in notice for notice in notices), notices
-
     snapshot = catalog_snapshot(db_conn)
-    assert snapshot["hypertables"] == [("raw_data", 1, False)]
-    assert not [job for job in snapshot["jobs"] if job[0] == "policy_compression"]
+    policies = [job for job in snapshot["jobs"] if job[0] == "policy_compression"]
+    if edition == "apache":
+        assert licence == "apache"
+        assert any("apache" in notice for notice in notices), notices
+        assert snapshot["hypertables"] == [("raw_data", 1, False)]
+        assert not policies
+    else:
+        assert licence == "timescale"
+        assert not any("skipping compression" in notice for notice in notices), notices
+        assert snapshot["hypertables"] == [("raw_data", 1, True)]
+        assert policies == [("policy_compression", "raw_data")]
+
+
+@pytest.mark.editions("community")
+def test_compression_waits_for_the_late_sync_horizon_and_the_overlap(db_conn):
+    """Migration 5: chunks are compressed after LATE_SYNC_HORIZON_DAYS (7) + OVERLAP_HOURS (24),
+    so neither a late sync nor the nightly re-read reaches a compressed chunk."""
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT config->>'compress_after' FROM timescaledb_information.jobs "
+                    "WHERE proc_name = 'policy_compression'")
+        assert cur.fetchall() == [("8 days",)]
+        cur.execute("SELECT segmentby_column_index, orderby_column_index, attname "
+                    "FROM timescaledb_information.compression_settings ORDER BY attname")
+        assert cur.fetchall() == [(2, None, "metric_type"), (1, None, "participant_id"),
+                                  (None, 1, "timestamp")]
+        cur.execute("SELECT version, name FROM schema_migrations WHERE version = 5")
+        assert cur.fetchall() == [(5, "compression")]
 
 
 # --- migrations -------------------------------------------------------------------------

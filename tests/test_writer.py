@@ -18,6 +18,8 @@ from ingester.pipeline import RunOptions, commit_slice
 from ingester.schema import migrate
 from ingester.writer import RowWriter
 
+pytestmark = pytest.mark.editions("apache", "community")
+
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 SCHEMA = Path(__file__).resolve().parent.parent / "timescaledb" / "init.sql"
 
@@ -68,6 +70,17 @@ def test_a_collision_on_the_fast_path_falls_back_to_the_upsert(db_conn):
     counts = write(db_conn, rows(2_500), latest={})
     assert counts.written == 500
     assert len(table(db_conn)) == 2_500
+
+
+def test_a_reread_writes_exactly_the_new_and_the_changed_rows(db_conn):
+    write(db_conn, rows(3_000)[::2])  # every other second stored
+    again = rows(3_000)
+    again[10] = again[10]._replace(value=-1.0)  # a stored point, corrected
+    again[11] = again[11]._replace(value=-2.0)  # a missing point
+    counts = write(db_conn, again + again[:50],  # and the source repeats some
+                   latest={"heart_rate": T0 + timedelta(seconds=2_999)})
+    assert (counts.read, counts.written) == (3_050, 1_500 + 1)
+    assert table(db_conn) == [tuple(r) for r in again]
 
 
 def test_a_source_repeating_a_point_stores_it_once(db_conn):

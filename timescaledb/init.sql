@@ -137,3 +137,28 @@ BEGIN
     INSERT INTO schema_migrations (version, name) VALUES (1, 'baseline');
 END
 $migration$;
+
+-- migration 5: compression
+-- The compression policy compresses a chunk once no late data can reach it any more: older
+-- than the late-sync horizon (LATE_SYNC_HORIZON_DAYS, 7: a Fitbit tracker keeps about 7
+-- days of minute data, so nothing older can still arrive) plus the overlap a run re-reads
+-- before its watermark (OVERLAP_HOURS, 24). Then the nightly run's re-read [now - 8 days,
+-- now) never reaches a compressed chunk, and the points a late sync still delivers land in
+-- uncompressed chunks: writing into a compressed chunk decompresses the batches the rows
+-- fall into and leaves the chunk partially compressed until the policy's next run. A re-read
+-- that does reach compressed chunks (--since, a backfill) still decompresses nothing unless
+-- it changes something: the writer compares before it writes (ingester/writer.py).
+-- Raise both together: with LATE_SYNC_HORIZON_DAYS=14, run
+--   SELECT remove_compression_policy('raw_data');
+--   SELECT add_compression_policy('raw_data', INTERVAL '15 days');
+DO $migration$
+BEGIN
+    IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = 5) THEN RETURN; END IF;
+    -- Compression exists only in the community (Timescale License) edition; see above.
+    IF current_setting('timescaledb.license', true) = 'timescale' THEN
+        PERFORM remove_compression_policy('raw_data', if_exists => TRUE);
+        PERFORM add_compression_policy('raw_data', INTERVAL '8 days');
+    END IF;
+    INSERT INTO schema_migrations (version, name) VALUES (5, 'compression');
+END
+$migration$;

@@ -187,8 +187,14 @@ def remove_participant(connection: Connection, participant_id: str, purge: bool)
         if purge:
             # The run log goes too: its watermarks would make a participant enrolled again
             # under the same id skip everything before them.
+            # Counted first: on compressed chunks DELETE drops whole compressed batches
+            # without decompressing them, and its row count leaves those out. Nothing adds
+            # rows meanwhile: a run holds the participant row (hold_participant) that the
+            # DELETE above has locked.
+            cursor.execute("SELECT count(*) FROM raw_data WHERE participant_id = %s",
+                           (participant_id,))
+            (deleted,) = cursor.fetchone()
             cursor.execute("DELETE FROM raw_data WHERE participant_id = %s", (participant_id,))
-            deleted = cursor.rowcount
             cursor.execute("DELETE FROM ingest_runs WHERE participant_id = %s", (participant_id,))
     connection.commit()
     if not found:

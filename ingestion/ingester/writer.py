@@ -6,7 +6,15 @@ Two paths, chosen per row:
   A savepoint guards the batch; if it collides after all (the source repeated a point, or
   data arrived meanwhile), the batch is rolled back to the savepoint and upserted instead.
 - Every other row (the overlap that a run re-reads) is copied into a temporary staging
-  table and upserted from there with INSERT … ON CONFLICT.
+  table and compared there with what is stored; only the rows that are new or carry another
+  value are upserted (INSERT … ON CONFLICT). An identical re-read writes nothing.
+
+Why compare first: on a compressed chunk (the community edition's compression policy), an
+INSERT … ON CONFLICT has to decompress every stored batch a row might conflict with, even
+when it then changes nothing: a re-read of a week decompressed a week of chunks and doubled
+the table until the next policy run. A plain read of compressed data decompresses in memory
+only and leaves the chunks alone, so the comparison is a read, and the upsert sees only the
+rows that really change.
 
 The COPYs run on a background thread: psycopg2 releases the GIL while the server works, so
 Python produces the next batch on one core while PostgreSQL stores the last on the other.
@@ -29,6 +37,7 @@ from .model import Row
 
 COLUMNS = '("timestamp", participant_id, metric_type, value)'
 STAGING = "raw_data_staging"
+PENDING = "raw_data_pending"  # the staged rows that differ from what is stored, numbered
 QUEUED_BATCHES = 2
 # psycopg2 reads a COPY source in calls of this size (8 KiB by default). Before each call the
 # COPY thread must win the GIL back from the producing thread, which takes up to a switch
@@ -37,17 +46,64 @@ QUEUED_BATCHES = 2
 # docs/performance.md. The cap bounds the send buffer libpq grows to hold one read.
 COPY_READ_SIZE = 64 << 20
 
+# Per participant and metric of a staged batch: the time range it covers. The comparison
+# below gets them as constants, so that only the chunks (and, in compressed chunks, only the
+# batches of that participant and metric) inside the range are read.
+STAGED_GROUPS = f"""
+SELECT participant_id, metric_type, min("timestamp"), max("timestamp")
+FROM {STAGING} GROUP BY 1, 2
+"""
+
+# The staged rows of one participant and metric that are not stored with the same value (a
+# point the source repeated within the batch counts once). EXCEPT, not a join: it reads the
+# stored side once, by hash or sort; a nested loop would decompress a compressed batch again
+# for every staged row.
+CHANGED = f"""
+INSERT INTO {PENDING} (seq, "timestamp", participant_id, metric_type, value)
+SELECT %(offset)s + row_number() OVER (), d."timestamp", %(participant)s, %(metric)s, d.value
+FROM (
+    SELECT "timestamp", value FROM (
+        SELECT DISTINCT ON ("timestamp") "timestamp", value FROM {STAGING}
+        WHERE participant_id = %(participant)s AND metric_type = %(metric)s
+        ORDER BY "timestamp"
+    ) staged
+    EXCEPT
+    SELECT "timestamp", value FROM raw_data
+    WHERE participant_id = %(participant)s AND metric_type = %(metric)s
+      AND "timestamp" BETWEEN %(low)s AND %(high)s
+) d
+"""
+
 # DO UPDATE rather than DO NOTHING: a source that re-sends a point with a corrected value
 # (a late device sync, a recomputed API value) must win over what an earlier run stored.
-# The WHERE keeps identical re-reads from rewriting rows, so a rerun writes nothing.
+# The WHERE keeps a row that another writer stored meanwhile from being rewritten.
 UPSERT = f"""
 INSERT INTO raw_data {COLUMNS}
-SELECT DISTINCT ON (participant_id, metric_type, "timestamp") {COLUMNS[1:-1]}
-FROM {STAGING}
-ORDER BY participant_id, metric_type, "timestamp"
+SELECT {COLUMNS[1:-1]} FROM {PENDING} WHERE seq > %s AND seq <= %s
 ON CONFLICT ON CONSTRAINT raw_data_key DO UPDATE SET value = EXCLUDED.value
 WHERE raw_data.value IS DISTINCT FROM EXCLUDED.value
 """
+
+# TimescaleDB stops any INSERT, UPDATE or DELETE that decompresses more than this many
+# tuples (counted per statement, despite the name: 2.19's chunk dispatch keeps the count).
+DECOMPRESSION_LIMIT = "timescaledb.max_tuples_decompressed_per_dml_transaction"
+# The most rows a compressed batch holds (TimescaleDB's TARGET_COMPRESSED_BATCH_SIZE; its
+# setting compression_batch_size_limit can only lower it). A row written into a compressed
+# chunk decompresses at most the one batch of its participant and metric whose time range
+# holds it, so a statement of limit // 1000 such rows stays within the limit.
+COMPRESSED_BATCH_ROWS = 1_000
+# Asked once per writer, and only when it has something to write (the view takes ~0.1 s).
+COMPRESSED_CHUNKS = """
+SELECT range_start, range_end FROM timescaledb_information.chunks
+WHERE hypertable_name = 'raw_data' AND is_compressed
+"""
+
+
+def rows_per_statement(decompression_limit: int) -> int | None:
+    """Rows an upsert into compressed chunks may carry; None: no limit (the setting's 0)."""
+    if decompression_limit <= 0:
+        return None
+    return max(1, decompression_limit // COMPRESSED_BATCH_ROWS)
 
 
 @dataclass
@@ -98,6 +154,16 @@ class RowWriter:
             cursor.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} (LIKE raw_data) ON COMMIT DELETE ROWS"
             )
+            cursor.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {PENDING} (seq bigint NOT NULL, LIKE raw_data) "
+                f"ON COMMIT DELETE ROWS; "
+                f"CREATE INDEX IF NOT EXISTS {PENDING}_seq ON {PENDING} (seq)"
+            )
+            # The server's limit is respected, never raised: the upserts are cut to fit it.
+            cursor.execute("SELECT current_setting(%s, true)", (DECOMPRESSION_LIMIT,))
+            (limit,) = cursor.fetchone()
+        self._statement_rows = rows_per_statement(int(limit) if limit else 0)
+        self._compressed: list[tuple[datetime, datetime]] | None = None  # chunk ranges
         self._thread = threading.Thread(target=self._drain, name="copy-writer", daemon=True)
         self._thread.start()
 
@@ -187,7 +253,34 @@ class RowWriter:
             cursor.copy_expert(
                 f"COPY {STAGING} {COLUMNS} FROM STDIN", io.BytesIO(payload), COPY_READ_SIZE
             )
-            cursor.execute(UPSERT)
-            written = cursor.rowcount
+            written = self._upsert_changed(cursor)
             cursor.execute(f"TRUNCATE {STAGING}")
             return written
+
+    def _upsert_changed(self, cursor) -> int:
+        """Upsert the staged rows that differ from what is stored; rows written."""
+        cursor.execute(STAGED_GROUPS)
+        groups = cursor.fetchall()
+        changed = 0
+        for participant, metric, low, high in groups:
+            cursor.execute(CHANGED, {"offset": changed, "participant": participant,
+                                     "metric": metric, "low": low, "high": high})
+            changed += cursor.rowcount
+        if not changed:
+            return 0
+        step = changed
+        low, high = min(g[2] for g in groups), max(g[3] for g in groups)
+        if self._statement_rows is not None and self._reaches_compressed(cursor, low, high):
+            step = self._statement_rows
+        written = 0
+        for done in range(0, changed, step):
+            cursor.execute(UPSERT, (done, done + step))
+            written += cursor.rowcount
+        cursor.execute(f"TRUNCATE {PENDING}")
+        return written
+
+    def _reaches_compressed(self, cursor, low: datetime, high: datetime) -> bool:
+        if self._compressed is None:
+            cursor.execute(COMPRESSED_CHUNKS)
+            self._compressed = cursor.fetchall()
+        return any(start <= high and end > low for start, end in self._compressed)
