@@ -73,17 +73,24 @@ run: venv
 	$(VENV_PY) ingestion/ingest.py
 
 # Throughput and memory (bench/run.py) on the local TimescaleDB, started and stopped as for
-# `make test`; the benchmark makes and drops its own databases there. Takes ~3 minutes.
+# `make test`; the benchmark makes and drops its own databases there. Takes ~3 minutes, and
+# as much again on the community edition when its source is there (bench/results-community.json).
 # Parameters, e.g. make bench BENCH_ARGS='--participants 10 --days 1 --json /tmp/bench.json'
 BENCH_ARGS ?=
 
 .PHONY: bench
 
 bench: venv
-	@started=0
-	$(TSDB) status >/dev/null 2>&1 || started=1
-	if ((started)); then trap '$(TSDB) stop' EXIT; fi
+	@stop_apache=0 stop_community=0
+	trap '((!stop_apache)) || $(TSDB) stop; ((!stop_community)) || $(COMMUNITY) stop' EXIT
+	$(TSDB) status >/dev/null 2>&1 || stop_apache=1
 	settings=$$($(TSDB) start)
 	eval "$$settings"
 	export DB_HOST DB_PORT DB_USER
 	$(VENV_PY) bench/run.py $(BENCH_ARGS)
+	if $(COMMUNITY) available 2>/dev/null; then
+		$(COMMUNITY) status >/dev/null 2>&1 || stop_community=1
+		settings=$$($(COMMUNITY) start)
+		eval "$$settings"
+		$(VENV_PY) bench/run.py --json bench/results-community.json $(BENCH_ARGS)
+	fi

@@ -19,6 +19,7 @@ TARGETS = ("writer_vs_original", "writer_vs_copy", "end_to_end_vs_generation",
 
 
 @pytest.mark.slow
+@pytest.mark.editions("apache", "community")
 def test_a_tiny_run_reports_every_measurement_and_drops_its_databases(db_server, tmp_path):
     results = tmp_path / "results.json"
     dsn = psycopg2.extensions.make_dsn(**db_server.params("postgres"))

@@ -72,6 +72,62 @@ def test_a_collision_on_the_fast_path_falls_back_to_the_upsert(db_conn):
     assert len(table(db_conn)) == 2_500
 
 
+@pytest.fixture
+def hash_matches(monkeypatch) -> list[bool]:
+    """For every overlap batch a writer stores: whether its hash matched the stored rows."""
+    seen: list[bool] = []
+    original = RowWriter._stored_identically
+
+    def spy(cursor, rows, digest):
+        seen.append(original(cursor, rows, digest))
+        return seen[-1]
+
+    monkeypatch.setattr(RowWriter, "_stored_identically", staticmethod(spy))
+    return seen
+
+
+# Values and instants of every kind: each must hash alike on both sides.
+VALUES = [60.0, 61.5, 1e-05, 1 / 3, 1e16, 123456.789, -0.0, 1e300, 5e-324, float("nan"), 0.0]
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def test_an_identical_reread_is_recognised_without_staging_its_rows(db_conn, hash_matches):
+    batch = [Row((T0 + timedelta(seconds=i, microseconds=(i % 3) * 250_001)).astimezone(
+                 BERLIN if i % 2 else UTC), "p1", "heart_rate", VALUES[i % len(VALUES)])
+             for i in range(5_000)]
+    write(db_conn, batch)
+    writer = RowWriter(db_conn, 1_000, {"heart_rate": batch[-1].timestamp})
+    writer.write(batch)
+    assert writer.finish().written == 0
+    db_conn.commit()
+    assert hash_matches == [True] * 5  # five batches, none formatted or sent
+
+
+@pytest.mark.parametrize("change", ["a corrected value", "a missing point", "a repeated point",
+                                    "0.0 for -0.0"])
+def test_a_reread_that_differs_is_compared_row_by_row(db_conn, change, hash_matches):
+    batch = rows(1_000)
+    if change == "0.0 for -0.0":
+        batch[500] = batch[500]._replace(value=-0.0)
+    stored = batch[:400] + batch[401:] if change == "a missing point" else batch
+    write(db_conn, stored)
+    again = list(batch)
+    if change == "a corrected value":
+        again[400] = again[400]._replace(value=-1.0)
+    if change == "a repeated point":
+        again.insert(401, again[400])
+    if change == "0.0 for -0.0":
+        again[500] = again[500]._replace(value=0.0)
+    writer = RowWriter(db_conn, 10_000, {"heart_rate": T0 + timedelta(seconds=999)})
+    writer.write(again)
+    written = writer.finish().written
+    db_conn.commit()
+    assert hash_matches == [False]
+    # -0.0 equals 0.0 as a float8: not a change worth a write
+    assert written == (1 if change in ("a corrected value", "a missing point") else 0)
+    assert len(table(db_conn)) == 1_000
+
+
 def test_a_reread_writes_exactly_the_new_and_the_changed_rows(db_conn):
     write(db_conn, rows(3_000)[::2])  # every other second stored
     again = rows(3_000)

@@ -5,9 +5,12 @@ Two paths, chosen per row:
   unique key, so it goes straight into raw_data with COPY: the fastest write PostgreSQL has.
   A savepoint guards the batch; if it collides after all (the source repeated a point, or
   data arrived meanwhile), the batch is rolled back to the savepoint and upserted instead.
-- Every other row (the overlap that a run re-reads) is copied into a temporary staging
-  table and compared there with what is stored; only the rows that are new or carry another
-  value are upserted (INSERT … ON CONFLICT). An identical re-read writes nothing.
+- Every other row (the overlap that a run re-reads) is batched per participant and metric.
+  A batch whose instants and values hash the same as the stored rows of its time range (the
+  server hashes them the same way) is identical and goes no further: the common re-read
+  sends a hash, not rows, and never formats them. Any other batch is copied into a temporary
+  staging table and compared there with what is stored; only the rows that are new or carry
+  another value are upserted (INSERT … ON CONFLICT). An identical re-read writes nothing.
 
 Why compare first: on a compressed chunk (the community edition's compression policy), an
 INSERT … ON CONFLICT has to decompress every stored batch a row might conflict with, even
@@ -23,9 +26,12 @@ At most QUEUED_BATCHES wait between them, which keeps memory flat however long t
 
 from __future__ import annotations
 
+import hashlib
 import io
 import queue
+import sys
 import threading
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -45,6 +51,39 @@ QUEUED_BATCHES = 2
 # the CPU. One read per batch (~3 MB at the default BATCH_ROWS) instead of 1 MiB reads: see
 # docs/performance.md. The cap bounds the send buffer libpq grows to hold one read.
 COPY_READ_SIZE = 64 << 20
+
+# Overlap rows are held as Row objects until their hash is checked: this many per batch.
+OVERLAP_BATCH_ROWS = 100_000
+
+# The stored rows of one participant and metric in a time range, hashed: SHA-256 of every
+# instant (seconds since 1970 as a float8, big-endian) in time order, then every value.
+# Python's datetime.timestamp() and PostgreSQL's date_part('epoch') both divide the integer
+# microseconds by 10^6 with one rounding, so they give the same float8 for any instant the
+# pipeline stores (within about 285 years of 1970, where microseconds are exact in a
+# float8; the guard stores nothing after the run's now). Equal hashes therefore mean equal
+# rows and the batch changes nothing. A batch that differs in any way (a value, a missing or
+# repeated point, its order, -0.0 for 0.0) hashes differently and takes the exact
+# comparison: a mismatch costs time, never a row.
+STORED_DIGEST = """
+SELECT sha256(
+    string_agg(float8send(date_part('epoch', "timestamp")), ''::bytea ORDER BY "timestamp")
+    || string_agg(float8send(value), ''::bytea ORDER BY "timestamp"))
+FROM raw_data
+WHERE participant_id = %s AND metric_type = %s AND "timestamp" BETWEEN %s AND %s
+"""
+BIG_ENDIAN = sys.byteorder == "big"  # float8send's byte order
+Series = tuple[list[Row], bytes]  # an overlap batch of one participant's metric, and its hash
+
+
+def batch_digest(rows: list[Row]) -> bytes:
+    """What STORED_DIGEST gives for exactly these rows, in this order."""
+    instants = array("d", [row.timestamp.timestamp() for row in rows])
+    values = array("d", [row.value for row in rows])
+    if not BIG_ENDIAN:
+        instants.byteswap()
+        values.byteswap()
+    return hashlib.sha256(instants.tobytes() + values.tobytes()).digest()
+
 
 # Per participant and metric of a staged batch: the time range it covers. The comparison
 # below gets them as constants, so that only the chunks (and, in compressed chunks, only the
@@ -148,7 +187,10 @@ class RowWriter:
         self._batch_rows = batch_rows
         self._stored_until = stored_until  # metric_type -> latest stored timestamp
         self.counts = WriteCounts()
-        self._queue: queue.Queue[tuple[bool, bytes] | None] = queue.Queue(QUEUED_BATCHES)
+        # (True, COPY text) of new rows, or (False, (rows, hash)) of a series of the overlap.
+        self._queue: queue.Queue[tuple[bool, bytes | Series] | None] = queue.Queue(
+            QUEUED_BATCHES
+        )
         self._error: BaseException | None = None
         with connection.cursor() as cursor:
             cursor.execute(
@@ -169,9 +211,12 @@ class RowWriter:
 
     def write(self, rows: Iterable[Row]) -> None:
         direct: list[str] = []
-        overlap: list[str] = []
+        # Per (participant, metric): a batch of one series, so that it can be hashed whole;
+        # its rows are formatted only if the hash shows they differ from what is stored.
+        overlap: dict[tuple[str, str], list[Row]] = {}
         # Locals, and the count kept aside: this loop runs once per row.
         stored_until, batch_rows = self._stored_until, self._batch_rows
+        overlap_rows = min(batch_rows, OVERLAP_BATCH_ROWS)
         read = 0
         try:
             for row in rows:
@@ -182,14 +227,20 @@ class RowWriter:
                         self._send(True, direct)
                         direct = []
                 else:
-                    overlap.append(format_row(row))
-                    if len(overlap) >= batch_rows:
-                        self._send(False, overlap)
-                        overlap = []
+                    key = (row.participant_id, row.metric_type)
+                    series = overlap.get(key)
+                    if series is None:
+                        series = overlap[key] = []
+                    series.append(row)
+                    if len(series) >= overlap_rows:
+                        self._put_series(series)
+                        overlap[key] = []
                 read += 1
         finally:
             self.counts.read += read
-        self._send(False, overlap)
+        for series in overlap.values():
+            if series:
+                self._put_series(series)
         self._send(True, direct)
 
     def finish(self) -> WriteCounts:
@@ -205,12 +256,18 @@ class RowWriter:
         self._stop()
 
     def _send(self, direct: bool, lines: list[str]) -> None:
-        if not lines:
-            return
-        payload = "".join(lines).encode()
+        if lines:
+            self._put((direct, "".join(lines).encode()))
+
+    def _put_series(self, rows: list[Row]) -> None:
+        # Hashed here, so that the COPY thread's hash query for the previous batch and this
+        # hashing run at the same time.
+        self._put((False, (rows, batch_digest(rows))))
+
+    def _put(self, item: tuple[bool, bytes | Series]) -> None:
         while self._error is None:
             try:
-                self._queue.put((direct, payload), timeout=0.5)
+                self._queue.put(item, timeout=0.5)
                 return
             except queue.Full:
                 continue
@@ -236,8 +293,15 @@ class RowWriter:
             except BaseException as error:  # handed to the producing thread
                 self._error = error
 
-    def _store(self, direct: bool, payload: bytes) -> int:
+    def _store(self, direct: bool, batch: bytes | Series) -> int:
         with self._connection.cursor() as cursor:
+            if isinstance(batch, tuple):  # the overlap: compare before anything is sent
+                rows, digest = batch
+                if self._stored_identically(cursor, rows, digest):
+                    return 0
+                payload = "".join(map(format_row, rows)).encode()
+            else:
+                payload = batch
             if direct:
                 cursor.execute("SAVEPOINT direct_copy")
                 try:
@@ -256,6 +320,16 @@ class RowWriter:
             written = self._upsert_changed(cursor)
             cursor.execute(f"TRUNCATE {STAGING}")
             return written
+
+    @staticmethod
+    def _stored_identically(cursor, rows: list[Row], digest: bytes) -> bool:
+        """Whether exactly these rows, in this order, are what is stored in their time range
+        (from the first row's instant to the last's; rows out of time order never match)."""
+        first, last = rows[0], rows[-1]
+        cursor.execute(STORED_DIGEST, (first.participant_id, first.metric_type,
+                                       first.timestamp, last.timestamp))
+        (stored,) = cursor.fetchone()
+        return stored is not None and bytes(stored) == digest
 
     def _upsert_changed(self, cursor) -> int:
         """Upsert the staged rows that differ from what is stored; rows written."""
