@@ -83,8 +83,6 @@ SCENARIOS = {
 def loaded(db_server, template_db, tmp_path_factory):
     """The cohort loaded up to LOADED, as a template database, and its state file."""
     with scratch_database(db_server, template_db, "loaded") as database:
-        database.apply_schema()
-        database.pause_compression_policy()
         workdir = tmp_path_factory.mktemp("loaded")
         env = ingest_env(database.env, workdir)
         enrol(env, COHORT, start=START)
@@ -100,7 +98,7 @@ def copy_of_loaded(db_server, loaded, tmp_path):
     with_copies = []
 
     def make(label: str) -> dict[str, str]:
-        manager = scratch_database(db_server, dbname, "copy")
+        manager = scratch_database(db_server, dbname, "copy", schema=False)
         database = manager.__enter__()
         with_copies.append(manager)
         workdir = tmp_path / label

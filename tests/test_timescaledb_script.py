@@ -32,3 +32,23 @@ def test_start_on_a_port_held_by_another_process_names_it_and_stops_at_once():
         assert f"pid {os.getpid()}:" in message, message
     assert "TSDB_PORT=" in message and "--port" in message
     assert not data_dir.exists()  # refused before creating a cluster
+
+
+def test_the_community_edition_says_why_it_cannot_start_without_its_source(tmp_path):
+    env = {**os.environ, "TSDB_EDITION": "community",
+           "TSDB_COMMUNITY_SOURCE": str(tmp_path / "nowhere")}
+    done = subprocess.run([str(TSDB), "available"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 3
+    assert done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert "needs the TimescaleDB source" in line and "TSDB_COMMUNITY_SOURCE" in line
+    assert str(tmp_path / "nowhere") in line
+
+
+def test_an_unknown_edition_is_refused_with_exit_2():
+    done = subprocess.run([str(TSDB), "--edition", "enterprise", "status"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("timescaledb.sh: --edition must be apache or community, "
+                                   "not enterprise")
