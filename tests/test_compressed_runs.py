@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import psycopg2
 import pytest
 from conftest import scratch_database
 from ingester.config import Settings
@@ -121,30 +122,47 @@ def last_run(env) -> tuple[int, int]:
 def act(env, scenario: Scenario, killed: bool):
     if not killed:
         return ok(run_ingest(env, *scenario.args))
-    purge = scenario.args[0] == "participant"
-    # Mid-run: the purge counting or deleting; a run once its first participant committed
-    # (the next one is being read, compared or written; an identical re-read sends no COPY).
+    if scenario.args[0] == "participant":
+        return purge_killed_midway(env, scenario)
+    # Mid-run: once the run's first slice has committed, the rest is being read, compared
+    # or written (an identical re-read sends no COPY to wait for).
     (logged,) = query(env, "SELECT count(*) FROM ingest_runs")[0]
     run = start_ingest(env, *scenario.args)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and run.poll() is None:
-        if purge:
-            (busy,) = query(env, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                                 "current_database() AND application_name = 'wearable-ingester' "
-                                 "AND query LIKE '%%FROM raw_data WHERE participant_id%%'")[0]
-        else:
-            (busy,) = query(env, "SELECT count(*) > %s FROM ingest_runs", (logged,))[0]
-        if busy:
-            break
-        time.sleep(0.02)
-    else:
-        pytest.fail(f"never caught the run in the middle: {run.communicate()}")
+    wait_for(run, env, "SELECT count(*) > %s FROM ingest_runs", (logged,))
     run.send_signal(signal.SIGKILL)
     run.wait(30)
-    if purge and not query(
-            env, "SELECT 1 FROM participants WHERE participant_id = 'p2'"):
-        return None  # the purge had committed before the kill
     return ok(run_ingest(env, *scenario.args))
+
+
+def purge_killed_midway(env, scenario: Scenario):
+    """A purge killed inside its DELETE: a row it must delete is locked by another session,
+    so the DELETE stops there (after whatever it had deleted before) until the kill."""
+    blocker = psycopg2.connect(host=env["DB_HOST"], port=env["DB_PORT"], dbname=env["DB_NAME"],
+                               user=env["DB_USER"], password=env.get("DB_PASSWORD", ""))
+    try:
+        with blocker.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM raw_data WHERE participant_id = 'p2' AND \"timestamp\" = "
+                           "(SELECT max(\"timestamp\") FROM raw_data WHERE participant_id = 'p2') "
+                           "FOR UPDATE")
+        run = start_ingest(env, *scenario.args)
+        wait_for(run, env, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                           "current_database() AND wait_event_type = 'Lock' "
+                           "AND query LIKE 'DELETE FROM raw_data%%'")
+        run.send_signal(signal.SIGKILL)
+        run.wait(30)
+    finally:
+        blocker.close()
+    assert query(env, "SELECT count(*) FROM participants WHERE participant_id = 'p2'") == [(1,)]
+    return ok(run_ingest(env, *scenario.args))
+
+
+def wait_for(run, env, sql: str, params: tuple = ()) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and run.poll() is None:
+        if query(env, sql, params)[0][0]:
+            return
+        time.sleep(0.02)
+    pytest.fail(f"never caught the run in the middle: {run.communicate()}")
 
 
 @pytest.fixture(scope="module")
