@@ -13,7 +13,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import psycopg2
 import pytest
@@ -40,8 +40,9 @@ NIGHT = "2026-03-05T06:00:00Z"
 COMPRESS_BEFORE = "2026-03-04T00:00:00Z"
 # What a nightly run re-reads at the late-sync horizon's default: LATE_SYNC_HORIZON_DAYS
 # plus OVERLAP_HOURS before now (the cohort's data starts later, so all of it).
-HORIZON = getattr(Settings(), "late_sync_horizon", timedelta(days=7))  # the slices helper's
-HORIZON_SINCE = (datetime.fromisoformat(LOADED) - HORIZON - Settings().overlap).isoformat()
+DEFAULTS = Settings()
+HORIZON_SINCE = (datetime.fromisoformat(LOADED) - DEFAULTS.late_sync_horizon
+                 - DEFAULTS.overlap).isoformat()
 
 
 def unsynced(env):
