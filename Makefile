@@ -19,6 +19,7 @@ TSDB := scripts/timescaledb.sh
 # The community edition's server: its own port and data directory beside the Apache one's.
 COMMUNITY_ENV = TSDB_PORT=$${TSDB_COMMUNITY_PORT:-} TSDB_DATA_DIR=$${TSDB_COMMUNITY_DATA_DIR:-}
 COMMUNITY = $(COMMUNITY_ENV) TSDB_EDITION=community $(TSDB)
+DOCKER_TESTBED := scripts/docker-testbed.sh
 # Extra pytest arguments, e.g. make test PYTEST_ARGS='-k schema -x'
 PYTEST_ARGS ?=
 
@@ -36,12 +37,13 @@ $(VENV_STAMP): $(REQUIREMENTS)
 # a developer's running servers stay up. Two editions of TimescaleDB (README, "Both
 # editions"): Debian's Apache build, and the community edition of the official image when
 # its source is there (../shared/timescaledb-src, or TSDB_COMMUNITY_SOURCE); in CI it must
-# be. Its port and data directory: TSDB_COMMUNITY_PORT, TSDB_COMMUNITY_DATA_DIR. Exits
-# non-zero when pytest does (exit 5, no tests collected, included); make itself reports any
-# failure as exit 2.
+# be. Its port and data directory: TSDB_COMMUNITY_PORT, TSDB_COMMUNITY_DATA_DIR. As root it
+# also starts the Docker test bed (engine and base images for tests/test_docker.py) and stops
+# it afterwards if it started it; without root those tests skip. Exits non-zero when pytest
+# does (exit 5, no tests collected, included); make itself reports any failure as exit 2.
 test: venv
-	@stop_apache=0 stop_community=0
-	trap '((!stop_apache)) || $(TSDB) stop; ((!stop_community)) || $(COMMUNITY) stop' EXIT
+	@stop_apache=0 stop_community=0 stop_docker=0
+	trap '((!stop_apache)) || $(TSDB) stop; ((!stop_community)) || $(COMMUNITY) stop; ((!stop_docker)) || $(DOCKER_TESTBED) stop' EXIT
 	$(TSDB) status >/dev/null 2>&1 || stop_apache=1
 	settings=$$($(TSDB) start)
 	eval "$$settings"
@@ -54,6 +56,12 @@ test: venv
 	else
 		$(COMMUNITY) available || true
 		echo "make test: the community-edition tests skip (README, 'Both editions')" >&2
+	fi
+	if ((EUID == 0)); then
+		$(DOCKER_TESTBED) status 2>/dev/null || stop_docker=1
+		settings=$$($(DOCKER_TESTBED) start)
+		eval "$$settings"
+		export DOCKER DOCKER_HOST DOCKER_CONFIG
 	fi
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 

@@ -7,9 +7,8 @@
 #   Debian 13 and later, root   apt-get install docker-compose (2.26 in trixie)
 #   Debian 12, or not root      bookworm's docker-compose is the old Python 1.29, so trixie's
 #                               .deb (a static Go binary that needs only libc6 >= 2.34) is
-#                               fetched through a private apt configuration, leaving the host's
-#                               sources, lists and package database untouched, and unpacked
-#                               into the cache
+#                               unpacked into the cache by scripts/debian-fetch.sh, leaving the
+#                               host's sources, lists and package database untouched
 #
 # Cache: $COMPOSE_CACHE_DIR (default ${XDG_CACHE_HOME:-~/.cache}/wearables-compose); a second
 # run finds the binary there and does no network access. Messages go to stderr.
@@ -50,42 +49,6 @@ find_installed() {
     return 1
 }
 
-# The archive this machine's own apt sources use for its release (fallback: deb.debian.org).
-debian_mirror() {
-    local codename=$1 uri
-    # shellcheck disable=SC2016 # $(REPO_URI) is apt's own placeholder, not the shell's
-    uri=$(apt-get indextargets --no-release-info --format '$(REPO_URI)' \
-        "Release: $codename" "Identifier: Packages" 2>/dev/null | head -n1)
-    printf '%s\n' "${uri:-http://deb.debian.org/debian/}"
-}
-
-fetch_from_donor_release() {
-    local mirror apt_dir deb
-    mirror=$(debian_mirror "$1")
-    apt_dir="$CACHE_DIR/apt"
-    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/sources.d" \
-        "$CACHE_DIR/download"
-    printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' \
-        "$mirror" "$DONOR_CODENAME" >"$apt_dir/sources.list"
-    local private=(
-        -o "Dir::Etc::SourceList=$apt_dir/sources.list"
-        -o "Dir::Etc::SourceParts=$apt_dir/sources.d"
-        -o "Dir::State::Lists=$apt_dir/lists"
-        -o "Dir::Cache=$apt_dir/cache"
-        -o "Acquire::Languages=none"
-        -o "APT::Sandbox::User=root" # files land in our cache dir, which _apt cannot write
-    )
-    log "fetching docker-compose from Debian $DONOR_CODENAME ($mirror) into $CACHE_DIR"
-    apt-get -q "${private[@]}" update >&2
-    rm -f "$CACHE_DIR"/download/*.deb
-    (cd "$CACHE_DIR/download" && apt-get -q "${private[@]}" download docker-compose >&2)
-    deb=$(find "$CACHE_DIR/download" -name 'docker-compose_*.deb' | head -n1)
-    [ -n "$deb" ] || die "apt-get download docker-compose left no .deb"
-    rm -rf "$CACHE_DIR/root"
-    dpkg-deb -x "$deb" "$CACHE_DIR/root"
-    rm -rf "$apt_dir/lists" "$apt_dir/cache" "$CACHE_DIR/download" # ~40 MB, not needed again
-}
-
 install_compose() {
     local id version_id
     # shellcheck source=/dev/null
@@ -96,7 +59,9 @@ install_compose() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             docker-compose >&2
     else
-        fetch_from_donor_release "$DONOR_CODENAME"
+        log "fetching docker-compose from Debian $DONOR_CODENAME into $CACHE_DIR"
+        "$(dirname "${BASH_SOURCE[0]}")/debian-fetch.sh" "$DONOR_CODENAME" "$CACHE_DIR/root" \
+            docker-compose
     fi
 }
 

@@ -180,8 +180,12 @@ def assert_compose_shape(config: dict) -> None:
         db_volume["source"] for db_volume in (mounts["/var/lib/postgresql/data"], state)
     }
 
-    assert Path(ingester["build"]["context"]).name == "ingestion"
-    assert Path(ingester["build"]["additional_contexts"]["schema"]).name == "timescaledb"
+    # The context is the project directory: the Dockerfile and the one schema file are in it.
+    context = Path(ingester["build"]["context"])
+    assert ingester["build"]["dockerfile"] == "ingestion/Dockerfile"
+    assert (context / "ingestion" / "Dockerfile").is_file()
+    assert (context / "timescaledb" / "init.sql").is_file()
+    assert "image" not in ingester  # built, never pulled
     assert ingester["init"] is True
     env = ingester["environment"]
     assert env["DB_HOST"] == "timescaledb" and env["DB_PORT"] == "5432"
