@@ -185,6 +185,7 @@ python_rootfs() {
         --customize-hook='for n in pip pip3; do ln -sf /usr/bin/pip3 "$1/usr/local/bin/$n"; done' \
         --customize-hook='copy-in /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs' \
         --customize-hook="printf '%s\n' '$DOCKER_CLEAN' >\"\$1/etc/apt/apt.conf.d/docker-clean\"" \
+        --customize-hook='rm -f "$1"/var/cache/apt/*.bin' \
         bookworm "$out" "$mirror"
 }
 
@@ -249,6 +250,8 @@ build_standin() {
     "$DOCKER" build --quiet --build-arg "ROOTFS=$rootfs" --label "wearables.testbed.standin=$key" \
         -f "$HERE/$kind.Dockerfile" -t "$image" "$HERE" >/dev/null
     "$DOCKER" rmi "$rootfs" >/dev/null
+    # The stand-in this one replaces, now untagged.
+    "$DOCKER" image prune -f --filter "label=wearables.testbed.standin" >/dev/null
     log "$image: stand-in built"
 }
 
