@@ -12,8 +12,7 @@
 #            buildx; else Debian 13's docker.io, docker-cli, docker-buildx, docker-compose,
 #            containerd and tini, unpacked (scripts/debian-fetch.sh) with runc of this
 #            machine's own release (trixie's runc needs glibc 2.38), run as a private dockerd
-#            with its own socket and data root (DOCKER_TESTBED_ENGINE=bookworm: Debian 12's
-#            docker.io 20.10 instead, with trixie's Compose)
+#            with its own socket and data root
 #   images   python:3.11-slim-bookworm and the timescale/timescaledb tag docker-compose.yml
 #            names: used as they are when present or pullable; else stand-ins built from
 #            Debian packages alone (mmdebstrap + docker import), see docker-testbed/
@@ -29,24 +28,14 @@ CACHE=${DOCKER_TESTBED_CACHE:-/var/cache/wearables-docker}
 RUN_DIR=/run/wearables-docker
 SOCKET="$RUN_DIR/docker.sock"
 RUNC_ROOT="$CACHE/runc"
-# Verified by tests/test_docker.py on Docker 26.1 (Debian 13); see the README for why these.
+# tests/test_docker.py runs on Docker 26.1 (Debian 13); the README says why these minimums.
 MIN_ENGINE=23.0
 MIN_COMPOSE=2.24
-# DOCKER_TESTBED_ENGINE=bookworm runs Debian 12's own docker.io (20.10) instead, with
-# trixie's Compose as its plugin (Debian 12 has no Compose v2): the oldest engine the README
-# claims. Each has its own data root.
-ENGINE=${DOCKER_TESTBED_ENGINE:-trixie}
-case $ENGINE in
-    trixie)
-        ENGINE_PACKAGES=(docker.io docker-cli docker-buildx docker-compose containerd tini)
-        ENGINE_ROOT="$CACHE/engine" CONFIG_DIR="$CACHE/config" DATA_ROOT="$CACHE/data"
-        COMPOSE_ROOT=$ENGINE_ROOT ;;
-    bookworm)
-        ENGINE_PACKAGES=(docker.io containerd tini)
-        ENGINE_ROOT="$CACHE/engine-$ENGINE" CONFIG_DIR="$CACHE/config-$ENGINE"
-        DATA_ROOT="$CACHE/data-$ENGINE" COMPOSE_ROOT="$CACHE/compose" ;;
-    *) log "error: DOCKER_TESTBED_ENGINE must be trixie or bookworm, got \"$ENGINE\""; exit 2 ;;
-esac
+ENGINE=trixie
+ENGINE_PACKAGES=(docker.io docker-cli docker-buildx docker-compose containerd tini)
+ENGINE_ROOT="$CACHE/engine"
+CONFIG_DIR="$CACHE/config"
+DATA_ROOT="$CACHE/data"
 # Bump to rebuild the stand-ins after a change of their recipe below.
 RECIPE=2
 
@@ -114,19 +103,14 @@ fetch_engine() {
         "$fetch" "$ENGINE" "$ENGINE_ROOT" "${ENGINE_PACKAGES[@]}"
         touch "$stamp"
     fi
-    if [ ! -e "$COMPOSE_ROOT/.fetched-compose" ]; then
-        [ "$COMPOSE_ROOT" = "$ENGINE_ROOT" ] || "$fetch" trixie "$COMPOSE_ROOT" docker-compose
-        touch "$COMPOSE_ROOT/.fetched-compose"
-    fi
     if [ ! -e "$RUNC_ROOT/.fetched" ]; then
         "$fetch" "$(host_codename)" "$RUNC_ROOT" runc
         touch "$RUNC_ROOT/.fetched"
     fi
     mkdir -p "$CONFIG_DIR/cli-plugins"
     local plugin
-    for plugin in "$COMPOSE_ROOT"/usr/libexec/docker/cli-plugins/docker-compose \
-        "$ENGINE_ROOT"/usr/libexec/docker/cli-plugins/docker-buildx; do
-        [ ! -e "$plugin" ] || ln -sfn "$plugin" "$CONFIG_DIR/cli-plugins/"
+    for plugin in docker-compose docker-buildx; do
+        ln -sfn "$ENGINE_ROOT/usr/libexec/docker/cli-plugins/$plugin" "$CONFIG_DIR/cli-plugins/"
     done
 }
 
@@ -135,7 +119,7 @@ start_private_engine() {
     apt_install_missing iptables
     fetch_engine
     private_running && return 0
-    [ ! -S "$SOCKET" ] || stop_private_engine # the other engine's
+    [ ! -S "$SOCKET" ] || stop_private_engine # one left from another data root
     mkdir -p "$RUN_DIR" "$DATA_ROOT"
     log "starting dockerd (Debian $ENGINE's, data in $DATA_ROOT, socket $SOCKET)"
     # setsid: the engine outlives the shell that started it, and a Ctrl-C there.
