@@ -6,10 +6,17 @@ fields, >= and <, AND), orders points newest first and pages with opaque page to
 token endpoint for the refresh_token grant. Errors use Google's envelope
 {"error": {"code", "message", "status"}}; the token endpoint answers OAuth's {"error": ...}.
 
+It also serves `users.pairedDevices.list` (the devices the test adds, with their last sync
+and battery), and answers only what the grant's scopes allow: a data type or the device list
+outside `granted_scopes` is a 403 PERMISSION_DENIED with the ErrorInfo reason
+ACCESS_TOKEN_SCOPE_INSUFFICIENT, as Google's APIs answer it. By default the grant has the
+three data scopes and not the settings scope, like every grant enrolled before it was asked.
+
 Scenarios are switched on by the test: 429 with Retry-After, 5xx, an expired access token
-(401 then a refresh), a rotated refresh token, invalid_grant, a reply slower than the client's
-timeout, a token reply lost after the endpoint acted on it, malformed JSON, numbers written
-as strings, an empty day.
+(401 then a refresh), a rotated refresh token, a token reply without expires_in,
+invalid_grant, a reply slower than the client's timeout, a token reply lost after the
+endpoint acted on it, malformed JSON, numbers written as strings, an empty day, points of
+two data sources at one instant whose order changes from one query to the next.
 
 Bounded: it binds 127.0.0.1 on a free port, refuses any non-loopback peer, and `stop()` (or
 leaving the `with` block) ends it, waking any reply that is being held back.
@@ -31,6 +38,9 @@ from typing import Self
 from urllib.parse import parse_qs, urlsplit
 
 API_PATH = re.compile(r"/v4/users/me/dataTypes/([a-z0-9-]+)/dataPoints")
+DEVICES_PATH = "/v4/users/me/pairedDevices"
+DEVICES_DEFAULT_PAGE_SIZE = 5  # documented: default 5, maximum 100
+DEVICES_MAX_PAGE_SIZE = 100
 TOKEN_PATH = "/token"
 DEFAULT_PAGE_SIZE = 1440  # documented default
 MAX_PAGE_SIZE = 10_000  # documented maximum; larger requests are truncated
@@ -44,6 +54,23 @@ TYPES = {
     "active-zone-minutes": ("interval", "activeZoneMinutes"),
     "respiratory-rate-sleep-summary": ("sample", "respiratoryRateSleepSummary"),
     "daily-respiratory-rate": ("daily", "dailyRespiratoryRate"),
+}
+SCOPE = "https://www.googleapis.com/auth/googlehealth."
+ACTIVITY = SCOPE + "activity_and_fitness.readonly"
+HEALTH_METRICS = SCOPE + "health_metrics_and_measurements.readonly"
+SLEEP = SCOPE + "sleep.readonly"
+SETTINGS = SCOPE + "settings.readonly"
+DATA_SCOPES = frozenset({ACTIVITY, HEALTH_METRICS, SLEEP})
+# The scope the data-types page lists for each type (heart rate, SpO2 and the daily
+# respiratory rate: health metrics; steps and AZM: activity and fitness).
+TYPE_SCOPES = {
+    "heart-rate": HEALTH_METRICS,
+    "steps": ACTIVITY,
+    "oxygen-saturation": HEALTH_METRICS,
+    "heart-rate-variability": HEALTH_METRICS,
+    "active-zone-minutes": ACTIVITY,
+    "respiratory-rate-sleep-summary": HEALTH_METRICS,
+    "daily-respiratory-rate": HEALTH_METRICS,
 }
 FILTER_FIELD = {
     "sample": "sample_time.physical_time",
@@ -135,6 +162,27 @@ def respiratory_rate_sleep_summary(instant: datetime, full: float, deep: float =
     return {"respiratoryRateSleepSummary": body}
 
 
+def paired_device(
+    device_id: str,
+    device_type: str = "TRACKER",
+    last_sync: datetime | None = None,
+    battery_level: int = 80,
+    battery_status: str = "High",
+    version: str = "Charge 6",
+) -> dict:
+    """A PairedDevice as users.pairedDevices.list returns it."""
+    device = {
+        "name": f"users/me/pairedDevices/{device_id}",
+        "deviceType": device_type,
+        "batteryStatus": battery_status,
+        "batteryLevel": battery_level,
+        "deviceVersion": version,
+    }
+    if last_sync is not None:
+        device["lastSyncTime"] = rfc3339(last_sync)
+    return device
+
+
 def daily_respiratory_rate(day: date, breaths: float) -> dict:
     return {
         "dailyRespiratoryRate": {
@@ -159,13 +207,16 @@ class Fault:
     reply_delay: float = 0.0
     raw_body: bytes | None = None  # a 200 with this body instead of the real one
     oauth_error: str | None = None  # token endpoint: {"error": oauth_error}
+    # Token endpoint: act on the request, then change these members of its reply (None
+    # leaves a member out).
+    token_reply: dict | None = None
 
 
 @dataclass
 class Seen:
     """A request the fake received, for the test to inspect."""
 
-    route: str  # "api" or "token"
+    route: str  # "api" (data points), "devices" (pairedDevices) or "token"
     method: str
     path: str
     query: dict[str, str]
@@ -183,8 +234,13 @@ class FakeGoogleHealth:
     # Page size cap below the documented 10,000, so that small data sets paginate.
     max_page_size: int = MAX_PAGE_SIZE
     rotate_refresh_token: bool = False  # every refresh answers a new refresh token
-    numbers_as_strings: bool = False  # double fields written as JSON strings
+    numbers_as_strings: bool = False  # double and int32 fields written as JSON strings
+    omit_expires_in: bool = False  # token replies without expires_in (RFC 6749 allows it)
+    # Points at one instant come in insertion order, or reversed on every other query.
+    flip_ties: bool = False
+    granted_scopes: set[str] = field(default_factory=lambda: set(DATA_SCOPES))
     points: dict[str, list[dict]] = field(default_factory=dict)
+    devices: list[dict] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     # Called with each API request's Seen before it is answered (e.g. to look at the DB).
     on_api_request: Callable[[Seen], None] | None = None
@@ -192,8 +248,13 @@ class FakeGoogleHealth:
     def __post_init__(self) -> None:
         self.refresh_tokens = {self.refresh_token}
         self.access_tokens: dict[str, float] = {}
-        self._faults: dict[str, deque[Fault]] = {"api": deque(), "token": deque()}
+        self._faults: dict[str, deque[Fault]] = {
+            "api": deque(),
+            "token": deque(),
+            "devices": deque(),
+        }
         self._issued = 0
+        self._queries = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -245,7 +306,7 @@ class FakeGoogleHealth:
     # scenarios
 
     def fail(self, route: str = "api", times: int = 1, **fault: object) -> None:
-        """The next `times` requests on route ("api" or "token") misbehave as described."""
+        """The next `times` requests on route ("api", "devices" or "token") misbehave."""
         with self._lock:
             self._faults[route].extend(Fault(**fault) for _ in range(times))  # type: ignore[arg-type]
 
@@ -265,6 +326,9 @@ class FakeGoogleHealth:
             for s in self.seen
             if s.route == "api" and (data_type is None or f"/dataTypes/{data_type}/" in s.path)
         ]
+
+    def device_requests(self) -> list[Seen]:
+        return [s for s in self.seen if s.route == "devices"]
 
     def token_requests(self) -> list[Seen]:
         return [s for s in self.seen if s.route == "token"]
@@ -298,9 +362,11 @@ class FakeGoogleHealth:
             reply = {
                 "access_token": access,
                 "expires_in": self.access_token_lifetime,
-                "scope": "https://www.googleapis.com/auth/googlehealth.activity_and_fitness.readonly",
+                "scope": " ".join(sorted(self.granted_scopes)),
                 "token_type": "Bearer",
             }
+            if self.omit_expires_in:
+                del reply["expires_in"]
             if self.rotate_refresh_token:
                 rotated = f"1//test-refresh-token-{self._issued}"
                 self.refresh_tokens = {rotated}  # the old one stops working: strict rotation
@@ -314,9 +380,48 @@ class FakeGoogleHealth:
             expires = self.access_tokens.get(header.removeprefix("Bearer "))
         return expires is not None and expires > time.time()
 
+    def _scope_refused(self, scope: str) -> tuple[int, dict] | None:
+        """Google's 403 for an access token without the method's scope, or None."""
+        with self._lock:
+            if scope in self.granted_scopes:
+                return None
+        return 403, {
+            "error": {
+                "code": 403,
+                "message": "Request had insufficient authentication scopes.",
+                "status": "PERMISSION_DENIED",
+                "details": [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+                        "domain": "googleapis.com",
+                        "metadata": {"service": "health.googleapis.com"},
+                    }
+                ],
+            }
+        }
+
+    def _devices(self, query: dict[str, str]) -> tuple[int, dict]:
+        refused = self._scope_refused(SETTINGS)
+        if refused is not None:
+            return refused
+        size = min(int(query.get("pageSize", DEVICES_DEFAULT_PAGE_SIZE)), DEVICES_MAX_PAGE_SIZE)
+        start = int(query.get("pageToken") or 0)
+        with self._lock:
+            devices = list(self.devices)
+        body: dict = {}
+        if devices[start : start + size]:
+            body["pairedDevices"] = devices[start : start + size]
+        if start + size < len(devices):
+            body["nextPageToken"] = str(start + size)
+        return 200, body
+
     def _list(self, data_type: str, query: dict[str, str]) -> tuple[int, dict]:
         if data_type not in TYPES:
             return error(400, "INVALID_ARGUMENT", f"Invalid data type ID: {data_type}.")
+        refused = self._scope_refused(TYPE_SCOPES[data_type])
+        if refused is not None:
+            return refused
         kind, member = TYPES[data_type]
         try:
             bounds = parse_filter(query.get("filter", ""), data_type.replace("-", "_"), kind)
@@ -328,30 +433,36 @@ class FakeGoogleHealth:
         size = min(size, MAX_PAGE_SIZE, self.max_page_size)
         with self._lock:
             points = list(self.points.get(data_type, []))
-        matching = [p for p in points if in_bounds(sort_key(p, member, kind), bounds)]
-        matching.sort(key=lambda p: sort_key(p, member, kind), reverse=True)  # newest first
-        start = 0
+        start, flip = 0, False
         if query.get("pageToken"):
             try:
                 cursor = json.loads(base64.urlsafe_b64decode(query["pageToken"]))
                 if cursor["filter"] != query.get("filter", ""):
                     raise ValueError
-                start = int(cursor["offset"])
+                start, flip = int(cursor["offset"]), bool(cursor.get("flip"))
             except (ValueError, KeyError, TypeError):
                 return error(400, "INVALID_ARGUMENT", "Invalid page token.")
+        elif self.flip_ties:
+            with self._lock:
+                self._queries += 1
+                flip = self._queries % 2 == 0
+        matching = [p for p in points if in_bounds(sort_key(p, member, kind), bounds)]
+        if flip:  # the sort is stable: equal instants keep this (reversed) order
+            matching.reverse()
+        matching.sort(key=lambda p: sort_key(p, member, kind), reverse=True)  # newest first
         page = matching[start : start + size]
         body: dict = {}
         if page:  # proto3 JSON leaves out an empty list
             body["dataPoints"] = [self._render(p) for p in page]
         if start + size < len(matching):
-            cursor = {"offset": start + size, "filter": query.get("filter", "")}
+            cursor = {"offset": start + size, "filter": query.get("filter", ""), "flip": flip}
             body["nextPageToken"] = base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode()
         return 200, body
 
     def _render(self, point: dict) -> dict:
         if not self.numbers_as_strings:
             return point
-        return json.loads(json.dumps(point), parse_float=lambda text: text)
+        return json.loads(json.dumps(point), parse_float=str, parse_int=str)
 
 
 def error(code: int, status: str, message: str) -> tuple[int, dict]:
@@ -429,6 +540,8 @@ def _handler(fake: FakeGoogleHealth) -> type[BaseHTTPRequestHandler]:
                 route = "token"
             elif method == "GET" and match:
                 route = "api"
+            elif method == "GET" and parts.path == DEVICES_PATH:
+                route = "devices"
             else:
                 self._reply(*error(404, "NOT_FOUND", f"no {method} {parts.path}"))
                 return
@@ -457,6 +570,9 @@ def _handler(fake: FakeGoogleHealth) -> type[BaseHTTPRequestHandler]:
                 return
             if route == "token":
                 reply = fake._token(form)
+                if fault is not None and fault.token_reply is not None:
+                    body = {**reply[1], **fault.token_reply}
+                    reply = (reply[0], {k: v for k, v in body.items() if v is not None})
                 if (
                     fault is not None
                     and fault.reply_delay
@@ -475,10 +591,13 @@ def _handler(fake: FakeGoogleHealth) -> type[BaseHTTPRequestHandler]:
                     )
                 )
                 return
-            if fake.on_api_request is not None:
+            if fake.on_api_request is not None and route == "api":
                 fake.on_api_request(seen)
             if fault is not None and fault.raw_body is not None:
                 self._send(200, fault.raw_body, {})
+                return
+            if match is None:
+                self._reply(*fake._devices(query))
                 return
             self._reply(*fake._list(match.group(1), query))
 

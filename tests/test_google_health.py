@@ -30,18 +30,26 @@ from fake_google_health import (
     heart_rate,
     heart_rate_variability,
     oxygen_saturation,
+    paired_device,
     respiratory_rate_sleep_summary,
     steps,
 )
 from ingester import credentials, http, state
+from ingester import devices as devices_module
 from ingester.config import Settings
-from ingester.errors import ConfigError, NeedsConsent, PayloadError, SourceUnavailable
+from ingester.errors import (
+    ConfigError,
+    NeedsConsent,
+    PayloadError,
+    ScopeNotGranted,
+    SourceUnavailable,
+)
 from ingester.metrics import METRICS
 from ingester.model import GOOGLE_HEALTH, DeliveryBound, Participant, ReadReport, Row, Window
 from ingester.oauth import EXPIRY_MARGIN, GoogleOAuth
 from ingester.sources import google_health as google_health_source
 from ingester.sources.google_health import GoogleHealthSource, civil_days, list_filter
-from ingester.transform.google_health import DATA_TYPES, rows_from_page
+from ingester.transform.google_health import ACTIVITY, DATA_TYPES, SETTINGS, rows_from_page
 from support import ingest_env, query, run_ingest
 from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import RequestHistory
@@ -445,6 +453,14 @@ class MemoryStore:
         self.refresh_token = refresh_token
         self.needs_consent_since: datetime | None = None
         self.commits = 0
+        self.missing_scopes: set[str] = set()
+        self.devices: list = []
+
+    def record_missing_scope(self, participant_id: str, scope: str) -> None:
+        self.missing_scopes.add(scope)
+
+    def save_devices(self, participant_id: str, devices: list, seen_at: datetime) -> None:
+        self.devices = list(devices)
 
     @contextmanager
     def lock(self, participant_id: str):
@@ -656,16 +672,73 @@ def settings_for_no_server() -> Settings:
     return Settings(google_client_id="id", google_client_secret="secret")
 
 
-def test_without_a_device_sync_the_watermark_stays_a_horizon_behind_now():
+HORIZON = timedelta(days=7)
+
+
+def test_without_the_settings_scope_the_horizon_bounds_the_watermarks(fake):
+    store = MemoryStore(fake.refresh_token)  # the fake's grant lacks settings.readonly
+    source = GoogleHealthSource(settings_for(fake), store)
+    assert source.delivered_until(P1, T0) == DeliveryBound(T0 - HORIZON, "horizon")
+    assert store.missing_scopes == {SETTINGS}
+    assert len(fake.device_requests()) == 1
+
+
+def test_the_newest_tracker_sync_bounds_the_watermarks(fake):
+    fake.granted_scopes.add(SETTINGS)
+    fake.devices = [
+        paired_device("old", last_sync=T0 - timedelta(days=40)),  # retired, still paired
+        paired_device("scale", "SCALE", last_sync=T0 - timedelta(hours=1)),  # never bounds
+        paired_device("new", last_sync=T0 - timedelta(hours=5), battery_level=42),
+    ] + [paired_device(f"spare{i}", "TRACKER") for i in range(5)]  # 2 pages, no sync time
+    store = MemoryStore(fake.refresh_token)
+    source = GoogleHealthSource(settings_for(fake), store)
+    bound = source.delivered_until(P1, T0)
+    assert bound == DeliveryBound(T0 - timedelta(hours=5), "device sync")
+    assert store.missing_scopes == set()
+    assert {d.device_id: d.battery_level for d in store.devices}["users/me/pairedDevices/new"] == 42
+    assert len(store.devices) == 8 and len(fake.device_requests()) == 1  # pageSize 100
+
+
+@pytest.mark.parametrize(
+    ("syncs", "expected"),
+    [
+        ([], ("horizon", T0 - HORIZON)),  # no device, or no sync time: the horizon
+        ([("SCALE", T0 - timedelta(hours=1))], ("horizon", T0 - HORIZON)),
+        ([("TRACKER", T0 - timedelta(days=8))], ("horizon", T0 - HORIZON)),  # retired
+        ([("TRACKER", T0 - timedelta(days=2))], ("device sync", T0 - timedelta(days=2))),
+        (
+            [("TRACKER", T0 - timedelta(days=2)), ("TRACKER", T0 - timedelta(days=1))],
+            ("device sync", T0 - timedelta(days=1)),
+        ),
+        ([("TRACKER", T0 + timedelta(days=1))], ("device sync", T0)),  # never after now
+    ],
+)
+def test_which_device_bounds_the_data(syncs, expected):
+    devices = [
+        devices_module.PairedDevice(f"d{i}", kind, at, None, None, None)
+        for i, (kind, at) in enumerate(syncs)
+    ]
+    bound = devices_module.delivery_bound(devices, T0, HORIZON)
+    assert (bound.rule, bound.until) == expected
+
+
+def test_a_device_list_that_fails_takes_the_horizon(fake, fast_retries):
+    fake.granted_scopes.add(SETTINGS)
+    fake.fail("devices", status=503, times=10)
+    store = MemoryStore(fake.refresh_token)
+    source = GoogleHealthSource(settings_for(fake), store)
+    assert source.delivered_until(P1, T0) == DeliveryBound(T0 - HORIZON, "horizon")
+    assert store.missing_scopes == set()  # an outage is not a missing scope
+
+
+def test_without_a_device_sync_the_watermark_stays_a_horizon_behind_now(fake):
     # A Fitbit that syncs days late puts points before the start of later windows: the
     # watermark may not pass now - LATE_SYNC_HORIZON_DAYS, so every run re-reads that much.
     now = utc("2026-03-10T00:00:00")
-    settings = settings_for_no_server()
-    source = GoogleHealthSource(settings, credentials.TokenStore(settings))
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
     assert source.delivered_until(P1, now) == DeliveryBound(now - timedelta(days=7), "horizon")
-    longer = Settings(google_client_id="id", google_client_secret="secret",
-                      late_sync_horizon=timedelta(days=14))
-    bound = GoogleHealthSource(longer, credentials.TokenStore(longer)).delivered_until(P1, now)
+    longer = dataclasses.replace(settings_for(fake), late_sync_horizon=timedelta(days=14))
+    bound = GoogleHealthSource(longer, MemoryStore(fake.refresh_token)).delivered_until(P1, now)
     assert bound.until == now - timedelta(days=14)
 
 
@@ -700,10 +773,37 @@ def test_429_waits_for_retry_after_then_succeeds(fake):
     assert time.monotonic() - began >= 1.0
 
 
-def test_a_retry_after_beyond_the_cap_is_not_waited_out():
+def test_a_retry_after_is_never_cut_short():
     policy = http.retry_policy(1, 0.0)
-    assert policy.parse_retry_after("86400") == http.MAX_RETRY_AFTER
+    assert policy.parse_retry_after("3600") == 3600.0
     assert policy.parse_retry_after("2") == 2.0
+
+
+def test_a_retry_after_longer_than_the_run_waits_fails_without_an_early_retry(fake):
+    # The old code cut a Retry-After over 60 s to 60 s and asked again after a minute.
+    fake.add("heart-rate", [heart_rate(T0, 70)])
+    fake.fail("api", status=429, retry_after="61")
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    with pytest.raises(http.RetryAfterTooLong, match="Retry-After 61 s.*HTTP_MAX_RETRY_AFTER"):
+        read(source, "heart-rate", Window(T0, T0 + timedelta(hours=1)))
+    assert len(fake.api_requests()) == 1
+
+
+@pytest.mark.slow
+def test_a_retry_after_within_the_configured_maximum_is_waited_out_in_full(fake):
+    fake.add("heart-rate", [heart_rate(T0, 70)])
+    fake.fail("api", status=503, retry_after="2")
+    settings = dataclasses.replace(settings_for(fake), http_max_retry_after=3.0)
+    rows, _ = read(GoogleHealthSource(settings, MemoryStore(fake.refresh_token)), "heart-rate",
+                   Window(T0, T0 + timedelta(hours=1)))
+    assert len(rows) == 1
+    first, second = fake.api_requests()
+    assert second.at - first.at >= 2.0  # as the server saw them: never before Retry-After
+    fake.fail("api", status=503, retry_after="4")  # over the configured 3 s: not retried
+    with pytest.raises(http.RetryAfterTooLong):
+        read(GoogleHealthSource(settings, MemoryStore(fake.refresh_token)), "heart-rate",
+             Window(T0, T0 + timedelta(hours=1)))
+    assert len(fake.api_requests()) == 3
 
 
 @pytest.mark.parametrize(("retry", "low", "high"), [(1, 1.0, 2.0), (2, 2.0, 3.0), (4, 8.0, 9.0)])
@@ -905,6 +1005,40 @@ def test_a_token_endpoint_outage_is_source_unavailable(fake, fast_retries):
             Window(T0, T0 + timedelta(hours=1)),
         )
     assert store.needs_consent_since is None and len(fake.token_requests()) == 3
+
+
+def test_a_rotated_refresh_token_is_kept_when_the_reply_lacks_expires_in(fake):
+    fake.rotate_refresh_token = True
+    fake.omit_expires_in = True  # RFC 6749 makes expires_in only RECOMMENDED
+    fake.add("heart-rate", [heart_rate(T0, 70)])
+    store = MemoryStore(fake.refresh_token)
+    rows, _ = read(GoogleHealthSource(settings_for(fake), store), "heart-rate",
+                   Window(T0, T0 + timedelta(hours=1)))
+    assert len(rows) == 1
+    assert fake.refresh_tokens == {store.refresh_token} != {"1//test-refresh-token-0"}
+
+
+def test_a_rotated_refresh_token_is_stored_even_when_the_rest_of_the_reply_is_unusable(fake):
+    fake.rotate_refresh_token = True
+    fake.fail("token", token_reply={"access_token": None})
+    store = MemoryStore(fake.refresh_token)
+    with pytest.raises(PayloadError, match="access_token"):
+        read(GoogleHealthSource(settings_for(fake), store), "heart-rate",
+             Window(T0, T0 + timedelta(hours=1)))
+    assert fake.refresh_tokens == {store.refresh_token} != {"1//test-refresh-token-0"}
+
+
+def test_a_missing_scope_refuses_only_its_streams(fake):
+    fake.granted_scopes.discard(ACTIVITY)
+    fake.add("heart-rate", [heart_rate(T0, 70)])
+    fake.add("steps", [steps(T0, 10)])
+    store = MemoryStore(fake.refresh_token)
+    source = GoogleHealthSource(settings_for(fake), store)
+    window = Window(T0, T0 + timedelta(hours=1))
+    with pytest.raises(ScopeNotGranted) as refused:
+        read(source, "steps", window)
+    assert refused.value.scope == ACTIVITY and store.missing_scopes == {ACTIVITY}
+    assert len(read(source, "heart-rate", window)[0]) == 1
 
 
 def test_403_needs_consent_without_marking_the_grant(fake, fast_retries):
@@ -1204,18 +1338,23 @@ def test_two_runs_never_refresh_one_participant_at_the_same_time(db, db_conn, fa
 NOW = "2026-03-03T00:00:00Z"
 
 
-@pytest.fixture
-def cli(db, fake, tmp_path):
-    """Enrol p1 through the CLI, then run ingest.py against the fake."""
-    env = ingest_env(
+def fake_env(db, fake: FakeGoogleHealth, workdir: Path, **extra: str) -> dict[str, str]:
+    """The environment of ingest.py against the fake."""
+    return ingest_env(
         db.env,
-        tmp_path,
+        workdir,
         GOOGLE_HEALTH_URL=fake.url,
         GOOGLE_TOKEN_URL=fake.token_url,
         GOOGLE_CLIENT_ID=fake.client_id,
         GOOGLE_CLIENT_SECRET=fake.client_secret,
-        HTTP_TIMEOUT="1",
+        **extra,
     )
+
+
+@pytest.fixture
+def cli(db, fake, tmp_path):
+    """Enrol p1 through the CLI, then run ingest.py against the fake."""
+    env = fake_env(db, fake, tmp_path, HTTP_TIMEOUT="1")
     enrol = run_ingest(
         env,
         "participant",
@@ -1399,3 +1538,150 @@ def test_eight_years_of_sparse_history_load_under_default_lock_settings(db, fake
     again = run_ingest(env, "--now", NOW, timeout=120)  # a nightly run after it: a delta
     assert again.returncode == 0, again.stderr[-2000:]
     assert query(db.env, "SELECT count(*) FROM raw_data") == [(expected,)]
+
+
+# --- issue 9: late syncs, one value per key, a missing scope, end to end -----------------
+
+
+@pytest.fixture
+def google_env(db, fake, tmp_path) -> dict[str, str]:
+    """The environment of ingest.py against the fake, nobody enrolled yet."""
+    return fake_env(db, fake, tmp_path, HTTP_TIMEOUT="2", DEMO_COHORT="false")
+
+
+def enrol_p1(env: dict[str, str], fake: FakeGoogleHealth, zone: str, start: str) -> None:
+    enrol = run_ingest(env, "participant", "enrol", "p1", "--timezone", zone, "--start-date",
+                       start, "--token-file", "-", stdin=next(iter(fake.refresh_tokens)) + "\n")
+    assert enrol.returncode == 0, enrol.stderr
+
+
+def run_at(env: dict[str, str], now: datetime):
+    return run_ingest(env, "--now", now.isoformat(), timeout=120)
+
+
+def stored(env: dict[str, str], metric: str) -> dict[datetime, float]:
+    rows = query(env, 'SELECT "timestamp", value FROM raw_data WHERE metric_type = %s', (metric,))
+    return dict(rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grant", ["settings scope (device sync)", "no settings scope (horizon)"])
+def test_a_tracker_that_syncs_six_days_late_loses_nothing(google_env, fake, grant):
+    # The tracker holds its data from Nov 3 12:00 to Nov 9 12:00 and syncs on Nov 9 12:00;
+    # before and after, it syncs every half hour. A run every night at 01:00.
+    if grant.startswith("settings"):
+        fake.granted_scopes.add(SETTINGS)
+    enrol_p1(google_env, fake, "UTC", "2026-11-01")
+    measured = heart_rate_every(60, utc("2026-11-01T00:00:00"), utc("2026-11-12T00:00:00"))
+    offline = (utc("2026-11-03T12:00:00"), utc("2026-11-09T12:00:00"))
+
+    def synced_at(now: datetime) -> datetime:
+        recent = now - timedelta(minutes=30)
+        return offline[0] if offline[0] <= recent < offline[1] else recent
+
+    served = set()
+    for night in range(2, 13):
+        now = utc(f"2026-11-{night:02d}T01:00:00")
+        sync = synced_at(now)
+        fake.points["heart-rate"] = [p for p in measured if utc_of(p) < sync]
+        fake.devices = [paired_device("tracker", last_sync=sync)]
+        served = {utc_of(p) for p in fake.points["heart-rate"]}
+        result = run_at(google_env, now)
+        assert result.returncode == 0, (night, result.stderr)
+    assert set(stored(google_env, "heart_rate")) == served  # every point the fake serves
+    assert len(served) > 15_000
+
+
+def utc_of(point: dict) -> datetime:
+    return datetime.fromisoformat(point["heartRate"]["sampleTime"]["physicalTime"])
+
+
+def with_source(point: dict, source: dict) -> dict:
+    return {**point, "dataSource": source}
+
+
+@pytest.mark.slow
+def test_a_duplicate_split_across_pages_keeps_one_value_over_three_runs(google_env, fake):
+    fake.max_page_size = 3
+    fake.flip_ties = True  # the order of the pair changes from one query to the next
+    enrol_p1(google_env, fake, "UTC", "2026-11-01")
+    at = utc("2026-11-02T10:00:00")
+    watch = {"device": {"displayName": "Charge 6"}, "platform": "FITBIT"}
+    phone = {"platform": "HEALTH_CONNECT", "recordingMethod": "MANUAL"}
+    fake.add("heart-rate", [
+        heart_rate(at - timedelta(minutes=2), 60),
+        heart_rate(at - timedelta(minutes=1), 61),
+        with_source(heart_rate(at, 70), phone),
+        with_source(heart_rate(at, 200), watch),  # newest first: pages [+2, +1, at] [at, -1, -2]
+        heart_rate(at + timedelta(minutes=1), 62),
+        heart_rate(at + timedelta(minutes=2), 63),
+    ])
+    values = []
+    for _ in range(3):
+        result = run_at(google_env, utc("2026-11-03T01:00:00"))
+        assert result.returncode == 0, result.stderr
+        values.append(stored(google_env, "heart_rate")[at])
+    assert values == [200.0, 200.0, 200.0]  # the wearable's own point, every run
+
+
+@pytest.mark.slow
+def test_re_enrolment_with_another_zone_keeps_one_daily_value_per_date(google_env, fake):
+    enrol_p1(google_env, fake, "Europe/Berlin", "2026-11-01")
+    days = [date(2026, 11, day) for day in (2, 3, 4)]
+    fake.add("daily-respiratory-rate", [daily_respiratory_rate(d, 14.0 + d.day) for d in days])
+    assert run_at(google_env, utc("2026-11-05T01:00:00")).returncode == 0
+    enrol_p1(google_env, fake, "America/Chicago", "2026-11-01")  # the README's re-consent
+    assert run_at(google_env, utc("2026-11-06T01:00:00")).returncode == 0
+    chicago = ZoneInfo("America/Chicago")
+    assert stored(google_env, "breathing_rate") == {
+        datetime.combine(d, datetime.min.time(), tzinfo=chicago): 14.0 + d.day for d in days
+    }
+
+
+@pytest.mark.slow
+def test_a_missing_scope_blocks_only_its_streams_and_is_named(google_env, fake):
+    fake.granted_scopes.discard(ACTIVITY)  # the participant unticked "activity and fitness"
+    fake.granted_scopes.add(SETTINGS)  # (so that only the data scope is missing)
+    enrol_p1(google_env, fake, "Europe/Berlin", "2026-03-02")
+    expected = a_day_of_data(fake)
+    result = run_at(google_env, datetime.fromisoformat(NOW))
+    assert result.returncode == 0, result.stderr
+    metrics = {m for (m,) in query(google_env, "SELECT DISTINCT metric_type FROM raw_data")}
+    assert metrics == {"heart_rate", "spo2", "breathing_rate"}  # no steps: no scope
+    listed = run_ingest(google_env, "participant", "needs-consent")
+    assert "p1\tgrant lacks" in listed.stdout
+    assert "googlehealth.activity_and_fitness.readonly" in listed.stdout
+    status = run_ingest(google_env, "status")
+    assert "googlehealth.activity_and_fitness.readonly" in status.stdout, status.stdout
+    # The participant consents again with the scope: steps load from their start date.
+    fake.granted_scopes.add(ACTIVITY)
+    enrol_p1(google_env, fake, "Europe/Berlin", "2026-03-02")
+    assert run_at(google_env, datetime.fromisoformat(NOW)).returncode == 0
+    assert len(query(google_env, "SELECT 1 FROM raw_data")) == expected
+    assert "grant lacks" not in run_ingest(google_env, "participant", "needs-consent").stdout
+
+
+def test_a_date_whose_parts_are_strings_is_read():
+    point = daily_respiratory_rate(date(2026, 3, 2), 15.0)
+    point["dailyRespiratoryRate"]["date"] = {"year": "2026", "month": "3", "day": "02"}
+    rows, report = page_rows("daily-respiratory-rate", point)
+    assert [r.timestamp for r in rows] == [utc("2026-03-01T23:00:00")] and not report.rejected
+
+
+def test_one_value_per_instant_whatever_the_page_split_and_order():
+    report = ReadReport()
+    watch = {"device": {"displayName": "Charge 6"}, "platform": "FITBIT"}
+    points = [with_source(heart_rate(T0, 70), {"platform": "HEALTH_CONNECT"}),
+              with_source(heart_rate(T0, 200), watch), heart_rate(T0 - timedelta(seconds=1), 60)]
+    results = set()
+    for order in (points, points[1::-1] + points[2:]):
+        for split in (1, 2, 3):
+            pages = [
+                google_health_source.candidates_from_page(
+                    {"dataPoints": chunk}, DATA_TYPES["heart-rate"], P1, report
+                )[0]
+                for chunk in (order[:split], order[split:])
+            ]
+            rows = google_health_source.one_per_instant(pages, report, "duplicate")
+            results.add(tuple(sorted((r.timestamp, r.value) for r in rows)))
+    assert results == {((T0 - timedelta(seconds=1), 60.0), (T0, 200.0))}

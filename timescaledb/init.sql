@@ -138,6 +138,32 @@ BEGIN
 END
 $migration$;
 
+-- migration 3: google devices and scopes
+DO $migration$
+BEGIN
+    IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = 3) THEN RETURN; END IF;
+    -- What users.pairedDevices last said about each of a Google participant's devices
+    -- (ingester/devices.py): the latest state per device, for `status` and the morning
+    -- report. The newest tracker sync bounds the participant's watermarks.
+    CREATE TABLE IF NOT EXISTS google_devices (
+        participant_id  text        NOT NULL REFERENCES participants ON DELETE CASCADE,
+        device_id       text        NOT NULL,  -- Google's resource name of the device
+        device_type     text        NOT NULL,  -- TRACKER, SCALE, or what Google adds
+        device_version  text,                  -- the product name, e.g. "Charge 6"
+        last_sync_time  timestamptz,           -- its last sync with the Fitbit app
+        battery_level   integer,
+        battery_status  text,                  -- High, Medium, Low or Empty
+        seen_at         timestamptz NOT NULL,  -- when the ingester last read this
+        PRIMARY KEY (participant_id, device_id)
+    );
+    -- The read scopes a 403 showed the participant's grant lacks (cleared by re-enrolment):
+    -- the streams under them are not loaded until the participant consents again.
+    ALTER TABLE google_credentials
+        ADD COLUMN IF NOT EXISTS missing_scopes text[] NOT NULL DEFAULT '{}';
+    INSERT INTO schema_migrations (version, name) VALUES (3, 'google devices and scopes');
+END
+$migration$;
+
 -- migration 5: compression
 -- The compression policy compresses a chunk once no late data can reach it any more: older
 -- than the late-sync horizon (LATE_SYNC_HORIZON_DAYS, 7: a Fitbit tracker keeps about 7

@@ -347,11 +347,13 @@ def show_status(connection: db.Connection, settings: Settings) -> int:
     participants = {p.participant_id: p for p in db.load_participants(connection)}
     notes: list[str] = []
     counts = db.stored_counts(connection)
-    print("participant\tsource\tlast run\trun ended\tconsent\tbound\tstream\twatermark\tfrom")
-    for pid, source_kind, status, finished, error, consent in db.participant_report(
+    print("participant	source	last run	run ended	consent	missing scopes	bound	stream	"
+          "watermark	from")
+    for pid, source_kind, status, finished, error, consent, missing in db.participant_report(
         connection
     ):
         consent_text = f"needed since {consent:%Y-%m-%d}" if consent else "ok"
+        consent_text += "\t" + (" ".join(short_scope(s) for s in missing or ()) or "-")
         last = f"{status or 'never'}" + (f" ({error})" if error else "")
         when = f"{finished:%Y-%m-%dT%H:%M:%SZ}" if finished else "-"
         bound, rows = "-", [("-", None, "-")]
@@ -384,6 +386,11 @@ def show_status(connection: db.Connection, settings: Settings) -> int:
     return EXIT_OK
 
 
+def short_scope(scope: str) -> str:
+    """googlehealth.sleep.readonly for https://www.googleapis.com/auth/googlehealth.sleep…"""
+    return scope.rsplit("/", 1)[-1]
+
+
 def manage_participants(
     connection: db.Connection, settings: Settings, arguments: argparse.Namespace
 ) -> int:
@@ -414,9 +421,18 @@ def manage_participants(
         return EXIT_OK
     if action == "needs-consent":
         from . import credentials
+        from .transform.google_health import SETTINGS
 
-        for pid, since in credentials.needs_consent(connection):
-            print(f"{pid}\tneeds consent since {since.isoformat()}")
+        for pid, since, missing in credentials.needs_consent(connection):
+            if since is not None:
+                print(f"{pid}\tneeds consent since {since.isoformat()}")
+            data_scopes = [short_scope(s) for s in missing if s != SETTINGS]
+            if data_scopes:
+                print(f"{pid}\tgrant lacks {' '.join(data_scopes)}: those streams are not "
+                      "loaded until they consent again")
+            if SETTINGS in missing:
+                print(f"{pid}\tgrant lacks {short_scope(SETTINGS)} (optional: without device "
+                      "sync times, each run re-reads LATE_SYNC_HORIZON_DAYS)")
         return EXIT_OK
     return _enrol(connection, arguments)
 

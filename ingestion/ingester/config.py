@@ -53,6 +53,8 @@ class Settings:
     # How long a run waits for a database that refuses connections or is starting up (a
     # `docker compose restart` restarts both containers at once) before it exits 3.
     db_wait: timedelta = timedelta(seconds=120)
+    # The longest Retry-After a run waits out; a longer one fails the stream (http.py).
+    http_max_retry_after: float = 60.0
 
     def db_params(self) -> dict[str, object]:
         """Keyword arguments for psycopg2.connect."""
@@ -116,6 +118,13 @@ def _state_file(value: str) -> Path:
     if path.is_dir() or (path.parent.exists() and not path.parent.is_dir()):
         raise ValueError
     return path
+def _seconds_up_to_a_day(value: str) -> float:
+    if not PLAIN_DECIMAL.fullmatch(value.strip()):
+        raise ValueError
+    number = float(value)
+    if not 0 <= number <= 86_400:
+        raise ValueError
+    return number
 
 
 def _hours(value: str) -> timedelta:
@@ -179,6 +188,11 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "PUSHGATEWAY_URL": ("pushgateway_url", _url, "an http(s) URL"),
     "DB_WAIT_SECONDS": ("db_wait", lambda v: timedelta(seconds=_int_in(0, 3600)(v)),
                         "a whole number of seconds 0-3600"),
+    "HTTP_MAX_RETRY_AFTER": (
+        "http_max_retry_after",
+        _seconds_up_to_a_day,
+        "a number of seconds 0-86400",
+    ),
 }
 
 SECRET_VARIABLES = frozenset({"DB_PASSWORD", "GOOGLE_CLIENT_SECRET", "FITBIT_ACCESS_TOKEN"})

@@ -31,11 +31,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
+import psycopg2.extras
 
 from . import db
 from .config import Settings
+from .devices import PairedDevice, save_devices
 from .errors import IngestError, NeedsConsent, SourceUnavailable
 from .model import GOOGLE_HEALTH
+from .transform.google_health import DAILY, DATA_TYPES
+from .windows import local_midnight
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +144,34 @@ class TokenStore:
                 connection.close()
 
 
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg2.extensions.cursor]:
+        """A short transaction of its own, committed on a clean exit."""
+        connection = self._connect()
+        try:
+            with connection, connection.cursor() as cursor:
+                yield cursor
+        finally:
+            connection.close()
+
+    def record_missing_scope(self, participant_id: str, scope: str) -> None:
+        """Note a read scope the participant's grant lacks (re-enrolment clears the list)."""
+        with self.transaction() as cursor:
+            cursor.execute(
+                "UPDATE google_credentials SET missing_scopes = ARRAY(SELECT DISTINCT s FROM "
+                "unnest(array_append(missing_scopes, %s)) AS s ORDER BY s) "
+                "WHERE participant_id = %s AND NOT %s = ANY(missing_scopes)",
+                (scope, participant_id, scope),
+            )
+
+    def save_devices(
+        self, participant_id: str, devices: list[PairedDevice], seen_at: datetime
+    ) -> None:
+        """Store what users.pairedDevices said: kept even if the data transaction rolls back."""
+        with self.transaction() as cursor:
+            save_devices(cursor, participant_id, devices, seen_at)
+
+
 def take_token_lock(cursor: psycopg2.extensions.cursor, participant_id: str) -> bool:
     """The participant's token lock, until the transaction ends; False after LOCK_TIMEOUT."""
     cursor.execute("SET LOCAL lock_timeout = %s", (LOCK_TIMEOUT,))
@@ -195,7 +227,12 @@ def enrol(
 
     A new participant starts on start_date, or today in their zone. Re-enrolling keeps
     the stored data and start date (unless start_date is given), replaces the grant and
-    clears needs-consent: this is how a participant comes back after consenting again.
+    clears needs-consent and the missing scopes: this is how a participant comes back after
+    consenting again.
+
+    A re-enrolment with another zone re-stamps the participant's stored daily values (one
+    per local date, stamped at local midnight) at the new zone's midnight of the same date,
+    in this transaction: a date keeps one value of a daily metric whatever the zone did.
     """
     if not PARTICIPANT_ID.fullmatch(participant_id):
         raise EnrolError(f"participant id {participant_id!r} must be 1-64 of A-Z a-z 0-9 _ . -")
@@ -210,7 +247,7 @@ def enrol(
     first_day = start_date or datetime.now(zone).date()
     with connection, connection.cursor() as cursor:
         cursor.execute(
-            "SELECT source FROM participants WHERE participant_id = %s FOR UPDATE",
+            "SELECT source, timezone FROM participants WHERE participant_id = %s FOR UPDATE",
             (participant_id,),
         )
         row = cursor.fetchone()
@@ -239,26 +276,64 @@ def enrol(
                 "WHERE participant_id = %s",
                 (timezone, start_date, participant_id),
             )
+            if row[1] != timezone:
+                moved = restamp_daily_values(cursor, participant_id, ZoneInfo(row[1]), zone)
+                log.info("%s: %d daily values moved from %s to %s midnight", participant_id,
+                         moved, row[1], timezone)
         cursor.execute(
             "INSERT INTO google_credentials (participant_id, refresh_token) VALUES (%s, %s) "
             "ON CONFLICT (participant_id) DO UPDATE SET refresh_token = excluded.refresh_token, "
-            "updated_at = now(), needs_consent_since = NULL",
+            "updated_at = now(), needs_consent_since = NULL, missing_scopes = '{}'",
             (participant_id, refresh_token),
         )
     log.info("enrolled %s (Google Health, %s)", participant_id, timezone)
 
 
+# The metrics stamped at local midnight of a civil date: the Google source's daily types.
+DAILY_METRICS = sorted(t.metric_type for t in DATA_TYPES.values() if t.kind == DAILY)
+
+
+def restamp_daily_values(
+    cursor: psycopg2.extensions.cursor, participant_id: str, old: ZoneInfo, new: ZoneInfo
+) -> int:
+    """Move a participant's daily values from old-zone midnight to new-zone midnight of the
+    same local date, in the caller's transaction; returns how many moved.
+
+    Delete and insert, not UPDATE: the new instant may lie in another chunk of the
+    hypertable. A value already stored at the new instant is kept (it is the newer one).
+    """
+    cursor.execute(
+        'DELETE FROM raw_data WHERE participant_id = %s AND metric_type = ANY(%s) '
+        'RETURNING "timestamp", metric_type, value',
+        (participant_id, DAILY_METRICS),
+    )
+    moved = [
+        (local_midnight(stamp.astimezone(old).date(), new), participant_id, metric, value)
+        for stamp, metric, value in cursor.fetchall()
+    ]
+    psycopg2.extras.execute_values(
+        cursor,
+        'INSERT INTO raw_data ("timestamp", participant_id, metric_type, value) VALUES %s '
+        "ON CONFLICT ON CONSTRAINT raw_data_key DO NOTHING",
+        moved,
+    )
+    return len(moved)
+
+
 class ConsentNeeded(NamedTuple):
     participant_id: str
-    since: datetime
+    since: datetime | None  # when Google refused the grant; None if only scopes are missing
+    missing_scopes: list[str]
 
 
 def needs_consent(connection: Connection) -> list[ConsentNeeded]:
-    """Participants whose grant Google refused, oldest first: they must consent again."""
+    """Participants whose grant Google refused (oldest first), then those whose grant lacks
+    a scope: they must consent again."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT participant_id, needs_consent_since FROM google_credentials "
-            "WHERE needs_consent_since IS NOT NULL ORDER BY needs_consent_since, participant_id"
+            "SELECT participant_id, needs_consent_since, missing_scopes FROM google_credentials "
+            "WHERE needs_consent_since IS NOT NULL OR cardinality(missing_scopes) > 0 "
+            "ORDER BY needs_consent_since NULLS LAST, participant_id"
         )
         rows = [ConsentNeeded(*row) for row in cursor.fetchall()]
     connection.commit()

@@ -317,11 +317,12 @@ def record_run(connection: Connection, record: RunRecord) -> None:
 
 
 def participant_report(connection: Connection) -> list[tuple]:
-    """Per participant: source, last run's status, when it ended, error, consent state."""
+    """Per participant: source, last run's status, when it ended, error, consent state,
+    and the scopes their Google grant lacks."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT p.participant_id, p.source, s.status, "
-            "s.finished_at, s.error, c.needs_consent_since "
+            "s.finished_at, s.error, c.needs_consent_since, c.missing_scopes "
             "FROM participants p "
             "LEFT JOIN participant_status s USING (participant_id) "
             "LEFT JOIN google_credentials c USING (participant_id) "

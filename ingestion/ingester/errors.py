@@ -31,3 +31,13 @@ class RequestRejected(ParticipantError):
 
 class NeedsConsent(ParticipantError):
     """The participant's OAuth grant was revoked or expired: they must consent again."""
+
+
+class ScopeNotGranted(NeedsConsent):
+    """A 403 for a scope the participant's grant lacks: only the streams under that scope
+    are refused, so the others still load. `scope` is the one the refused request needs,
+    when the caller knows it (the source fills it in from its stream -> scope map)."""
+
+    def __init__(self, message: str, scope: str | None = None) -> None:
+        super().__init__(message)
+        self.scope = scope

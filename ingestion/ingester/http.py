@@ -1,9 +1,12 @@
 """HTTP for the Google Health source: retries in the transport, one place that classifies.
 
 - Retries live in urllib3's Retry on the adapter, not in the business loop: connection
-  errors, read timeouts, 429 and 5xx, with exponential backoff and jitter, honouring
-  Retry-After (capped), for GET. The token endpoint's POST is retried only where Google
-  cannot have acted on it: a failed connect, 429 and 503 (see POST_RETRY_STATUSES).
+  errors, read timeouts, 429 and 5xx, with exponential backoff and jitter, for GET. A
+  Retry-After is waited out in full, never cut short; one longer than the run may wait
+  (Settings.http_max_retry_after) is not retried at all: the request fails with
+  RetryAfterTooLong, and the next run asks again. The token endpoint's POST is retried
+  only where Google cannot have acted on it: a failed connect, 429 and 503 (see
+  POST_RETRY_STATUSES).
 - Every request has a timeout (Settings.http_timeout) unless the caller gives one.
 - Requests to the Health API pass a per-participant rate limiter, below Google's
   documented 300 requests per user per minute.
@@ -25,9 +28,16 @@ from typing import Any
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
-from .errors import NeedsConsent, PayloadError, RequestRejected, SourceUnavailable
+from .errors import (
+    NeedsConsent,
+    PayloadError,
+    RequestRejected,
+    ScopeNotGranted,
+    SourceUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +58,10 @@ RETRY_METHODS = frozenset({"GET"})
 # failed connect (urllib3 retries connect errors for any method), are retried for POST.
 # A 500/502/504 or a read timeout fails the participant; the next run tries again.
 POST_RETRY_STATUSES = frozenset({429, 503})
-# A Retry-After longer than this is not waited out in a nightly batch: it is capped, and if
-# the server still refuses, the participant fails and the next run retries.
+# The longest Retry-After a run waits out (Settings.http_max_retry_after overrides it). A
+# server that asks for a longer pause is not asked again early: that would be refused again
+# and add to the congestion Google asks us to spare. Google's per-user quota is per minute,
+# so a minute covers what a rate limit asks for; longer means an outage.
 MAX_RETRY_AFTER = 60.0
 
 # Documented limit: 300 requests per user per minute. Stay at 80 % of it: urllib3's retries
@@ -58,21 +70,42 @@ MAX_RETRY_AFTER = 60.0
 REQUESTS_PER_MINUTE = 240
 
 
+class RetryAfterTooLong(SourceUnavailable):
+    """The server asked for a pause longer than this run waits: not retried before it ends."""
+
+
 class CappedRetry(Retry):
-    """urllib3's Retry, with a capped Retry-After, no immediate first retry, and POST
-    retried only on POST_RETRY_STATUSES (and connect errors, as urllib3 does anyway).
+    """urllib3's Retry, with no retry before a Retry-After has passed (and none at all when
+    it is longer than max_retry_after), no immediate first retry, and POST retried only on
+    POST_RETRY_STATUSES (and connect errors, as urllib3 does anyway).
 
     urllib3 retries the first failure at once; Google asks never to retry immediately
     (it adds to the congestion), so the waits here are factor x 1, 2, 4, ... plus jitter.
+    A Retry-After replaces that wait and is slept in full (urllib3's sleep_for_retry).
     """
+
+    max_retry_after: float = MAX_RETRY_AFTER
+
+    def new(self, **kwargs: Any) -> CappedRetry:
+        retry = super().new(**kwargs)
+        retry.max_retry_after = self.max_retry_after
+        return retry
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if method.upper() == "POST":
             return status_code in POST_RETRY_STATUSES
         return super().is_retry(method, status_code, has_retry_after)
 
-    def parse_retry_after(self, retry_after: str) -> float:
-        return min(super().parse_retry_after(retry_after), MAX_RETRY_AFTER)
+    def increment(self, method: str | None = None, url: str | None = None, *args: Any,
+                  **kwargs: Any) -> CappedRetry:
+        response = kwargs.get("response")
+        if response is not None:
+            wait = self.get_retry_after(response)
+            if wait is not None and wait > self.max_retry_after:
+                # No retry: urllib3 hands the response back (raise_on_status=False), and
+                # send() turns it into RetryAfterTooLong.
+                raise MaxRetryError(kwargs.get("_pool"), url or "", "Retry-After too long")
+        return super().increment(method, url, *args, **kwargs)
 
     def get_backoff_time(self) -> float:
         if not self.history:
@@ -81,8 +114,10 @@ class CappedRetry(Retry):
         return min(self.backoff_max, wait + random.random() * self.backoff_jitter)
 
 
-def retry_policy(retries: int, backoff_factor: float) -> Retry:
-    return CappedRetry(
+def retry_policy(
+    retries: int, backoff_factor: float, max_retry_after: float = MAX_RETRY_AFTER
+) -> CappedRetry:
+    policy = CappedRetry(
         total=retries,
         connect=retries,
         read=retries,
@@ -96,6 +131,8 @@ def retry_policy(retries: int, backoff_factor: float) -> Retry:
         respect_retry_after_header=True,
         raise_on_status=False,  # hand back the last 429/5xx; send() classifies it
     )
+    policy.max_retry_after = max_retry_after
+    return policy
 
 
 class RateLimiter:
@@ -149,9 +186,10 @@ class RateLimitedAdapter(HTTPAdapter):
 class TimeoutSession(requests.Session):
     """A Session whose requests get a default timeout."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, max_retry_after: float = MAX_RETRY_AFTER) -> None:
         super().__init__()
         self.timeout = timeout
+        self.max_retry_after = max_retry_after
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
@@ -162,10 +200,11 @@ def build_session(
     timeout: float,
     api_url: str,
     limiter: RateLimiter | None = None,
+    max_retry_after: float = MAX_RETRY_AFTER,
 ) -> requests.Session:
     """A session for one participant: retries everywhere, the limiter on the API only."""
-    session = TimeoutSession(timeout)
-    policy = retry_policy(RETRIES, BACKOFF_FACTOR)
+    session = TimeoutSession(timeout, max_retry_after)
+    policy = retry_policy(RETRIES, BACKOFF_FACTOR, max_retry_after)
     plain = HTTPAdapter(max_retries=policy)
     session.mount("http://", plain)
     session.mount("https://", plain)
@@ -188,8 +227,27 @@ def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> req
         reason = type(error).__name__
         raise SourceUnavailable(f"{method} {strip_query(url)}: {reason} after retries") from error
     if response.status_code == 429 or response.status_code >= 500:
+        limit = getattr(session, "max_retry_after", MAX_RETRY_AFTER)
+        wait = retry_after_seconds(response)
+        if wait is not None and wait > limit:
+            raise RetryAfterTooLong(
+                f"{method} {strip_query(url)}: {describe(response)} with Retry-After "
+                f"{wait:.0f} s, longer than HTTP_MAX_RETRY_AFTER ({limit:.0f} s); not retried "
+                "before it has passed, the next run asks again"
+            )
         raise SourceUnavailable(f"{method} {strip_query(url)}: {describe(response)} after retries")
     return response
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """The response's Retry-After in seconds (a number or an HTTP date), or None."""
+    header = response.headers.get("Retry-After")
+    if not header:
+        return None
+    try:
+        return Retry().parse_retry_after(header)
+    except urllib3.exceptions.InvalidHeader:
+        return None
 
 
 def timed_out(error: requests.RequestException) -> bool:
@@ -218,11 +276,29 @@ def classify(response: requests.Response) -> dict:
     error = google_error(response)
     if code == 401:
         raise SourceUnavailable(f"access token refused after a refresh: {describe(response)}")
+    if code == 403 and scope_insufficient(error):
+        raise ScopeNotGranted(f"the grant lacks a scope this request needs: {describe(response)}")
     if code == 403 or error.get("status") == "FAILED_PRECONDITION":
         # A scope the participant did not grant, or an account not (yet) on Google Health
         # (ACCOUNT_NOT_LINKED): only the participant can fix either, by consenting again.
         raise NeedsConsent(f"Google refused the participant's data: {describe(response)}")
     raise RequestRejected(f"{strip_query(response.url)}: {describe(response)}")
+
+
+# google.rpc.ErrorInfo reason of a request whose access token lacks the method's scope
+# (googleapis/api/error_reason.proto); Google's message for it says "insufficient
+# authentication scopes".
+SCOPE_INSUFFICIENT = "ACCESS_TOKEN_SCOPE_INSUFFICIENT"
+
+
+def scope_insufficient(error: dict) -> bool:
+    """True if Google's error envelope says the access token lacks a scope."""
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else []:
+        if isinstance(detail, dict) and detail.get("reason") == SCOPE_INSUFFICIENT:
+            return True
+    message = error.get("message")
+    return isinstance(message, str) and "insufficient authentication scopes" in message.lower()
 
 
 def google_error(response: requests.Response) -> dict:

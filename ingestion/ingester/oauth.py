@@ -6,8 +6,9 @@ once more if the API answers 401. It runs under the store's per-participant lock
 re-reads the stored refresh token there, so a token another run rotated meanwhile is used.
 
 Google normally answers a refresh without a new refresh token, but may send one: it is
-committed to the store before the new access token is used, so a crash or a rolled-back
-data transaction can never leave us holding only a token Google has replaced.
+committed to the store before anything else of the reply is read (the access token, its
+expires_in), so neither a crash, a rolled-back data transaction nor a reply we cannot use
+can leave us holding only a token Google has replaced.
 
 invalid_grant means the grant is gone (revoked, expired, or the app is in "Testing" and
 seven days passed): the participant is marked in the store and NeedsConsent is raised.
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 # Refresh this long before the access token's stated expiry, so that a token never expires
 # between the check and Google reading the request (and clocks may differ a little).
 EXPIRY_MARGIN = 60.0
+# RFC 6749 (5.1) makes expires_in only RECOMMENDED. Without it we assume Google's usual
+# one hour; if the token dies sooner, the API's 401 gets a fresh one (_refresh_on_401).
+DEFAULT_LIFETIME = 3600.0
 
 
 @dataclass
@@ -105,7 +109,7 @@ class GoogleOAuth(AuthBase):
         """A new access token from the refresh token; see the module docstring."""
         consent_lost = None
         replaced = False
-        token = None
+        reply = None
         with self._store.lock(self.participant_id) as grant:
             if grant.needs_consent_since is not None:
                 consent_lost = (
@@ -117,7 +121,9 @@ class GoogleOAuth(AuthBase):
                     replaced = not grant.mark_needs_consent()
                     consent_lost = "Google refused the refresh token (invalid_grant)"
                 else:
-                    token = access_token_from(reply, self._clock())
+                    # The rotated refresh token first, and nothing else of the reply inside
+                    # the lock: a reply we cannot use (no access_token, a bad expires_in)
+                    # raises below, after the rotation has been committed.
                     rotated = reply.get("refresh_token")
                     if isinstance(rotated, str) and rotated and rotated != grant.refresh_token:
                         replaced = not grant.rotate(rotated)
@@ -132,8 +138,9 @@ class GoogleOAuth(AuthBase):
                 f"{self.participant_id}: the stored grant was replaced during a refresh "
                 "(re-enrolled?); the next run uses the new one"
             )
-        if consent_lost is not None or token is None:
+        if consent_lost is not None or reply is None:
             raise NeedsConsent(f"{self.participant_id}: {consent_lost}; they must consent again")
+        token = access_token_from(reply, self._clock())
         self.token = token
         log.debug("%s: access token refreshed", self.participant_id)
         return token
@@ -180,10 +187,15 @@ def token_reply_body(response: requests.Response) -> dict:
 
 
 def access_token_from(reply: dict, now: float) -> AccessToken:
+    """The access token of a token reply; expires_in may be absent, or a numeric string."""
     value = reply.get("access_token")
-    expires_in = reply.get("expires_in")
     if not isinstance(value, str) or not value:
         raise PayloadError("token endpoint: a reply without access_token")
+    expires_in = reply.get("expires_in")
+    if expires_in is None:
+        return AccessToken(value, now + DEFAULT_LIFETIME)
+    if isinstance(expires_in, str) and expires_in.strip().isdigit():
+        expires_in = int(expires_in)
     if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0:
-        raise PayloadError("token endpoint: a reply without a positive expires_in")
+        raise PayloadError("token endpoint: a reply whose expires_in is not a positive number")
     return AccessToken(value, now + float(expires_in))

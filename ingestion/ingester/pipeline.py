@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg2
 
 from . import db, state
-from .errors import DatabaseUnavailable, NeedsConsent
+from .errors import DatabaseUnavailable, NeedsConsent, ScopeNotGranted
 from .guard import guarded
 from .model import DeliveryBound, Participant, ReadReport, Window
 from .sources import Source
@@ -72,6 +72,8 @@ class Outcome:
     slices: int = 0  # committed
     window: Window | None = None
     rule: str | None = None  # the DeliveryBound rule that bounded the watermark
+    # Streams the grant has no scope for (not loaded, watermark held) -> the scope.
+    missing_scopes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class SliceResult:
     rows_rejected: int = 0
     error: str | None = None
     rejected: Counter[str] = field(default_factory=Counter)
+    missing_scopes: dict[str, str] = field(default_factory=dict)  # stream -> scope
 
 
 @dataclass(frozen=True)
@@ -253,8 +256,11 @@ def _load(
             if stream in part else marks[stream]
             for stream in marks
         }
+        # A stream whose scope the grant lacks keeps what it had (or the start, so that a
+        # later grant loads its whole history): commit_slice puts that into `reached`.
+        held = {s: marks[s] or participant_start for s in marks}
         result = commit_slice(connection, source, participant, part, options, run_id,
-                              run_log_watermark(reached))
+                              run_log_watermark(reached), reached, held)
         _add(outcome, result)
         if result.status != "ok":
             outcome.status, outcome.error = result.status, result.error
@@ -287,9 +293,15 @@ def commit_slice(
     options: RunOptions,
     run_id: uuid.UUID,
     watermark: datetime | None,
+    reached: Marks | None = None,
+    held: Mapping[str, datetime] | None = None,
 ) -> SliceResult:
     """Load one slice, every stream of it, and commit it with its run-log row and the
     watermark it reached; or roll all of it back and log the failure with its true counts.
+
+    A stream the source refuses with ScopeNotGranted (before its first row: sources promise
+    it) is skipped and the others load; given `reached` and `held`, its entry in `reached`
+    becomes its `held` watermark, and the run log records the watermark of `reached`.
 
     The one place a slice commits: whatever must be in the same transaction as its data
     goes just before `db.record_run` below.
@@ -313,10 +325,17 @@ def commit_slice(
         for stream, window in part.items():
             rows = guarded(source.read(participant, stream, window, report), window, report,
                            f"{pid} {stream}")
-            if writer is None:
-                result.rows_read += sum(1 for _ in rows)
-            else:
-                writer.write(rows)
+            try:
+                if writer is None:
+                    result.rows_read += sum(1 for _ in rows)
+                else:
+                    writer.write(rows)
+            except ScopeNotGranted as refused:
+                result.missing_scopes[stream] = refused.scope or "unknown"
+                log.warning("%s %s: not loaded: %s", pid, stream, refused)
+                if reached is not None and held is not None:
+                    reached[stream] = held[stream]
+                    watermark = run_log_watermark(reached)
         result.rows_rejected = report.rejected_total
         if writer is not None:
             counts = writer.finish()
@@ -339,6 +358,7 @@ def commit_slice(
 
 
 def _add(outcome: Outcome, result: SliceResult) -> None:
+    outcome.missing_scopes.update(result.missing_scopes)
     outcome.rows_read += result.rows_read
     outcome.rows_written += result.rows_written
     outcome.rows_rejected += result.rows_rejected

@@ -9,13 +9,21 @@ types on `{type}.interval.start_time`, daily types on `{type}.date`.
 
 Each participant gets one session (retries, timeouts, rate limit: http.py) and one OAuth
 auth object (oauth.py), kept while the pipeline reads that participant's streams.
+
+How far a participant's data has arrived (delivered_until) comes from their paired devices'
+last sync (devices.py), read once per participant and run where the grant has the settings
+scope; otherwise the late-sync horizon.
+
+A 403 for a scope the grant lacks refuses only the streams under that scope: read() records
+the scope in the token store and raises ScopeNotGranted before yielding anything, so the
+pipeline skips that stream (its watermark stays) and loads the others.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -24,11 +32,27 @@ import requests
 
 from ..config import Settings
 from ..credentials import TokenStore
-from ..errors import ConfigError, PayloadError
+from ..devices import (
+    DEVICE_PAGE_SIZE,
+    HORIZON,
+    MAX_DEVICE_PAGES,
+    PairedDevice,
+    delivery_bound,
+    devices_from_page,
+)
+from ..errors import ConfigError, NeedsConsent, ParticipantError, PayloadError, ScopeNotGranted
 from ..http import build_session, classify, send
 from ..model import DeliveryBound, Participant, ReadReport, Row, Window
 from ..oauth import GoogleOAuth
-from ..transform.google_health import DAILY, DATA_TYPES, INTERVAL, DataType, rows_from_page
+from ..transform.google_health import (
+    DAILY,
+    DATA_TYPES,
+    INTERVAL,
+    SETTINGS,
+    Candidate,
+    DataType,
+    candidates_from_page,
+)
 from ..windows import local_midnight
 
 log = logging.getLogger(__name__)
@@ -60,12 +84,45 @@ class GoogleHealthSource:
         self._client: tuple[str, requests.Session, GoogleOAuth] | None = None
 
     def delivered_until(self, participant: Participant, now: datetime) -> DeliveryBound:
-        """The re-read horizon: a Fitbit syncs when its phone app next connects, sometimes
-        days late, and its points carry the time they were measured. A tracker keeps about
-        7 days of minute data (LATE_SYNC_HORIZON_DAYS), so nothing older can still arrive;
-        the watermark stays that far behind now, and every night re-reads it (re-read points
-        write nothing: the unique key absorbs them)."""
-        return DeliveryBound(now - self._settings.late_sync_horizon, "horizon")
+        """The newest tracker sync (devices.py) where the grant allows, else the horizon.
+
+        Never raises for the participant: a grant without the settings scope (every grant
+        enrolled before it was asked for) or any failure takes the horizon rule, and the
+        streams' own reads report what is wrong with the participant.
+        """
+        horizon = self._settings.late_sync_horizon
+        pid = participant.participant_id
+        try:
+            devices = self._paired_devices(pid)
+        except ScopeNotGranted:
+            self._store.record_missing_scope(pid, SETTINGS)
+            log.info("%s: no settings scope, so no device sync time: the %s-day horizon "
+                     "bounds the watermarks", pid, horizon.days)
+            return DeliveryBound(now - horizon, HORIZON)
+        except ParticipantError as error:
+            log.warning("%s: paired devices unreadable (%s): the horizon bounds the watermarks",
+                        pid, error)
+            return DeliveryBound(now - horizon, HORIZON)
+        self._store.save_devices(pid, devices, datetime.now(UTC))
+        bound = delivery_bound(devices, now, horizon)
+        log.info("%s: %d paired device(s); %s bounds the watermarks at %s", pid, len(devices),
+                 bound.rule, bound.until.isoformat())
+        return bound
+
+    def _paired_devices(self, participant_id: str) -> list[PairedDevice]:
+        """Every page of users.pairedDevices.list (a person has a handful of devices)."""
+        session, auth = self._session_for(participant_id)
+        url = f"{self._settings.google_health_url}/v4/users/me/pairedDevices"
+        params: dict[str, object] = {"pageSize": DEVICE_PAGE_SIZE}
+        devices: list[PairedDevice] = []
+        for _ in range(MAX_DEVICE_PAGES):
+            page, token = devices_from_page(classify(send(session, "GET", url, params=params,
+                                                          auth=auth)))
+            devices += page
+            if token is None:
+                return devices
+            params["pageToken"] = token
+        raise PayloadError(f"more than {MAX_DEVICE_PAGES} pages of paired devices")
 
     def read(
         self, participant: Participant, stream: str, window: Window, report: ReadReport
@@ -76,46 +133,56 @@ class GoogleHealthSource:
         expression = list_filter(data_type, window, participant.zone)
         if expression is None:
             return
-        session, auth = self._session_for(participant.participant_id)
+        label = f"{participant.participant_id} {stream}"
+        pages = self._pages(participant, data_type, expression, report)
+        outside = 0
+        for row in one_per_instant(pages, report, f"{data_type.name}: a second point at the "
+                                   "same instant"):
+            if row.timestamp in window:
+                yield row
+            else:
+                outside += 1  # the filter's whole seconds reach a little past the window
+        if outside:
+            log.debug("%s: %d points outside the window", label, outside)
+
+    def _pages(
+        self, participant: Participant, data_type: DataType, expression: str, report: ReadReport
+    ) -> Iterator[list[Candidate]]:
+        """The candidates of every page of one filtered list, newest first."""
+        pid = participant.participant_id
+        session, auth = self._session_for(pid)
         url = (
             f"{self._settings.google_health_url}/v4/users/me/dataTypes/"
             f"{quote(data_type.name)}/dataPoints"
         )
         params = {"pageSize": MAX_PAGE_SIZE, "filter": expression}
         recent_tokens: deque[str] = deque(maxlen=RECENT_TOKENS)
-        outside = 0
-        for _ in range(MAX_PAGES):
-            page = classify(send(session, "GET", url, params=params, auth=auth))
+        for number in range(MAX_PAGES):
+            try:
+                page = classify(send(session, "GET", url, params=params, auth=auth))
+            except ScopeNotGranted as error:
+                if number:  # rows of this stream have gone out already: fail the participant
+                    raise NeedsConsent(f"{data_type.name}: {error}") from error
+                self._store.record_missing_scope(pid, data_type.scope)
+                raise ScopeNotGranted(
+                    f"{data_type.name} needs the scope {data_type.scope}, which the grant "
+                    "lacks; the participant must consent again",
+                    data_type.scope,
+                ) from error
             examples: dict[str, str] = {}
-            rows, token = rows_from_page(page, data_type, participant, report, examples)
+            candidates, token = candidates_from_page(
+                page, data_type, participant, report, examples
+            )
             for reason, example in examples.items():
-                log.debug("%s: rejected %s, e.g. %s", participant.participant_id, reason, example)
-            # Points of one instant from two data sources sit side by side in the time-sorted
-            # list, so one page's worth of memory catches them; a pair split by a page break
-            # is absorbed by the writer's upsert. Memory stays flat over any window.
-            seen: set[tuple[str, datetime]] = set()
-            for row in rows:
-                if row.timestamp not in window:
-                    outside += 1  # the filter's whole seconds reach a little past the window
-                elif (row.metric_type, row.timestamp) in seen:
-                    # list returns every data source's points; two sources with the same
-                    # instant would collide on the unique key. The first one wins.
-                    report.reject(f"{data_type.name}: a second point at the same instant")
-                else:
-                    seen.add((row.metric_type, row.timestamp))
-                    yield row
+                log.debug("%s: rejected %s, e.g. %s", pid, reason, example)
+            yield candidates
             if token is None:
-                break
+                return
             if token in recent_tokens:
                 raise PayloadError(f"{data_type.name}: the server repeated a page token")
             recent_tokens.append(token)
             params["pageToken"] = token
-        else:
-            raise PayloadError(f"{data_type.name}: more than {MAX_PAGES} pages for one window")
-        if outside:
-            log.debug(
-                "%s %s: %d points outside the window", participant.participant_id, stream, outside
-            )
+        raise PayloadError(f"{data_type.name}: more than {MAX_PAGES} pages for one window")
 
     def close(self) -> None:
         if self._client is not None:
@@ -127,7 +194,11 @@ class GoogleHealthSource:
         if self._client is None or self._client[0] != participant_id:
             self.close()
             settings = self._settings
-            session = build_session(settings.http_timeout, settings.google_health_url)
+            session = build_session(
+                settings.http_timeout,
+                settings.google_health_url,
+                max_retry_after=settings.http_max_retry_after,
+            )
             auth = GoogleOAuth(
                 participant_id,
                 self._store,
@@ -138,6 +209,39 @@ class GoogleHealthSource:
             )
             self._client = (participant_id, session, auth)
         return self._client[1], self._client[2]
+
+
+def one_per_instant(
+    pages: Iterable[list[Candidate]], report: ReadReport, reason: str
+) -> Iterator[Row]:
+    """The rows of the best-ranked point of every instant (source_rank in transform), over
+    pages sorted newest first.
+
+    `list` returns every data source's points; two at one instant would collide on the
+    unique key. Equal instants sit side by side in the sorted list, so a pair can straddle a
+    page break only at a page's oldest instant: that one is held back until the next page
+    shows whether more points share it. Memory: one page and one held instant. Every point
+    that loses is counted under `reason`.
+    """
+    held: dict[datetime, Candidate] = {}
+    for page in pages:
+        best = held
+        for candidate in page:
+            current = best.get(candidate.instant)
+            if current is None:
+                best[candidate.instant] = candidate
+                continue
+            report.reject(reason)
+            if candidate.rank < current.rank:
+                best[candidate.instant] = candidate
+        if not best:
+            continue
+        oldest = min(best)
+        held = {oldest: best.pop(oldest)}
+        for candidate in best.values():
+            yield from candidate.rows
+    for candidate in held.values():
+        yield from candidate.rows
 
 
 def list_filter(data_type: DataType, window: Window, zone: ZoneInfo) -> str | None:

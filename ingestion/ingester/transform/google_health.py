@@ -16,11 +16,13 @@ which parts of this mapping the reference states and which are our choices.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import NamedTuple
 
 from ..errors import PayloadError
 from ..model import Participant, ReadReport, Row
@@ -35,6 +37,14 @@ REJECT = "reject"  # a required field: the point is unreadable
 ZERO = "zero"  # an int64 that proto3 JSON leaves out because it is 0
 SKIP = "skip"  # an optional field: a valid point that has nothing for our metric
 
+# The read scopes (developers.google.com/health/data-types; docs/google-health-notes.md
+# says which of these the reference states and which we guessed).
+SCOPE_PREFIX = "https://www.googleapis.com/auth/googlehealth."
+ACTIVITY = SCOPE_PREFIX + "activity_and_fitness.readonly"
+HEALTH_METRICS = SCOPE_PREFIX + "health_metrics_and_measurements.readonly"
+SLEEP = SCOPE_PREFIX + "sleep.readonly"
+SETTINGS = SCOPE_PREFIX + "settings.readonly"  # users.pairedDevices: last sync, battery
+
 
 @dataclass(frozen=True)
 class DataType:
@@ -46,6 +56,7 @@ class DataType:
     value_path: tuple[str, ...]  # inside the type's member, e.g. ("beatsPerMinute",)
     low: float  # plausible range, inclusive; outside it a value is garbage
     high: float
+    scope: str  # the OAuth scope that grants reading it
     when_absent: str = REJECT  # the value field missing: REJECT, ZERO or SKIP
     # Also store the value under a second metric chosen by the point's heartRateZone.
     zone_metrics: tuple[tuple[str, str], ...] = ()
@@ -67,9 +78,9 @@ class DataType:
 DATA_TYPES: dict[str, DataType] = {
     t.name: t
     for t in (
-        DataType("heart-rate", SAMPLE, "heart_rate", ("beatsPerMinute",), 1, 300),
-        DataType("steps", INTERVAL, "steps", ("count",), 0, 100_000, when_absent=ZERO),
-        DataType("oxygen-saturation", SAMPLE, "spo2", ("percentage",), 0, 100),
+        DataType("heart-rate", SAMPLE, "heart_rate", ("beatsPerMinute",), 1, 300, HEALTH_METRICS),
+        DataType("steps", INTERVAL, "steps", ("count",), 0, 100_000, ACTIVITY, when_absent=ZERO),
+        DataType("oxygen-saturation", SAMPLE, "spo2", ("percentage",), 0, 100, HEALTH_METRICS),
         DataType(
             "heart-rate-variability",
             SAMPLE,
@@ -77,6 +88,7 @@ DATA_TYPES: dict[str, DataType] = {
             ("rootMeanSquareOfSuccessiveDifferencesMilliseconds",),
             0,
             2_000,
+            HEALTH_METRICS,
             when_absent=SKIP,  # RMSSD is optional; a point may carry only SDNN
         ),
         DataType(
@@ -86,6 +98,7 @@ DATA_TYPES: dict[str, DataType] = {
             ("activeZoneMinutes",),
             0,
             1_440,
+            ACTIVITY,
             when_absent=ZERO,
             zone_metrics=(
                 ("FAT_BURN", "fat_burn_active_zone_minutes"),
@@ -100,8 +113,17 @@ DATA_TYPES: dict[str, DataType] = {
             ("fullSleepStats", "breathsPerMinute"),
             0,
             100,
+            HEALTH_METRICS,
         ),
-        DataType("daily-respiratory-rate", DAILY, "breathing_rate", ("breathsPerMinute",), 0, 100),
+        DataType(
+            "daily-respiratory-rate",
+            DAILY,
+            "breathing_rate",
+            ("breathsPerMinute",),
+            0,
+            100,
+            HEALTH_METRICS,
+        ),
     )
 }
 
@@ -144,6 +166,64 @@ def parse_page(page: object) -> tuple[list[object], str | None]:
     return points, token or None
 
 
+class Candidate(NamedTuple):
+    """The rows of one data point, and how it ranks against another point at its instant."""
+
+    instant: datetime
+    rank: tuple[object, ...]  # lower wins: source_rank(point), then the values
+    rows: list[Row]
+
+
+def source_rank(point: Mapping) -> tuple[object, ...]:
+    """The documented rule for two data sources with a point at the same instant.
+
+    `list` returns the points of every data source. We keep, in this order:
+    1. the wearable's own data: a `dataSource.device` ("data points written on device
+       sync") before data without one (a phone app, manual entries);
+    2. platform FITBIT before the others (Health Connect, HealthKit, ...);
+    3. then a stable order that depends on nothing but the point itself: the data source
+       as JSON with sorted keys, then the point's resource name.
+    The same pair of points therefore gives the same winner on every page split and run.
+    """
+    source = point.get("dataSource")
+    source = source if isinstance(source, Mapping) else {}
+    name = point.get("name")
+    return (
+        0 if isinstance(source.get("device"), Mapping) else 1,
+        0 if source.get("platform") == "FITBIT" else 1,
+        json.dumps(source, sort_keys=True, default=str),
+        name if isinstance(name, str) else "",
+    )
+
+
+def candidates_from_page(
+    page: object,
+    data_type: DataType,
+    participant: Participant,
+    report: ReadReport,
+    examples: dict[str, str] | None = None,
+) -> tuple[list[Candidate], str | None]:
+    """The readable points of one page and its next page token; unreadable points go to
+    the report. `examples`, if given, gets the first offending value of each reason."""
+    points, token = parse_page(page)
+    candidates = []
+    for point in points:
+        try:
+            rows = rows_from_point(point, data_type, participant)
+        except PointError as error:
+            reason = f"{data_type.name}: {error.reason}"
+            report.reject(reason)
+            if examples is not None and error.example is not None:
+                examples.setdefault(reason, error.example)
+            continue
+        except NoValue:
+            continue
+        assert isinstance(point, Mapping)  # rows_from_point rejects anything else
+        rank = (*source_rank(point), tuple(row.value for row in rows))
+        candidates.append(Candidate(rows[0].timestamp, rank, rows))
+    return candidates, token
+
+
 def rows_from_page(
     page: object,
     data_type: DataType,
@@ -151,23 +231,9 @@ def rows_from_page(
     report: ReadReport,
     examples: dict[str, str] | None = None,
 ) -> tuple[list[Row], str | None]:
-    """Rows of one page and its next page token; unreadable points go to the report.
-
-    `examples`, if given, gets the first offending value of each reason on this page.
-    """
-    points, token = parse_page(page)
-    rows = []
-    for point in points:
-        try:
-            rows.extend(rows_from_point(point, data_type, participant))
-        except PointError as error:
-            reason = f"{data_type.name}: {error.reason}"
-            report.reject(reason)
-            if examples is not None and error.example is not None:
-                examples.setdefault(reason, error.example)
-        except NoValue:
-            continue
-    return rows, token
+    """Rows of one page and its next page token; unreadable points go to the report."""
+    candidates, token = candidates_from_page(page, data_type, participant, report, examples)
+    return [row for candidate in candidates for row in candidate.rows], token
 
 
 def rows_from_point(point: object, data_type: DataType, participant: Participant) -> list[Row]:
@@ -266,16 +332,31 @@ def parse_timestamp(raw: object, field: str) -> datetime:
     return instant.astimezone(UTC)
 
 
+# An int32 written as a JSON string, as proto3 JSON parsers accept ("2026", "03").
+INTEGER = re.compile(r"\d{1,4}")
+
+
+def date_part(raw: object) -> int | None:
+    """One of year/month/day: a JSON integer or a string of digits; None otherwise."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and INTEGER.fullmatch(raw):
+        return int(raw)
+    return None
+
+
 def parse_date(raw: object) -> date:
     """A google.type.Date {year, month, day}, which must be a full date."""
     if raw is None:
         raise PointError("date missing")
     if not isinstance(raw, Mapping):
         raise PointError("date not a full date", shown(raw))
-    parts = [raw.get(key) for key in ("year", "month", "day")]
-    if not all(isinstance(part, int) and not isinstance(part, bool) for part in parts):
+    parts = [date_part(raw.get(key)) for key in ("year", "month", "day")]
+    if any(part is None for part in parts):
         raise PointError("date not a full date", shown(dict(raw)))
     try:
-        return date(*parts)
+        return date(*parts)  # type: ignore[arg-type]
     except ValueError:
         raise PointError("date not a calendar date", shown(dict(raw))) from None
