@@ -193,7 +193,7 @@ def test_runs_applying_the_schema_at_once_take_turns(db):
     """Runs that find the schema missing apply init.sql at start; concurrent DDL must not race."""
     with db.connect() as connection, connection.cursor() as cursor:
         cursor.execute("DROP VIEW participant_status; DROP TABLE raw_data; "
-                       "DROP TABLE ingest_runs, google_credentials, participants, "
+                       "DROP TABLE ingest_runs, google_devices, google_credentials, participants, "
                        "schema_migrations")
     connections = [db.connect() for _ in range(6)]
     barrier = threading.Barrier(len(connections))
