@@ -95,7 +95,10 @@ def daemon(args: list[str], port: int, ready_path: str, log: Path) -> Iterator[D
 @contextmanager
 def pushgateway(tmp: Path) -> Iterator[Daemon]:
     port = free_port()
-    args = [binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}"]
+    # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: shared by
+    # every Pushgateway on the machine, so one test (or run) would see another's metrics.
+    args = [binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}",
+            "--persistence.file="]
     with daemon(args, port, "/-/ready", tmp / f"pushgateway-{port}.log") as running:
         yield running
 

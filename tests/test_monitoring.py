@@ -146,7 +146,8 @@ def test_needs_consent_alone_does_not_fail_the_run_for_monitoring():
     warned = Outcome("p1", "ok", warning="state file not written")
     assert not monitoring.run_facts([warned], 1.0, True, 0.0).succeeded
     counts = monitoring.run_facts(consent, 1.0, True, 0.0).participants
-    assert counts == {"ok": 1, "failed": 0, "needs_consent": 1, "nothing_to_do": 0, "removed": 0}
+    assert counts == {"ok": 1, "failed": 0, "needs_consent": 1, "held": 0, "nothing_to_do": 0,
+                      "removed": 0}
 
 
 def test_the_readme_documents_every_metric_with_type_and_labels():
@@ -180,20 +181,23 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(db_server, template_db, tmp_path_factory) -> Iterator[Stack]:
-    """Two synthetic participants: `stopped` loaded up to two hours ago, then `fresh` loaded
-    up to now; both runs push to a real Pushgateway and write the textfile."""
+    """Two synthetic participants in UTC: `stopped`, enrolled 4 days ago, whose data stopped
+    2 hours into its first day (so its complete days since are not worn either), and
+    `fresh`, loaded up to now; both runs push to a real Pushgateway and write the textfile."""
     tmp = tmp_path_factory.mktemp("monitoring")
-    started = datetime.now(UTC) - timedelta(hours=3)
+    today = datetime.now(UTC).date()
+    starts = {"stopped": today - timedelta(days=4),
+              "fresh": (datetime.now(UTC) - timedelta(hours=3)).date()}
     with scratch_database(db_server, template_db) as database, pushgateway(tmp) as gateway:
         metrics_file = tmp / "textfile" / "wearables.prom"
         env = ingest_env(database.env, tmp, DEMO_COHORT="false",
                          PUSHGATEWAY_URL=gateway.url, METRICS_FILE=str(metrics_file))
-        for pid, seed in (("stopped", 1), ("fresh", 2)):
+        for seed, (pid, start) in enumerate(starts.items(), 1):
             added = run_ingest(env, "participant", "add", pid, "--timezone", "UTC",
-                               "--seed", str(seed), "--start-date", started.date().isoformat())
+                               "--seed", str(seed), "--start-date", start.isoformat())
             assert added.returncode == 0, added.stderr
-        two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
-        first = run_ingest(env, "--participant", "stopped", "--now", two_hours_ago)
+        first = run_ingest(env, "--participant", "stopped",
+                           "--now", f"{starts['stopped'].isoformat()}T02:00:00+00:00")
         assert first.returncode == 0, first.stderr
         began = time.time()
         second = run_ingest(env, "--participant", "fresh")

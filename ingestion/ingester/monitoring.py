@@ -42,7 +42,7 @@ JOB = "wearables_ingest"  # the Pushgateway group, and the `job` label Prometheu
 # A Pushgateway that hangs must not hold the nightly job (and the run lock) for long.
 PUSH_TIMEOUT_SECONDS = 10.0
 # Always exported, zeros included: a missing series would read as "no data", not as 0.
-OUTCOMES = ("ok", "failed", "needs_consent", "nothing_to_do", "removed")
+OUTCOMES = ("ok", "failed", "needs_consent", "held", "nothing_to_do", "removed")
 
 LAST_SUCCESS = "wearables_ingest_last_success_timestamp_seconds"
 
