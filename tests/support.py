@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg2
+from ingester import pipeline
+from ingester.model import DeliveryBound, Participant, Row, Window
 
 ROOT = Path(__file__).resolve().parent.parent
 INGEST = ROOT / "ingestion" / "ingest.py"
@@ -39,6 +44,16 @@ def start_ingest(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         [sys.executable, str(INGEST), *args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=env.get("HOME"),
     )
+
+
+def ok(done: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def utc(text: str) -> datetime:
+    """An ISO date-time without offset, as aware UTC."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def query(db_env: dict[str, str], sql: str, params: tuple = ()) -> list[tuple]:
@@ -89,3 +104,91 @@ def compress_chunks(db_env: dict[str, str], older_than: str | None = None) -> in
         chunks = query(db_env, "SELECT compress_chunk(c) FROM show_chunks('raw_data', "
                                "older_than => %s::timestamptz) c", (older_than,))
     return len(chunks)
+
+
+# Every rollup row against a fresh aggregation of raw_data, in both directions (a stale or a
+# missing bucket is a mismatch). count, min and max must be equal; sum and mean within a
+# relative 1e-9: data_1h and data_1d add up minute sums, a different order of float
+# additions than one pass over the raw rows (exact for integral values such as heart rate).
+_FRESH = {
+    "data_1m": ("bucket", "time_bucket(INTERVAL '1 minute', r.\"timestamp\")", ""),
+    "data_1h": ("bucket", "time_bucket(INTERVAL '1 hour', r.\"timestamp\")", ""),
+    "data_1d": ("day", "(r.\"timestamp\" AT TIME ZONE p.timezone)::date",
+                "JOIN participants p USING (participant_id)"),
+}
+_CLOSE = "abs(f.{c} - d.{c}) <= 1e-9 * greatest(abs(f.{c}), 1)"
+
+
+def rollup_mismatches(db_env: dict[str, str], limit: int = 5) -> dict[str, list[tuple]]:
+    """Per rollup table, up to `limit` buckets that differ from raw_data (empty: identical)."""
+    found = {}
+    for table, (key, bucket, join) in _FRESH.items():
+        close = " AND ".join(_CLOSE.format(c=c) for c in ("sum", "mean"))
+        rows = query(db_env, f"""
+            WITH fresh AS (
+                SELECT {bucket} AS {key}, r.participant_id, r.metric_type, count(*) AS count,
+                       min(r.value) AS min, max(r.value) AS max, avg(r.value) AS mean,
+                       sum(r.value) AS sum
+                FROM raw_data r {join} GROUP BY 1, 2, 3)
+            SELECT {key}, participant_id, metric_type, f.count, d.count, f.sum, d.sum
+            FROM fresh f FULL JOIN {table} d USING ({key}, participant_id, metric_type)
+            WHERE f.count IS NULL OR d.count IS NULL OR f.count <> d.count
+               OR f.min <> d.min OR f.max <> d.max OR NOT ({close})
+            ORDER BY 1, 2, 3 LIMIT {limit}""")
+        if rows:
+            found[table] = rows
+    rows = query(db_env, f"""
+        WITH fresh AS (
+            SELECT r.participant_id, (r."timestamp" AT TIME ZONE p.timezone)::date AS day,
+                   count(DISTINCT time_bucket(INTERVAL '1 minute', r."timestamp")) AS wear,
+                   min(r."timestamp") AS first_sample, max(r."timestamp") AS last_sample
+            FROM raw_data r JOIN participants p USING (participant_id)
+            WHERE r.metric_type = 'heart_rate' GROUP BY 1, 2)
+        SELECT participant_id, day, f.wear, d.wear_minutes
+        FROM fresh f FULL JOIN adherence_daily d USING (participant_id, day)
+        WHERE f.wear IS DISTINCT FROM d.wear_minutes
+           OR f.first_sample IS DISTINCT FROM d.first_sample
+           OR f.last_sample IS DISTINCT FROM d.last_sample
+        ORDER BY 1, 2 LIMIT {limit}""")
+    if rows:
+        found["adherence_daily"] = rows
+    return found
+
+
+def rollup_rows(db_env: dict[str, str]) -> tuple[int, int, int, int]:
+    """Rows of data_1m, data_1h, data_1d and adherence_daily."""
+    counts = ", ".join(f"(SELECT count(*) FROM {t})"
+                       for t in ("data_1m", "data_1h", "data_1d", "adherence_daily"))
+    return query(db_env, f"SELECT {counts}")[0]
+
+
+class Batch:
+    """A test source: one stream that yields exactly the rows it is given."""
+
+    streams = ("batch",)
+
+    def __init__(self, rows: list[Row]) -> None:
+        self.rows = rows
+
+    def delivered_until(self, participant, now) -> DeliveryBound:
+        return DeliveryBound(now, "generated")
+
+    def read(self, participant, stream, window, report) -> Iterator[Row]:
+        yield from (row for row in self.rows if row.timestamp in window)
+
+
+def load_batch(db, participant: Participant, window: Window, rows: list[Row], source=None):
+    """The pipeline's own slice transaction (commit_slice), fed by a test source (default:
+    the rows given, as one stream)."""
+    source = source or Batch(rows)
+    connection = db.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'UTC'")
+        connection.commit()
+        options = pipeline.RunOptions(now=window.end, overlap=timedelta(0), batch_rows=10_000)
+        plan = {stream: window for stream in source.streams}
+        return pipeline.commit_slice(connection, source, participant, plan, options,
+                                     uuid.uuid4(), None)
+    finally:
+        connection.close()

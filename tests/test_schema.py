@@ -138,12 +138,12 @@ def test_licence_guard_takes_the_path_that_matches_the_server(db, db_conn, editi
     if edition == "apache":
         assert licence == "apache"
         assert any("apache" in notice for notice in notices), notices
-        assert snapshot["hypertables"] == [("raw_data", 1, False)]
+        assert snapshot["hypertables"] == [("data_1m", 1, False), ("raw_data", 1, False)]
         assert not policies
     else:
         assert licence == "timescale"
         assert not any("skipping compression" in notice for notice in notices), notices
-        assert snapshot["hypertables"] == [("raw_data", 1, True)]
+        assert snapshot["hypertables"] == [("data_1m", 1, False), ("raw_data", 1, True)]
         assert policies == [("policy_compression", "raw_data")]
 
 

@@ -188,3 +188,290 @@ BEGIN
     INSERT INTO schema_migrations (version, name) VALUES (5, 'compression');
 END
 $migration$;
+
+-- migration 6: rollups
+-- data_1m, data_1h (UTC buckets) and data_1d (the participant's local day) summarise
+-- raw_data per participant and metric; adherence_daily holds wear minutes per local day.
+-- The ingester keeps all four in the transaction that writes the raw rows
+-- (ingestion/ingester/rollups.py), for the buckets of the slice it wrote. Plain tables, not
+-- continuous aggregates: the Apache edition has none, and the same code then runs on both
+-- editions (README, "Rollups and adherence").
+DO $migration$
+BEGIN
+    IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = 6) THEN RETURN; END IF;
+
+    CREATE TABLE data_1m (
+        bucket          timestamptz      NOT NULL,  -- start of the UTC minute
+        participant_id  text             NOT NULL,
+        metric_type     text             NOT NULL,
+        count           bigint           NOT NULL,
+        min             double precision NOT NULL,
+        max             double precision NOT NULL,
+        mean            double precision NOT NULL,
+        sum             double precision NOT NULL,
+        PRIMARY KEY (participant_id, metric_type, bucket)
+    );
+    -- A week per chunk: at most 1,440 rows per participant, metric and day (heart rate: a
+    -- sixtieth of its raw rows).
+    PERFORM create_hypertable('data_1m', by_range('bucket', INTERVAL '7 days'));
+
+    CREATE TABLE data_1h (LIKE data_1m INCLUDING ALL);  -- bucket: start of the UTC hour
+    -- "Latest data of a participant" (participant_flags) without naming a metric.
+    CREATE INDEX data_1h_latest ON data_1h (participant_id, bucket DESC);
+
+    CREATE TABLE data_1d (
+        day             date             NOT NULL,  -- the participant's local date
+        participant_id  text             NOT NULL,
+        metric_type     text             NOT NULL,
+        count           bigint           NOT NULL,
+        min             double precision NOT NULL,
+        max             double precision NOT NULL,
+        mean            double precision NOT NULL,
+        sum             double precision NOT NULL,
+        PRIMARY KEY (participant_id, metric_type, day)
+    );
+
+    -- One row per participant and local day with at least one heart-rate sample.
+    CREATE TABLE adherence_daily (
+        participant_id  text        NOT NULL,
+        day             date        NOT NULL,  -- the participant's local date
+        wear_minutes    integer     NOT NULL,  -- minutes with at least one heart-rate sample
+        first_sample    timestamptz NOT NULL,  -- first heart-rate sample of the day
+        last_sample     timestamptz NOT NULL,  -- last heart-rate sample of the day
+        PRIMARY KEY (participant_id, day)
+    );
+
+    -- The thresholds of the adherence views. The ingester writes its settings here at every
+    -- command (VALID_DAY_WEAR, NO_UPLOAD_HOURS, LOW_WEAR_DAYS), so psql sees the ones in force.
+    CREATE TABLE adherence_settings (
+        singleton          boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        valid_day_minutes  integer CHECK (valid_day_minutes BETWEEN 0 AND 1500),
+        valid_day_percent  double precision CHECK (valid_day_percent > 0 AND valid_day_percent <= 100),
+        no_upload_hours    integer NOT NULL CHECK (no_upload_hours > 0),
+        low_wear_days      integer NOT NULL CHECK (low_wear_days BETWEEN 1 AND 7),
+        updated_at         timestamptz NOT NULL DEFAULT now(),
+        -- A valid day is either at least N minutes of wear or at least N% of the day's minutes.
+        CHECK ((valid_day_minutes IS NULL) <> (valid_day_percent IS NULL))
+    );
+    INSERT INTO adherence_settings (valid_day_minutes, no_upload_hours, low_wear_days)
+    VALUES (600, 48, 3);
+
+    -- The local-day level of one participant, days first_day..last_day (NULL: all), from
+    -- data_1m: recomputed, so a day that lost its last row disappears. A minute never
+    -- straddles a local midnight (zone offsets are whole minutes).
+    CREATE FUNCTION rollups_refresh_days(p_participant text, p_first date, p_last date)
+    RETURNS void LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $days$
+    DECLARE
+        zone text := (SELECT timezone FROM participants WHERE participant_id = p_participant);
+        lower_bound timestamptz := '-infinity';
+        upper_bound timestamptz := 'infinity';
+    BEGIN
+        IF zone IS NULL THEN RETURN; END IF;  -- not enrolled: no zone, no local days
+        IF p_first IS NOT NULL THEN lower_bound := p_first::timestamp AT TIME ZONE zone; END IF;
+        IF p_last IS NOT NULL THEN
+            upper_bound := (p_last + 1)::timestamp AT TIME ZONE zone;
+        END IF;
+        DELETE FROM data_1d WHERE participant_id = p_participant
+            AND day >= COALESCE(p_first, '-infinity') AND day <= COALESCE(p_last, 'infinity');
+        INSERT INTO data_1d (day, participant_id, metric_type, count, min, max, mean, sum)
+        SELECT (bucket AT TIME ZONE zone)::date, participant_id, metric_type,
+               sum(count), min(min), max(max), sum(sum) / sum(count), sum(sum)
+        FROM data_1m
+        WHERE participant_id = p_participant AND bucket >= lower_bound AND bucket < upper_bound
+        GROUP BY 1, 2, 3 ORDER BY 3, 1;
+        DELETE FROM adherence_daily WHERE participant_id = p_participant
+            AND day >= COALESCE(p_first, '-infinity') AND day <= COALESCE(p_last, 'infinity');
+        INSERT INTO adherence_daily (participant_id, day, wear_minutes, first_sample, last_sample)
+        SELECT d.participant_id, d.day, d.wear_minutes,
+               (SELECT min(r."timestamp") FROM raw_data r
+                WHERE r.participant_id = p_participant AND r.metric_type = 'heart_rate'
+                  AND r."timestamp" >= d.first_minute
+                  AND r."timestamp" < d.first_minute + INTERVAL '1 minute'),
+               (SELECT max(r."timestamp") FROM raw_data r
+                WHERE r.participant_id = p_participant AND r.metric_type = 'heart_rate'
+                  AND r."timestamp" >= d.last_minute
+                  AND r."timestamp" < d.last_minute + INTERVAL '1 minute')
+        FROM (SELECT participant_id, (bucket AT TIME ZONE zone)::date AS day,
+                     count(*) AS wear_minutes, min(bucket) AS first_minute,
+                     max(bucket) AS last_minute
+              FROM data_1m
+              WHERE participant_id = p_participant AND metric_type = 'heart_rate'
+                AND bucket >= lower_bound AND bucket < upper_bound
+              GROUP BY 1, 2) d;
+    END
+    $days$;
+
+    -- Every level for the buckets that meet [p_start, p_end): the ingester calls it in the
+    -- transaction of a slice that wrote rows, with the slice's window (every row it wrote lies
+    -- in it). Each bucket is recomputed whole from the level below (data_1m from raw_data,
+    -- data_1h and data_1d from data_1m), so reruns, late rows and corrected values leave
+    -- every bucket equal to a fresh aggregation, and a bucket left empty disappears.
+    CREATE FUNCTION rollups_refresh(p_participant text, p_start timestamptz, p_end timestamptz)
+    RETURNS void LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $refresh$
+    DECLARE
+        zone text := (SELECT timezone FROM participants WHERE participant_id = p_participant);
+        -- time_bucket, not date_trunc: UTC buckets whatever the session's zone.
+        minute_start timestamptz := time_bucket(INTERVAL '1 minute', p_start);
+        minute_end timestamptz := time_bucket(INTERVAL '1 minute', p_end - INTERVAL '1 microsecond')
+                                  + INTERVAL '1 minute';
+        hour_start timestamptz := time_bucket(INTERVAL '1 hour', p_start);
+        hour_end timestamptz := time_bucket(INTERVAL '1 hour', p_end - INTERVAL '1 microsecond')
+                                + INTERVAL '1 hour';
+    BEGIN
+        IF p_end <= p_start THEN RETURN; END IF;
+        DELETE FROM data_1m WHERE participant_id = p_participant
+            AND bucket >= minute_start AND bucket < minute_end;
+        INSERT INTO data_1m (bucket, participant_id, metric_type, count, min, max, mean, sum)
+        SELECT time_bucket(INTERVAL '1 minute', "timestamp"), participant_id, metric_type,
+               count(*), min(value), max(value), avg(value), sum(value)
+        FROM raw_data
+        WHERE participant_id = p_participant
+          AND "timestamp" >= minute_start AND "timestamp" < minute_end
+        GROUP BY 1, 2, 3
+        -- In key order: inserting into the primary key in order costs half of random order.
+        ORDER BY 3, 1;
+        DELETE FROM data_1h WHERE participant_id = p_participant
+            AND bucket >= hour_start AND bucket < hour_end;
+        INSERT INTO data_1h (bucket, participant_id, metric_type, count, min, max, mean, sum)
+        SELECT time_bucket(INTERVAL '1 hour', bucket), participant_id, metric_type,
+               sum(count), min(min), max(max), sum(sum) / sum(count), sum(sum)
+        FROM data_1m
+        WHERE participant_id = p_participant AND bucket >= hour_start AND bucket < hour_end
+        GROUP BY 1, 2, 3 ORDER BY 3, 1;
+        IF zone IS NOT NULL THEN
+            PERFORM rollups_refresh_days(p_participant,
+                                         (p_start AT TIME ZONE zone)::date,
+                                         ((p_end - INTERVAL '1 microsecond') AT TIME ZONE zone)::date);
+        END IF;
+    END
+    $refresh$;
+
+    -- Existing databases: the rollups of what is stored already.
+    INSERT INTO data_1m (bucket, participant_id, metric_type, count, min, max, mean, sum)
+    SELECT time_bucket(INTERVAL '1 minute', "timestamp"), participant_id, metric_type,
+           count(*), min(value), max(value), avg(value), sum(value)
+    FROM raw_data GROUP BY 1, 2, 3;
+    INSERT INTO data_1h (bucket, participant_id, metric_type, count, min, max, mean, sum)
+    SELECT time_bucket(INTERVAL '1 hour', bucket), participant_id, metric_type,
+           sum(count), min(min), max(max), sum(sum) / sum(count), sum(sum)
+    FROM data_1m GROUP BY 1, 2, 3;
+    PERFORM rollups_refresh_days(participant_id, NULL, NULL) FROM participants;
+
+    -- data_1d and adherence_daily are by local day: a participant whose zone changes, or who
+    -- is enrolled again over rows kept from before, gets them rebuilt in its zone.
+    CREATE FUNCTION rollups_rezone() RETURNS trigger LANGUAGE plpgsql AS $rezone$
+    BEGIN
+        PERFORM rollups_refresh_days(NEW.participant_id, NULL, NULL);
+        RETURN NULL;
+    END
+    $rezone$;
+    CREATE TRIGGER participants_rezone_insert AFTER INSERT ON participants
+        FOR EACH ROW EXECUTE FUNCTION rollups_rezone();
+    CREATE TRIGGER participants_rezone_update AFTER UPDATE OF timezone ON participants
+        FOR EACH ROW WHEN (OLD.timezone IS DISTINCT FROM NEW.timezone)
+        EXECUTE FUNCTION rollups_rezone();
+
+    CREATE INDEX data_1d_by_day ON data_1d (participant_id, day);
+
+    -- The tracker's last sync and battery of a Google participant, from google_devices
+    -- (migration 3, issue 9): the newest TRACKER, the device whose sync bounds the data.
+    -- Dynamic SQL, so this works whether or not that table exists yet: no rows without it.
+    CREATE FUNCTION participant_tracker(p_participant text)
+    RETURNS TABLE (last_sync timestamptz, battery integer)
+    LANGUAGE plpgsql STABLE AS $tracker$
+    BEGIN
+        IF to_regclass('google_devices') IS NULL THEN RETURN; END IF;
+        RETURN QUERY EXECUTE
+            'SELECT last_sync_time, battery_level FROM google_devices
+             WHERE participant_id = $1 AND device_type = ''TRACKER''
+             ORDER BY last_sync_time DESC NULLS LAST LIMIT 1' USING p_participant;
+    END
+    $tracker$;
+
+    -- Adherence per participant and local day, from the start date to as_of's local date:
+    -- wear minutes (minutes with at least one heart-rate sample, as RAPIDS and Fitabase
+    -- count: steps read 0 when the device is off the wrist), the day's real minutes (1,380 or
+    -- 1,500 on DST days), the valid-day flag against adherence_settings, and whether the day
+    -- has any data at all. last_sync and battery are the Google tracker's now (what
+    -- pairedDevices said at the last run, the same on every day); NULL for synthetic ones.
+    CREATE FUNCTION adherence_at(as_of timestamptz, from_day date DEFAULT NULL,
+                                 only_participant text DEFAULT NULL)
+    RETURNS TABLE (participant_id text, day date, complete boolean, day_minutes integer,
+                   wear_minutes integer, wear_fraction double precision, valid_day boolean,
+                   has_data boolean, first_sample timestamptz, last_sample timestamptz,
+                   last_sync timestamptz, battery integer)
+    LANGUAGE sql STABLE AS $adherence$
+        SELECT p.participant_id, g.day, g.day < (as_of AT TIME ZONE p.timezone)::date,
+               m.day_minutes, COALESCE(a.wear_minutes, 0),
+               COALESCE(a.wear_minutes, 0)::double precision / m.day_minutes,
+               CASE WHEN s.valid_day_minutes IS NOT NULL
+                    THEN COALESCE(a.wear_minutes, 0) >= s.valid_day_minutes
+                    ELSE COALESCE(a.wear_minutes, 0) >= s.valid_day_percent / 100 * m.day_minutes
+               END,
+               a.wear_minutes IS NOT NULL OR EXISTS (
+                   SELECT 1 FROM data_1d d WHERE d.participant_id = p.participant_id
+                     AND d.day = g.day),
+               a.first_sample, a.last_sample, dev.last_sync, dev.battery
+        FROM participants p
+        LEFT JOIN LATERAL participant_tracker(p.participant_id) dev ON true
+        CROSS JOIN adherence_settings s
+        CROSS JOIN LATERAL (
+            SELECT d::date AS day
+            FROM generate_series(greatest(p.start_date, from_day)::timestamp,
+                                 (as_of AT TIME ZONE p.timezone)::date::timestamp,
+                                 INTERVAL '1 day') d) g
+        CROSS JOIN LATERAL (
+            SELECT (extract(epoch FROM ((g.day + 1)::timestamp AT TIME ZONE p.timezone)
+                                       - (g.day::timestamp AT TIME ZONE p.timezone)) / 60
+                   )::integer AS day_minutes) m
+        LEFT JOIN adherence_daily a ON a.participant_id = p.participant_id AND a.day = g.day
+        WHERE only_participant IS NULL OR p.participant_id = only_participant
+    $adherence$;
+    CREATE VIEW adherence AS SELECT * FROM adherence_at(now());
+
+    -- The morning check, one row per participant: last data and last sync and the days since
+    -- each; "no upload" when the last sync (else the last data) is older than
+    -- no_upload_hours; "low wear" when at least low_wear_days of the last 7 complete local
+    -- days (since the start date) are not valid; "needs consent" for a revoked Google grant.
+    CREATE FUNCTION participant_flags_at(as_of timestamptz)
+    RETURNS TABLE (participant_id text, source text, last_data timestamptz,
+                   days_since_data numeric, last_sync timestamptz, days_since_sync numeric,
+                   battery integer, invalid_days_of_7 integer, no_upload boolean,
+                   low_wear boolean, needs_consent boolean, last_run_status text,
+                   last_run_at timestamptz)
+    LANGUAGE sql STABLE AS $flags$
+        SELECT p.participant_id, p.source, ld.last_data,
+               round((extract(epoch FROM as_of - ld.last_data) / 86400)::numeric, 1),
+               dev.last_sync,
+               round((extract(epoch FROM as_of - dev.last_sync) / 86400)::numeric, 1),
+               dev.battery, COALESCE(w.invalid, 0),
+               COALESCE(dev.last_sync, ld.last_data) IS NULL
+                   OR COALESCE(dev.last_sync, ld.last_data)
+                      < as_of - s.no_upload_hours * INTERVAL '1 hour',
+               COALESCE(w.invalid, 0) >= s.low_wear_days,
+               c.needs_consent_since IS NOT NULL OR r.status = 'needs_consent',
+               r.status, r.finished_at
+        FROM participants p
+        CROSS JOIN adherence_settings s
+        LEFT JOIN LATERAL (
+            SELECT max(raw."timestamp") AS last_data FROM raw_data raw
+            WHERE raw.participant_id = p.participant_id AND raw."timestamp" <= as_of
+              AND raw."timestamp" >= (SELECT max(h.bucket) FROM data_1h h
+                                      WHERE h.participant_id = p.participant_id
+                                        AND h.bucket <= as_of)) ld ON true
+        LEFT JOIN LATERAL participant_tracker(p.participant_id) dev ON true
+        LEFT JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE NOT a.valid_day)::integer AS invalid
+            FROM adherence_at(as_of, (as_of AT TIME ZONE p.timezone)::date - 7, p.participant_id) a
+            WHERE a.complete) w ON true
+        LEFT JOIN google_credentials c ON c.participant_id = p.participant_id
+        LEFT JOIN LATERAL (
+            SELECT i.status, i.finished_at FROM ingest_runs i
+            WHERE i.participant_id = p.participant_id
+            ORDER BY i.finished_at DESC, i.id DESC LIMIT 1) r ON true
+    $flags$;
+    CREATE VIEW participant_flags AS SELECT * FROM participant_flags_at(now());
+
+    INSERT INTO schema_migrations (version, name) VALUES (6, 'rollups');
+END
+$migration$;

@@ -23,13 +23,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg2
 
-from . import db, monitoring, schema, state
+from . import adherence, db, monitoring, report, schema, state
 from .cohort import demo_cohort
 from .config import Settings, load_settings, read_environment
 from .credentials import PARTICIPANT_ID
 from .errors import ConfigError, DatabaseUnavailable
 from .model import EARLIEST_START_DATE, SYNTHETIC, Participant
 from .pipeline import Outcome, RunOptions, preview, run_cohort
+from .report import FORMATS
 from .sources import Source
 
 log = logging.getLogger("ingester")
@@ -114,6 +115,13 @@ def zone_name(text: str) -> str:
     return text
 
 
+def days_back(text: str) -> int:
+    days = int(text) if PLAIN_INTEGER.fullmatch(text) else 0
+    if not 1 <= days <= 366:
+        raise argparse.ArgumentTypeError(f"expected a whole number of days 1-366, got {text!r}")
+    return days
+
+
 def parser() -> argparse.ArgumentParser:
     main = OneLineParser(
         prog="ingest.py",
@@ -137,6 +145,12 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--dry-run", action="store_true", help="fetch and transform, write nothing")
     commands = main.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("status", help="watermarks, last run and rows stored per participant")
+    reporting = commands.add_parser("report", help="adherence per participant and day")
+    reporting.add_argument("--days", type=days_back, default=14,
+                        help="days up to yesterday (default 14)")
+    reporting.add_argument("--format", choices=FORMATS, default="table")
+    reporting.add_argument("--out", metavar="FILE", default="-",
+                        help="where to write it (default -: standard output)")
     people = commands.add_parser("participant", help="manage the cohort").add_subparsers(
         dest="action", metavar="ACTION", required=True
     )
@@ -158,7 +172,8 @@ def parser() -> argparse.ArgumentParser:
     people.add_parser("needs-consent", help="participants whose Google grant was revoked")
     remove = people.add_parser("remove", help="remove from the cohort")
     remove.add_argument("participant_id", type=participant_id)
-    remove.add_argument("--purge", action="store_true", help="also delete its rows from raw_data")
+    remove.add_argument("--purge", action="store_true",
+                        help="also delete its rows from raw_data and its rollups")
     return main
 
 
@@ -182,8 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         schema.migrate(connection, next(p for p in SCHEMA_FILES if p.is_file()),
                        monitor=lambda: psycopg2.connect(**settings.db_params()))
+        adherence.publish_thresholds(connection, settings)
         if arguments.command == "status":
             return show_status(connection, settings)
+        if arguments.command == "report":
+            return show_report(connection, settings, arguments)
         if arguments.command == "participant":
             return manage_participants(connection, settings, arguments)
         return run(connection, settings, arguments)
@@ -389,6 +407,39 @@ def show_status(connection: db.Connection, settings: Settings) -> int:
 def short_scope(scope: str) -> str:
     """googlehealth.sleep.readonly for https://www.googleapis.com/auth/googlehealth.sleep…"""
     return scope.rsplit("/", 1)[-1]
+
+
+def show_report(
+    connection: db.Connection, settings: Settings, arguments: argparse.Namespace
+) -> int:
+    """The adherence grid of the last --days whole days, as of --now (or the clock)."""
+    now = arguments.now or datetime.now(UTC)
+    dates = report.report_dates(now.astimezone(UTC).date(), arguments.days)
+    if arguments.format == "png" and arguments.out == "-" and sys.stdout.isatty():
+        print("report --format png needs --out FILE (or a redirected standard output)",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    shown = report.grid(dates, adherence.days(connection, now, dates[0]),
+                        adherence.flags(connection, now))
+    if arguments.format == "png":
+        payload = report.png_bytes(shown, settings.no_upload_hours)
+    elif arguments.format == "csv":
+        payload = report.csv_text(shown).encode()
+    else:
+        payload = report.table(shown, settings.no_upload_hours).encode()
+    if arguments.out == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(payload)
+        sys.stdout.buffer.flush()
+    else:
+        try:
+            Path(arguments.out).write_bytes(payload)
+        except OSError as error:
+            print(f"report: cannot write {arguments.out}: {error.strerror}", file=sys.stderr)
+            return EXIT_CONFIG
+        log.info("report: %s written (%d participants, %d days)", arguments.out,
+                 len(shown.participants), len(dates))
+    return EXIT_OK
 
 
 def manage_participants(

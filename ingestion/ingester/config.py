@@ -24,6 +24,18 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True)
+class ValidDay:
+    """When a day counts as worn: at least `minutes` of wear, or `percent` of the day's real
+    minutes (1,380 or 1,500 on DST days). Exactly one of the two is set."""
+
+    minutes: int | None = 600  # 10 h: the common research convention
+    percent: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else str(self.minutes)
+
+
+@dataclass(frozen=True)
 class Settings:
     db_host: str = "localhost"
     db_port: int = 5432
@@ -55,6 +67,9 @@ class Settings:
     db_wait: timedelta = timedelta(seconds=120)
     # The longest Retry-After a run waits out; a longer one fails the stream (http.py).
     http_max_retry_after: float = 60.0
+    valid_day: ValidDay = ValidDay()
+    no_upload_hours: int = 48
+    low_wear_days: int = 3  # flag at this many invalid days among the last 7
 
     def db_params(self) -> dict[str, object]:
         """Keyword arguments for psycopg2.connect."""
@@ -159,6 +174,19 @@ def _url(value: str) -> str:
     return value.strip().rstrip("/")
 
 
+PERCENT = re.compile(r"([0-9]{1,3}(?:\.[0-9]+)?)%")
+
+
+def _valid_day(value: str) -> ValidDay:
+    text = value.strip()
+    if text.endswith("%"):
+        match = PERCENT.fullmatch(text)
+        if match is None or not 0 < float(match[1]) <= 100:
+            raise ValueError
+        return ValidDay(minutes=None, percent=float(match[1]))
+    return ValidDay(minutes=_int_in(0, 1500)(text))
+
+
 # variable -> (Settings field, parser, expected form shown in the error line)
 VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "DB_HOST": ("db_host", _text, "a host name or address"),
@@ -193,6 +221,10 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
         _seconds_up_to_a_day,
         "a number of seconds 0-86400",
     ),
+    "VALID_DAY_WEAR": ("valid_day", _valid_day,
+                       "wear minutes 0-1500 or a percentage of the day like 70%"),
+    "NO_UPLOAD_HOURS": ("no_upload_hours", _int_in(1, 24 * 365), "a whole number of hours 1-8760"),
+    "LOW_WEAR_DAYS": ("low_wear_days", _int_in(1, 7), "a whole number of days 1-7"),
 }
 
 SECRET_VARIABLES = frozenset({"DB_PASSWORD", "GOOGLE_CLIENT_SECRET", "FITBIT_ACCESS_TOKEN"})

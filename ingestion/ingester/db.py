@@ -15,6 +15,7 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
+from . import rollups
 from .config import Settings
 from .errors import DatabaseUnavailable, IngestError
 from .model import Participant
@@ -195,6 +196,7 @@ def remove_participant(connection: Connection, participant_id: str, purge: bool)
                            (participant_id,))
             (deleted,) = cursor.fetchone()
             cursor.execute("DELETE FROM raw_data WHERE participant_id = %s", (participant_id,))
+            rollups.forget(connection, participant_id)
             cursor.execute("DELETE FROM ingest_runs WHERE participant_id = %s", (participant_id,))
     connection.commit()
     if not found:

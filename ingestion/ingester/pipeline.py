@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psycopg2
 
-from . import db, state
+from . import db, rollups, state
 from .errors import DatabaseUnavailable, NeedsConsent, ScopeNotGranted
 from .guard import guarded
 from .model import DeliveryBound, Participant, ReadReport, Window
@@ -340,6 +340,8 @@ def commit_slice(
         if writer is not None:
             counts = writer.finish()
             result.rows_read, result.rows_written = counts.read, counts.written
+            if counts.written:  # nothing written, nothing to summarise again
+                rollups.refresh(connection, pid, span)
             db.record_run(connection, _record(run_id, pid, span, started_at, "ok", result,
                                               watermark))
             connection.commit()
