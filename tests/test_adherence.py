@@ -110,10 +110,6 @@ def flags(env, as_of):
     return {row[0]: row[1:] for row in rows}
 
 
-def has_device_table(env) -> bool:
-    return query(env, "SELECT to_regclass('google_devices') IS NOT NULL")[0][0]
-
-
 def test_flags_appear_and_clear_as_data_arrives(db, env):
     london = ZoneInfo("Europe/London")
     start = date(2026, 3, 1)
@@ -134,17 +130,15 @@ def test_flags_appear_and_clear_as_data_arrives(db, env):
     # Three days later with nothing new: no upload for 48 h, and 3 of the last 7 days are
     # not valid (the days before the start date do not count).
     as_of = "2026-03-07T06:00:00Z"
-    if has_device_table(env):  # the Google tracker last synced 3 days ago (issue 9's table)
-        query(env, "INSERT INTO google_devices (participant_id, device_id, device_type, "
-                   "last_sync_time, battery_level, seen_at) VALUES "
-                   "('g1', 'devices/1', 'TRACKER', %s, 35, %s)", ("2026-03-04T06:00Z", as_of))
+    # The Google tracker last synced 3 days ago (google_devices, issue 9).
+    query(env, "INSERT INTO google_devices (participant_id, device_id, device_type, "
+               "last_sync_time, battery_level, seen_at) VALUES "
+               "('g1', 'devices/1', 'TRACKER', %s, 35, %s)", ("2026-03-04T06:00Z", as_of))
     seen = flags(env, as_of)
     assert seen["walker"][:4] == (True, True, False, 3)
     assert seen["g1"][:4] == (True, True, False, 3)
-    if has_device_table(env):
-        assert seen["g1"][5:] == (utc("2026-03-04T06:00:00"), 3.0, 35)
-    else:
-        assert seen["g1"][5:] == (None, None, None)
+    assert seen["g1"][5:] == (utc("2026-03-04T06:00:00"), 3.0, 35)
+    assert seen["walker"][5:] == (None, None, None)  # synthetic: no tracker
 
     # The grant is revoked: needs consent, until the participant enrols again.
     query(env, "UPDATE google_credentials SET needs_consent_since = %s", (as_of,))
@@ -156,8 +150,7 @@ def test_flags_appear_and_clear_as_data_arrives(db, env):
     late = Window(first_days.end, utc("2026-03-07T05:00:00"))
     load_batch(db, walker, late, every_minute("walker", late))
     load_batch(db, google, late, every_minute("g1", late))
-    if has_device_table(env):
-        query(env, "UPDATE google_devices SET last_sync_time = '2026-03-07T05:00Z'")
+    query(env, "UPDATE google_devices SET last_sync_time = '2026-03-07T05:00Z'")
     seen = flags(env, as_of)
     assert seen["walker"][:4] == seen["g1"][:4] == (False, False, False, 0)
     # The view is the same function at the clock's time: weeks later, both are flagged.
