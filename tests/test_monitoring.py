@@ -83,7 +83,7 @@ def test_promtool_checks_the_shipped_rules():
     done = subprocess.run([binary("promtool"), "check", "rules", str(RULES)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 4 rules found" in done.stdout
+    assert "SUCCESS: 5 rules found" in done.stdout
 
 
 def test_promtool_unit_tests_of_every_alert_pass():
@@ -151,7 +151,7 @@ def test_needs_consent_alone_does_not_fail_the_run_for_monitoring():
 
 
 def test_the_readme_documents_every_metric_with_type_and_labels():
-    rows = re.findall(r"^\| `(wearables_ingest_[a-z_]+)` \| (\w+) \| ([^|]+) \| ([^|]*) \|",
+    rows = re.findall(r"^\| `(wearables_ingest_[a-z0-9_]+)` \| (\w+) \| ([^|]+) \| ([^|]*) \|",
                       README, re.M)
     documented = {name: (kind, labels.strip()) for name, kind, _unit, labels in rows}
     assert set(documented) == set(monitoring.METRIC_HELP)
@@ -255,6 +255,16 @@ def test_a_run_pushes_and_prometheus_returns_its_metrics(stack):
             assert one("wearables_ingest_participant_watermark_timestamp_seconds"
                        + selector)[1] == float(mark)
             assert one("wearables_ingest_participant_needs_consent" + selector)[1] == 0
+            (invalid, low_wear), = query(
+                stack.database.env, "SELECT invalid_days_of_7, low_wear FROM participant_flags "
+                "WHERE participant_id = %(p)s", {"p": pid})
+            invalid_name = "wearables_ingest_participant_invalid_day_in_last_7"
+            assert one(invalid_name + selector)[1] == invalid
+            assert one("wearables_ingest_participant_low_wear" + selector)[1] == int(low_wear)
+        # 3 complete days since `stopped` stopped, none worn: flagged, as the report says.
+        assert one('wearables_ingest_participant_low_wear{participant_id="stopped"}')[1] == 1
+        assert one('wearables_ingest_participant_invalid_day_in_last_7{participant_id="stopped"}'
+                   )[1] >= 3
         (oldest,), = query(stack.database.env,
                            "SELECT extract(epoch FROM max(watermark)) FROM ingest_runs "
                            "WHERE participant_id = 'stopped'")

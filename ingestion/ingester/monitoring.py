@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,7 +30,7 @@ import psycopg2
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
 
-from . import db
+from . import adherence, db
 from .config import Settings
 from .credentials import needs_consent
 from .metrics import METRICS
@@ -74,6 +74,12 @@ METRIC_HELP: dict[str, tuple[str, tuple[str, ...]]] = {
     "wearables_ingest_participant_needs_consent": (
         "1 if the participant's Google grant was refused and they must consent again.",
         ("participant_id",)),
+    "wearables_ingest_participant_invalid_day_in_last_7": (
+        "Of the last 7 complete local days, those below the valid-day wear threshold.",
+        ("participant_id",)),
+    "wearables_ingest_participant_low_wear": (
+        "1 if the morning report flags the participant for low wear (participant_flags).",
+        ("participant_id",)),
 }
 
 
@@ -95,6 +101,8 @@ class ParticipantFacts:
     newest_data: datetime | None
     watermark: datetime | None
     needs_consent: bool
+    invalid_days_of_7: int = 0
+    low_wear: bool = False
 
 
 def run_facts(
@@ -160,9 +168,16 @@ def build_registry(
             value = getattr(person, attribute)
             if value is not None:  # never loaded: no series rather than a made-up instant
                 family.labels(participant_id=person.participant_id).set(value.timestamp())
-    consent = gauge("wearables_ingest_participant_needs_consent")
-    for person in people:
-        consent.labels(participant_id=person.participant_id).set(1 if person.needs_consent else 0)
+    flags = {
+        "wearables_ingest_participant_needs_consent": "needs_consent",
+        "wearables_ingest_participant_invalid_day_in_last_7": "invalid_days_of_7",
+        "wearables_ingest_participant_low_wear": "low_wear",
+    }
+    for name, attribute in flags.items():
+        family = gauge(name)
+        for person in people:
+            family.labels(participant_id=person.participant_id).set(
+                float(getattr(person, attribute)))
     return registry
 
 
@@ -198,16 +213,20 @@ WHERE failed AND ended > coalesce((SELECT max(ended) FROM runs WHERE NOT failed)
 """
 
 
-def participant_facts(connection: db.Connection) -> list[ParticipantFacts]:
+def participant_facts(connection: db.Connection, now: datetime) -> list[ParticipantFacts]:
     consent = {row.participant_id for row in needs_consent(connection)}
+    wear = {f.participant_id: f for f in adherence.flags(connection, now)}
     with connection.cursor() as cursor:
         cursor.execute(PARTICIPANT_FACTS, {"metrics": list(METRICS)})
         rows = cursor.fetchall()
     connection.commit()
-    return [
-        ParticipantFacts(pid, last_ok, newest, watermark, pid in consent)
-        for pid, last_ok, watermark, newest in rows
-    ]
+    facts = []
+    for pid, last_ok, watermark, newest in rows:
+        flags = wear.get(pid)  # None for one enrolled after the flags were read
+        facts.append(ParticipantFacts(
+            pid, last_ok, newest, watermark, pid in consent,
+            flags.invalid_days_of_7 if flags else 0, flags.low_wear if flags else False))
+    return facts
 
 
 def failed_runs_in_a_row(connection: db.Connection) -> int:
@@ -233,7 +252,7 @@ def publish(
         return
     run = run_facts(outcomes, seconds, state_sound, time.time())
     try:
-        people = participant_facts(connection)
+        people = participant_facts(connection, datetime.fromtimestamp(run.finished, UTC))
         failed_in_a_row = failed_runs_in_a_row(connection)
     except psycopg2.Error as error:
         connection.rollback()
