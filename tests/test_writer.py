@@ -192,9 +192,13 @@ def test_a_failure_after_the_copy_leaves_no_rows_and_a_failed_log_row(db_conn):
 def test_runs_applying_the_schema_at_once_take_turns(db):
     """Runs that find the schema missing apply init.sql at start; concurrent DDL must not race."""
     with db.connect() as connection, connection.cursor() as cursor:
+        # Everything the migrations create, so that every block of init.sql runs again.
         cursor.execute("DROP VIEW participant_status; DROP TABLE raw_data; "
                        "DROP TABLE ingest_runs, google_devices, google_credentials, participants, "
-                       "schema_migrations")
+                       "schema_migrations, data_1h, data_1d, adherence_daily, "
+                       "adherence_settings CASCADE; DROP TABLE data_1m; "
+                       "DROP FUNCTION rollups_refresh_days, rollups_refresh, rollups_rezone, "
+                       "participant_tracker, adherence_at, participant_flags_at CASCADE")
     connections = [db.connect() for _ in range(6)]
     barrier = threading.Barrier(len(connections))
 
