@@ -285,10 +285,14 @@ BEGIN
         SELECT d.participant_id, d.day, d.wear_minutes,
                (SELECT min(r."timestamp") FROM raw_data r
                 WHERE r.participant_id = p_participant AND r.metric_type = 'heart_rate'
+                  -- Constant bounds as well: a correlated bound alone excludes no chunk
+                  -- at plan time, so the query would lock every chunk of raw_data.
+                  AND r."timestamp" >= lower_bound AND r."timestamp" < upper_bound
                   AND r."timestamp" >= d.first_minute
                   AND r."timestamp" < d.first_minute + INTERVAL '1 minute'),
                (SELECT max(r."timestamp") FROM raw_data r
                 WHERE r.participant_id = p_participant AND r.metric_type = 'heart_rate'
+                  AND r."timestamp" >= lower_bound AND r."timestamp" < upper_bound
                   AND r."timestamp" >= d.last_minute
                   AND r."timestamp" < d.last_minute + INTERVAL '1 minute')
         FROM (SELECT participant_id, (bucket AT TIME ZONE zone)::date AS day,
