@@ -4,9 +4,12 @@ wearipedia's real generator (marked slow: a heart-rate day takes about half a se
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -16,8 +19,6 @@ from ingester.metrics import METRICS
 from ingester.model import Participant, ReadReport, Row, Window
 from ingester.sources.synthetic import (
     SyntheticSource,
-    WearipediaUnavailable,
-    check_cache_dir,
 )
 from ingester.transform import synthetic as transform
 
@@ -423,12 +424,27 @@ def test_every_metric_the_transform_can_emit_is_in_the_vocabulary() -> None:
 # --- the shell ----------------------------------------------------------------------------------
 
 
-def test_a_file_where_wearipedia_wants_its_cache_dir_is_named(tmp_path) -> None:
-    blocker = tmp_path / "wearipedia-cache"
-    blocker.write_text("")
-    with pytest.raises(WearipediaUnavailable, match=str(blocker)):
-        check_cache_dir(blocker / "dreem" / "headband_2")
-    check_cache_dir(tmp_path / "free" / "dreem")  # nothing there yet: fine
+LOAD_AND_LIST_IMPORTS = """
+import sys
+from ingester.sources.synthetic import load_wearipedia
+generator = load_wearipedia()._generator
+print(generator.__file__)
+print(" ".join(sorted(name.split(".")[0] for name in sys.modules)))
+"""
+
+
+def test_the_generator_loads_without_the_rest_of_wearipedia() -> None:
+    """wearipedia's package __init__ imports every device (scipy, sympy, pandas, ...) and
+    creates a directory in /tmp: a run needs none of that, only the generator module."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_LIST_IMPORTS],
+        capture_output=True, text=True, check=True, timeout=120,
+        cwd=Path(__file__).resolve().parent.parent / "ingestion",
+    )
+    generator_file, imported = loaded.stdout.splitlines()
+    assert generator_file.endswith("wearipedia/devices/fitbit/fitbit_sense_gen.py")
+    assert "numpy" in imported.split()
+    assert not {"wearipedia", "scipy", "sympy", "pandas", "myfitnesspal"} & set(imported.split())
 
 
 def test_an_empty_window_or_unknown_stream_needs_no_wearipedia() -> None:

@@ -12,7 +12,7 @@ docs/wearipedia-notes.md has the measurements behind this.
 from __future__ import annotations
 
 import hashlib
-import importlib
+import importlib.util
 import logging
 import random
 import threading
@@ -33,10 +33,12 @@ from ..transform import synthetic as transform
 log = logging.getLogger(__name__)
 
 WEARIPEDIA_VERSION = "0.1.7"
-# The Charge 6 device class delegates to the Fitbit Sense generator module.
-GENERATOR_MODULE = "wearipedia.devices.fitbit.fitbit_sense_gen"
-# Importing wearipedia runs os.makedirs on this fixed path (its dreem module does, at import).
-WEARIPEDIA_CACHE = Path("/tmp/wearipedia-cache/dreem/headband_2")
+# The Charge 6 device class delegates to the Fitbit Sense generator module, which needs only
+# the standard library and numpy. wearipedia's package __init__ imports every device it knows
+# (scipy.stats, sympy, pandas, myfitnesspal: about 7 s and 3.5 s of CPU here, and its dreem
+# module creates a directory in /tmp), so the generator is loaded from its file alone.
+GENERATOR_NAME = "wearipedia.devices.fitbit.fitbit_sense_gen"
+GENERATOR_FILE = Path("devices", "fitbit", "fitbit_sense_gen.py")
 
 STREAMS = ("heart", "hrv", "spo2", "breathing", "activity")
 
@@ -69,15 +71,6 @@ def day_seed(participant: Participant, day: date, part: str) -> bytes:
     return hashlib.sha256(f"{key}|{day.isoformat()}|{part}".encode()).digest()
 
 
-def check_cache_dir(path: Path = WEARIPEDIA_CACHE) -> None:
-    """Fail clearly where wearipedia's import would fail obscurely: a file blocks its dir."""
-    for part in (path, *path.parents):
-        if part.exists() and not part.is_dir():
-            raise WearipediaUnavailable(
-                f"{part} is a file, but importing wearipedia creates the directory {path}"
-            )
-
-
 class _Wearipedia:
     """The loaded generator module, used only through `seeded`."""
 
@@ -100,7 +93,7 @@ class _Wearipedia:
 
 
 def load_wearipedia() -> _Wearipedia:
-    """Import wearipedia's generator: slow (about 2 s) and with side effects, so only on use."""
+    """Load wearipedia's generator module, once per process and only on use."""
     try:
         installed = metadata.version("wearipedia")
     except metadata.PackageNotFoundError as error:
@@ -110,18 +103,30 @@ def load_wearipedia() -> _Wearipedia:
             f"wearipedia {installed} is installed; this source calls internals of "
             f"{WEARIPEDIA_VERSION}, whose output it was checked against"
         )
-    check_cache_dir()
     started = time.monotonic()
-    try:
-        generator = importlib.import_module(GENERATOR_MODULE)
-    except OSError as error:
-        raise WearipediaUnavailable(
-            f"importing wearipedia failed (it creates {WEARIPEDIA_CACHE}): {error}"
-        ) from error
+    generator = _generator_module()
     import numpy
 
-    log.info("imported wearipedia %s in %.1f s", installed, time.monotonic() - started)
+    log.info("loaded wearipedia %s's generator in %.1f s", installed,
+             time.monotonic() - started)
     return _Wearipedia(generator, numpy.random)
+
+
+def _generator_module() -> ModuleType:
+    """The generator module, executed from its file without the package's __init__."""
+    package = importlib.util.find_spec("wearipedia")  # finds; does not import
+    if package is None or package.origin is None:
+        raise WearipediaUnavailable("wearipedia is installed but cannot be found on sys.path")
+    path = Path(package.origin).parent / GENERATOR_FILE
+    spec = importlib.util.spec_from_file_location(GENERATOR_NAME, path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise WearipediaUnavailable(f"wearipedia {WEARIPEDIA_VERSION} has no generator {path}")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # any failure of a third-party import is "unavailable"
+        raise WearipediaUnavailable(f"loading wearipedia's generator failed: {error}") from error
+    return module
 
 
 class SyntheticSource:
