@@ -53,6 +53,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("edition", marker.args, indirect=True, scope="session")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The Docker tests first: they are the longest group one worker must run alone, so with
+    parallel workers (make test) the others share out the rest of the suite meanwhile."""
+    items.sort(key=lambda item: not _in_group(item, "docker"))
+
+
+def _in_group(item: pytest.Item, group: str) -> bool:
+    marker = item.get_closest_marker("xdist_group")
+    return marker is not None and marker.args == (group,)
+
+
 @pytest.fixture(scope="session")
 def edition(request: pytest.FixtureRequest) -> str:
     """The edition the test's server runs: its `editions` parameter, else apache."""
