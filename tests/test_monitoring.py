@@ -76,6 +76,17 @@ def test_a_bad_metrics_setting_exits_2_naming_it(tmp_path, variable, bad, messag
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
+def test_a_metrics_file_that_names_a_directory_exits_2_and_leaves_it_alone(tmp_path):
+    folder = tmp_path / "textfile.prom"
+    folder.mkdir()
+    env = ingest_env({"DB_HOST": "127.0.0.1", "DB_PORT": "1"}, tmp_path, METRICS_FILE=str(folder))
+    done = run_ingest(env)
+    assert done.returncode == 2
+    assert "METRICS_FILE must be a file path ending in .prom" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert folder.is_dir() and not any(folder.iterdir())
+
+
 # --- the shipped rules ------------------------------------------------------------------
 
 

@@ -129,7 +129,12 @@ def _seconds(value: str) -> float:
 def _state_file(value: str) -> Path:
     # The run sets a bad state file aside by renaming it: a typo that names a directory
     # (STATE_FILE=state) must be refused here, never renamed.
-    path = Path(_text(value))
+    return _file_path(_text(value))
+
+
+def _file_path(value: str) -> Path:
+    """A path a file can be written at: not a directory, and not under a file."""
+    path = Path(value)
     if path.is_dir() or (path.parent.exists() and not path.parent.is_dir()):
         raise ValueError
     return path
@@ -161,9 +166,10 @@ def _log_level(value: str) -> str:
 
 def _prom_file(value: str) -> Path:
     # node_exporter's textfile collector reads only *.prom files.
+    # A directory would only fail at the run's end, after the data is loaded.
     if not value.strip().endswith(".prom"):
         raise ValueError
-    return Path(value.strip())
+    return _file_path(value.strip())
 
 
 def _url(value: str) -> str:
