@@ -683,7 +683,7 @@ def test_without_the_settings_scope_the_horizon_bounds_the_watermarks(fake):
     assert len(fake.device_requests()) == 1
 
 
-def test_the_newest_tracker_sync_bounds_the_watermarks(fake):
+def test_the_tracker_in_use_bounds_the_watermarks(fake):
     fake.granted_scopes.add(SETTINGS)
     fake.devices = [
         paired_device("old", last_sync=T0 - timedelta(days=40)),  # retired, still paired
@@ -706,8 +706,12 @@ def test_the_newest_tracker_sync_bounds_the_watermarks(fake):
         ([("SCALE", T0 - timedelta(hours=1))], ("horizon", T0 - HORIZON)),
         ([("TRACKER", T0 - timedelta(days=8))], ("horizon", T0 - HORIZON)),  # retired
         ([("TRACKER", T0 - timedelta(days=2))], ("device sync", T0 - timedelta(days=2))),
-        (
+        (  # two trackers in use: each has delivered only up to its own sync
             [("TRACKER", T0 - timedelta(days=2)), ("TRACKER", T0 - timedelta(days=1))],
+            ("device sync", T0 - timedelta(days=2)),
+        ),
+        (  # a tracker silent for longer than the horizon is retired
+            [("TRACKER", T0 - timedelta(days=9)), ("TRACKER", T0 - timedelta(days=1))],
             ("device sync", T0 - timedelta(days=1)),
         ),
         ([("TRACKER", T0 + timedelta(days=1))], ("device sync", T0)),  # never after now

@@ -10,13 +10,15 @@ late-sync horizon: the tracker's own memory (LATE_SYNC_HORIZON_DAYS, "horizon").
 Which device bounds which data, with several devices:
 - Every stream we load (heart rate, steps, SpO2, HRV, AZM, breathing rates) is measured by
   a tracker, so only TRACKER syncs count. A scale (weight, body fat) never bounds them.
-- The newest tracker sync bounds them. A participant who moves to a new tracker keeps the
-  old one paired; taking the oldest sync would hold every watermark at the old tracker's
-  last sync for good. Two trackers worn at once are rare, and the horizon still protects
-  the one that syncs less often for as long as its memory lasts (see below).
-- A bound never lies before now - horizon: a tracker that has not synced for longer than
-  that is treated as retired (what it still holds is at most the last `horizon` of data,
-  which the horizon re-reads anyway), and never after now.
+- The oldest sync of the trackers still in use bounds them: each tracker delivers only up
+  to its own last sync, so with two trackers worn (day and night, say) the one that syncs
+  less often still holds data after the other's sync; a bound at the newest sync would let
+  the watermark pass it, and its points would land before every later window.
+- A tracker that has not synced for longer than the horizon is retired (a participant who
+  moves to a new tracker keeps the old one paired): what it still holds is at most the last
+  `horizon` of data, which the horizon re-reads anyway. So an old tracker holds the
+  watermarks back for at most the horizon, never for good. A bound never lies before
+  now - horizon, and never after now.
 
 Parsing is pure (plain dicts in, values out); save_devices writes in the caller's
 transaction.
@@ -86,13 +88,14 @@ def devices_from_page(page: object) -> tuple[list[PairedDevice], str | None]:
 def delivery_bound(
     devices: Iterable[PairedDevice], now: datetime, horizon: timedelta
 ) -> DeliveryBound:
-    """The rule of the module docstring: the newest tracker sync, within [now - horizon, now]."""
+    """The rule of the module docstring: the oldest sync of the trackers in use (synced
+    within the horizon), within [now - horizon, now]."""
     floor = now - horizon
-    syncs = [d.last_sync for d in devices if d.device_type == TRACKER and d.last_sync]
-    newest = max(syncs, default=None)
-    if newest is None or newest <= floor:
+    in_use = [d.last_sync for d in devices
+              if d.device_type == TRACKER and d.last_sync and d.last_sync > floor]
+    if not in_use:
         return DeliveryBound(floor, HORIZON)
-    return DeliveryBound(min(newest, now), DEVICE_SYNC)
+    return DeliveryBound(min(*in_use, now), DEVICE_SYNC)
 
 
 def save_devices(

@@ -84,7 +84,8 @@ class GoogleHealthSource:
         self._client: tuple[str, requests.Session, GoogleOAuth] | None = None
 
     def delivered_until(self, participant: Participant, now: datetime) -> DeliveryBound:
-        """The newest tracker sync (devices.py) where the grant allows, else the horizon.
+        """The oldest sync of the trackers in use (devices.py) where the grant allows, else
+        the horizon.
 
         Never raises for the participant: a grant without the settings scope (every grant
         enrolled before it was asked for) or any failure takes the horizon rule, and the
