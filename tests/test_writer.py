@@ -103,6 +103,18 @@ def test_an_identical_reread_is_recognised_without_staging_its_rows(db_conn, has
     assert hash_matches == [True] * 5  # five batches, none formatted or sent
 
 
+def test_an_identical_reread_newest_first_is_recognised_too(db_conn, hash_matches):
+    # Google Health lists points newest first, page after page.
+    batch = rows(3_000)
+    write(db_conn, batch)
+    writer = RowWriter(db_conn, 1_000, {"heart_rate": batch[-1].timestamp})
+    writer.write(reversed(batch))
+    assert writer.finish().written == 0
+    db_conn.commit()
+    assert hash_matches == [True] * 3
+    assert table(db_conn) == [tuple(r) for r in batch]
+
+
 @pytest.mark.parametrize("change", ["a corrected value", "a missing point", "a repeated point",
                                     "0.0 for -0.0"])
 def test_a_reread_that_differs_is_compared_row_by_row(db_conn, change, hash_matches):

@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
+from operator import attrgetter
 
 import psycopg2.errors
 
@@ -260,8 +261,10 @@ class RowWriter:
             self._put((direct, "".join(lines).encode()))
 
     def _put_series(self, rows: list[Row]) -> None:
+        # In time order, as the stored rows are hashed: Google's pages come newest first.
         # Hashed here, so that the COPY thread's hash query for the previous batch and this
         # hashing run at the same time.
+        rows.sort(key=attrgetter("timestamp"))
         self._put((False, (rows, batch_digest(rows))))
 
     def _put(self, item: tuple[bool, bytes | Series]) -> None:
