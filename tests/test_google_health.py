@@ -50,7 +50,7 @@ from ingester.oauth import EXPIRY_MARGIN, GoogleOAuth
 from ingester.sources import google_health as google_health_source
 from ingester.sources.google_health import GoogleHealthSource, civil_days, list_filter
 from ingester.transform.google_health import ACTIVITY, DATA_TYPES, SETTINGS, rows_from_page
-from support import ingest_env, query, run_ingest
+from support import ingest_env, query, rollup_mismatches, run_ingest
 from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import RequestHistory
 
@@ -1635,7 +1635,9 @@ def test_re_enrolment_with_another_zone_keeps_one_daily_value_per_date(google_en
     fake.add("daily-respiratory-rate", [daily_respiratory_rate(d, 14.0 + d.day) for d in days])
     assert run_at(google_env, utc("2026-11-05T01:00:00")).returncode == 0
     enrol_p1(google_env, fake, "America/Chicago", "2026-11-01")  # the README's re-consent
+    assert rollup_mismatches(google_env) == {}  # the moved values' buckets, old and new
     assert run_at(google_env, utc("2026-11-06T01:00:00")).returncode == 0
+    assert rollup_mismatches(google_env) == {}
     chicago = ZoneInfo("America/Chicago")
     assert stored(google_env, "breathing_rate") == {
         datetime.combine(d, datetime.min.time(), tzinfo=chicago): 14.0 + d.day for d in days

@@ -297,7 +297,8 @@ def restamp_daily_values(
     cursor: psycopg2.extensions.cursor, participant_id: str, old: ZoneInfo, new: ZoneInfo
 ) -> int:
     """Move a participant's daily values from old-zone midnight to new-zone midnight of the
-    same local date, in the caller's transaction; returns how many moved.
+    same local date, in the caller's transaction, with the rollups of both instants; returns
+    how many moved.
 
     Delete and insert, not UPDATE: the new instant may lie in another chunk of the
     hypertable. A value already stored at the new instant is kept (it is the newer one).
@@ -307,15 +308,24 @@ def restamp_daily_values(
         'RETURNING "timestamp", metric_type, value',
         (participant_id, DAILY_METRICS),
     )
+    old_rows = cursor.fetchall()
     moved = [
         (local_midnight(stamp.astimezone(old).date(), new), participant_id, metric, value)
-        for stamp, metric, value in cursor.fetchall()
+        for stamp, metric, value in old_rows
     ]
     psycopg2.extras.execute_values(
         cursor,
         'INSERT INTO raw_data ("timestamp", participant_id, metric_type, value) VALUES %s '
         "ON CONFLICT ON CONSTRAINT raw_data_key DO NOTHING",
         moved,
+    )
+    # The zone's UPDATE rebuilt the local days from data_1m, whose minutes still hold the
+    # values at their old instants: recompute the minute (and so hour and day) of each.
+    instants = sorted({stamp for stamp, *_ in old_rows} | {stamp for stamp, *_ in moved})
+    cursor.execute(
+        "SELECT rollups_refresh(%s, instant, instant + INTERVAL '1 minute') "
+        "FROM unnest(%s::timestamptz[]) AS instant",
+        (participant_id, instants),
     )
     return len(moved)
 
