@@ -1667,6 +1667,18 @@ def test_a_missing_scope_blocks_only_its_streams_and_is_named(google_env, fake):
     assert "grant lacks" not in run_ingest(google_env, "participant", "needs-consent").stdout
 
 
+def test_a_missing_scope_does_not_make_every_night_reread_the_whole_history(google_env, fake):
+    fake.granted_scopes.discard(ACTIVITY)
+    enrol_p1(google_env, fake, "Europe/Berlin", "2026-02-01")
+    assert run_at(google_env, utc("2026-03-01T01:00:00")).returncode == 0
+    fake.seen.clear()
+    assert run_at(google_env, utc("2026-03-02T01:00:00")).returncode == 0
+    heart_rate_filters = [s.query["filter"] for s in fake.api_requests("heart-rate")]
+    # The second night re-reads the horizon (7 days) and the overlap, not from 1 February.
+    assert heart_rate_filters and all("2026-02-0" not in f for f in heart_rate_filters), (
+        heart_rate_filters)
+
+
 def test_a_date_whose_parts_are_strings_is_read():
     point = daily_respiratory_rate(date(2026, 3, 2), 15.0)
     point["dailyRespiratoryRate"]["date"] = {"year": "2026", "month": "3", "day": "02"}

@@ -301,7 +301,8 @@ def commit_slice(
 
     A stream the source refuses with ScopeNotGranted (before its first row: sources promise
     it) is skipped and the others load; given `reached` and `held`, its entry in `reached`
-    becomes its `held` watermark, and the run log records the watermark of `reached`.
+    becomes its `held` watermark, and the run log records the watermark of the other
+    streams of `reached`.
 
     The one place a slice commits: whatever must be in the same transaction as its data
     goes just before `db.record_run` below.
@@ -335,7 +336,11 @@ def commit_slice(
                 log.warning("%s %s: not loaded: %s", pid, stream, refused)
                 if reached is not None and held is not None:
                     reached[stream] = held[stream]
-                    watermark = run_log_watermark(reached)
+                    # Left out of the run log's one watermark: held at its start, it would
+                    # pin the participant's, and every stream would re-read from there
+                    # every night. The state file keeps the stream's own.
+                    watermark = run_log_watermark(
+                        {s: m for s, m in reached.items() if s not in result.missing_scopes})
         result.rows_rejected = report.rejected_total
         if writer is not None:
             counts = writer.finish()
