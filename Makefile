@@ -89,7 +89,7 @@ run: venv
 # Parameters, e.g. make bench BENCH_ARGS='--participants 10 --days 1 --json /tmp/bench.json'
 BENCH_ARGS ?=
 
-.PHONY: bench
+.PHONY: bench bench-scale
 
 bench: venv
 	@stop_apache=0 stop_community=0
@@ -105,3 +105,16 @@ bench: venv
 		eval "$$settings"
 		$(VENV_PY) bench/run.py --json bench/results-community.json $(BENCH_ARGS)
 	fi
+
+# Workers at scale (bench/scale.py): Google participants against the fake with latency at
+# WORKERS=1, 8, 32, synthetic WORKERS=1 vs 2, memory at WORKERS=8; a projection to 1,000 and
+# 10,000. Takes ~10 minutes, on the Apache edition only. e.g.
+# make bench-scale BENCH_ARGS='--participants 50'
+bench-scale: venv
+	@stop_apache=0
+	trap '((!stop_apache)) || $(TSDB) stop' EXIT
+	$(TSDB) status >/dev/null 2>&1 || stop_apache=1
+	settings=$$($(TSDB) start)
+	eval "$$settings"
+	export DB_HOST DB_PORT DB_USER
+	$(VENV_PY) bench/scale.py $(BENCH_ARGS)

@@ -18,6 +18,11 @@ invalid_grant, a reply slower than the client's timeout, a token reply lost afte
 endpoint acted on it, malformed JSON, numbers written as strings, an empty day, points of
 two data sources at one instant whose order changes from one query to the next.
 
+Many users: `add_user(name)` hands out a refresh token of that user; every request is logged
+in `seen` with its arrival time and user, so a test can check per-user and project-wide
+request rates. Realistic latency, on demand: `latency` seconds before every API reply plus
+its size over `bytes_per_second` (a page of 10,000 points is 1-2 MB).
+
 Bounded: it binds 127.0.0.1 on a free port, refuses any non-loopback peer, and `stop()` (or
 leaving the `with` block) ends it, waking any reply that is being held back.
 """
@@ -223,6 +228,7 @@ class Seen:
     authorization: str | None
     form: dict[str, str]
     at: float
+    user: str | None = None  # whose token it carried (None: no valid token)
 
 
 @dataclass
@@ -244,10 +250,17 @@ class FakeGoogleHealth:
     seen: list[Seen] = field(default_factory=list)
     # Called with each API request's Seen before it is answered (e.g. to look at the DB).
     on_api_request: Callable[[Seen], None] | None = None
+    # Each API reply waits latency + len(body) / bytes_per_second (0: no transfer time).
+    latency: float = 0.0
+    bytes_per_second: float = 0.0
+    user: str = "p1"  # the owner of refresh_token
 
     def __post_init__(self) -> None:
         self.refresh_tokens = {self.refresh_token}
+        self.users = {self.refresh_token: self.user}  # refresh token -> user
         self.access_tokens: dict[str, float] = {}
+        self.access_users: dict[str, str] = {}
+        self._sorted: dict[str, tuple[list[dict], int, list[tuple[str, dict]]]] = {}
         self._faults: dict[str, deque[Fault]] = {
             "api": deque(),
             "token": deque(),
@@ -295,6 +308,14 @@ class FakeGoogleHealth:
     @property
     def token_url(self) -> str:
         return self.url + TOKEN_PATH
+
+    def add_user(self, name: str) -> str:
+        """A further user with a grant of their own; returns their refresh token."""
+        token = f"1//test-refresh-token-{name}"
+        with self._lock:
+            self.refresh_tokens.add(token)
+            self.users[token] = name
+        return token
 
     # data
 
@@ -359,6 +380,9 @@ class FakeGoogleHealth:
             self._issued += 1
             access = f"ya29.test-access-{self._issued}"
             self.access_tokens[access] = time.time() + self.access_token_lifetime
+            user = self.users.get(form["refresh_token"])
+            if user is not None:
+                self.access_users[access] = user
             reply = {
                 "access_token": access,
                 "expires_in": self.access_token_lifetime,
@@ -370,8 +394,16 @@ class FakeGoogleHealth:
             if self.rotate_refresh_token:
                 rotated = f"1//test-refresh-token-{self._issued}"
                 self.refresh_tokens = {rotated}  # the old one stops working: strict rotation
+                if user is not None:
+                    self.users[rotated] = user
                 reply["refresh_token"] = rotated
         return 200, reply
+
+    def user_of(self, header: str | None, form: dict[str, str]) -> str | None:
+        with self._lock:
+            if "refresh_token" in form:
+                return self.users.get(form["refresh_token"])
+            return self.access_users.get((header or "").removeprefix("Bearer "))
 
     def _authorized(self, header: str | None) -> bool:
         if not header or not header.startswith("Bearer "):
@@ -431,8 +463,6 @@ class FakeGoogleHealth:
         if size <= 0:
             return error(400, "INVALID_ARGUMENT", "pageSize must be positive.")
         size = min(size, MAX_PAGE_SIZE, self.max_page_size)
-        with self._lock:
-            points = list(self.points.get(data_type, []))
         start, flip = 0, False
         if query.get("pageToken"):
             try:
@@ -446,10 +476,13 @@ class FakeGoogleHealth:
             with self._lock:
                 self._queries += 1
                 flip = self._queries % 2 == 0
-        matching = [p for p in points if in_bounds(sort_key(p, member, kind), bounds)]
-        if flip:  # the sort is stable: equal instants keep this (reversed) order
-            matching.reverse()
-        matching.sort(key=lambda p: sort_key(p, member, kind), reverse=True)  # newest first
+        limits = [(op, bound_key(literal)) for op, literal in bounds]
+        keyed = [(key, p) for key, p in self._newest_first(data_type, member, kind)
+                 if in_bounds(key, limits)]
+        if flip:  # reversed, then a stable sort: equal instants come in the other order
+            keyed.reverse()
+            keyed.sort(key=lambda kp: kp[0], reverse=True)  # newest first
+        matching = [p for _, p in keyed]
         page = matching[start : start + size]
         body: dict = {}
         if page:  # proto3 JSON leaves out an empty list
@@ -458,6 +491,19 @@ class FakeGoogleHealth:
             cursor = {"offset": start + size, "filter": query.get("filter", ""), "flip": flip}
             body["nextPageToken"] = base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode()
         return 200, body
+
+    def _newest_first(self, data_type: str, member: str, kind: str) -> list[tuple[str, dict]]:
+        """(key, point) of a type, newest first; kept until points are added, so that a
+        cohort of hundreds paging through days of data costs the fake little CPU."""
+        with self._lock:
+            points = self.points.get(data_type, [])
+            cached = self._sorted.get(data_type)
+            if cached is None or cached[0] is not points or cached[1] != len(points):
+                keyed = sorted(((sort_key(p, member, kind), p) for p in points),
+                               key=lambda kp: kp[0], reverse=True)  # stable, as before
+                cached = (points, len(points), keyed)
+                self._sorted[data_type] = cached
+            return cached[2]
 
     def _render(self, point: dict) -> dict:
         if not self.numbers_as_strings:
@@ -498,9 +544,14 @@ def sort_key(point: dict, member: str, kind: str) -> str:
     return rfc3339(datetime.fromisoformat(raw))
 
 
+def bound_key(literal: str) -> str:
+    """A filter literal in the form of sort_key: an ISO date as is, an instant in UTC."""
+    return literal if ISO_DATE.fullmatch(literal) else sort_key_of_literal(literal)
+
+
 def in_bounds(key: str, bounds: list[tuple[str, str]]) -> bool:
-    for op, literal in bounds:
-        value = literal if ISO_DATE.fullmatch(literal) else sort_key_of_literal(literal)
+    """bounds: (op, bound_key(literal)) pairs."""
+    for op, value in bounds:
         if op == ">=" and not key >= value:
             return False
         if op == "<" and not key < value:
@@ -553,6 +604,7 @@ def _handler(fake: FakeGoogleHealth) -> type[BaseHTTPRequestHandler]:
                 self.headers.get("Authorization"),
                 form,
                 time.time(),
+                fake.user_of(self.headers.get("Authorization"), form),
             )
             fake.seen.append(seen)
             fault = fake._next_fault(route)
@@ -599,7 +651,14 @@ def _handler(fake: FakeGoogleHealth) -> type[BaseHTTPRequestHandler]:
             if match is None:
                 self._reply(*fake._devices(query))
                 return
-            self._reply(*fake._list(match.group(1), query))
+            status, body = fake._list(match.group(1), query)
+            payload = json.dumps(body).encode()
+            delay = fake.latency
+            if fake.bytes_per_second:
+                delay += len(payload) / fake.bytes_per_second
+            if delay and fake._stopping.wait(delay):
+                return
+            self._send(status, payload, {})
 
         def _reply(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
             self._send(status, json.dumps(body).encode(), headers or {})
@@ -617,6 +676,16 @@ def _handler(fake: FakeGoogleHealth) -> type[BaseHTTPRequestHandler]:
                 pass  # the client gave up (a timeout scenario)
 
     return Handler
+
+
+def most_in_any_window(times: list[float], seconds: float = 60.0) -> int:
+    """The most requests of a log (their `at`) that started within any `seconds` interval."""
+    times, best, first = sorted(times), 0, 0
+    for last, at in enumerate(times):
+        while at - times[first] >= seconds:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
 
 
 def is_loopback(address: str) -> bool:

@@ -479,3 +479,46 @@ BEGIN
     INSERT INTO schema_migrations (version, name) VALUES (6, 'rollups');
 END
 $migration$;
+
+-- migration 7: claims
+-- Workers, containers and pods that run the same command share the cohort through these
+-- tables (ingestion/ingester/claims.py): a batch is one pass over the cohort ("a night"),
+-- its items are the participants to load, and a worker claims an item with a session
+-- advisory lock on the participant, which the server releases if the worker dies.
+-- request_pacing spaces requests to Google across all of them (ingestion/ingester/quota.py).
+DO $migration$
+BEGIN
+    IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = 7) THEN RETURN; END IF;
+    -- IF NOT EXISTS: a database whose schema_migrations was lost still takes the block.
+    CREATE TABLE IF NOT EXISTS ingest_batches (
+        batch_id    bigserial   PRIMARY KEY,
+        -- The "now" every run of the batch plans its windows to.
+        run_now     timestamptz NOT NULL,
+        -- false for a run with --participant, --since or --until: nobody else joins it.
+        joinable    boolean     NOT NULL,
+        opened_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+        closed_at   timestamptz,
+        -- 'done' (every item finished) or 'abandoned' (every run of it died first).
+        outcome     text        CHECK (outcome IN ('done', 'abandoned'))
+    );
+    CREATE INDEX IF NOT EXISTS ingest_batches_open ON ingest_batches (batch_id) WHERE closed_at IS NULL;
+    CREATE TABLE IF NOT EXISTS ingest_batch_items (
+        batch_id        bigint      NOT NULL REFERENCES ingest_batches ON DELETE CASCADE,
+        participant_id  text        NOT NULL,
+        -- Claims so far: more than 1 means a worker died holding it and another took over.
+        claims          integer     NOT NULL DEFAULT 0,
+        claimed_by      text,       -- host:pid/worker of the latest claim
+        status          text,       -- the participant's outcome, once done
+        done_at         timestamptz,
+        PRIMARY KEY (batch_id, participant_id)
+    );
+    CREATE INDEX IF NOT EXISTS ingest_batch_items_pending ON ingest_batch_items (batch_id)
+        WHERE done_at IS NULL;
+    -- One row per limit ('project', 'user:<participant>'): the next free request slot.
+    CREATE TABLE IF NOT EXISTS request_pacing (
+        bucket      text        PRIMARY KEY,
+        next_slot   timestamptz NOT NULL
+    );
+    INSERT INTO schema_migrations (version, name) VALUES (7, 'claims');
+END
+$migration$;

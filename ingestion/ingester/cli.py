@@ -2,10 +2,10 @@
 
 Exit codes: 0 all participants loaded; 1 a participant failed (or the state file had to be
 recovered, or could not be written); 2 bad configuration or arguments; 3 the database is
-unreachable (after waiting DB_WAIT_SECONDS for one that is starting) or failed; 4 another
-run held the run lock for longer than RUN_LOCK_WAIT; 5 a pending schema migration could not
-get its lock within schema.LOCK_ATTEMPTS tries of schema.LOCK_TIMEOUT (the line names the
-session it waited for).
+unreachable (after waiting DB_WAIT_SECONDS for one that is starting) or failed; 4 other
+workers held the batch's last participants for longer than RUN_LOCK_WAIT; 5 a pending schema
+migration could not get its lock within schema.LOCK_ATTEMPTS tries of schema.LOCK_TIMEOUT
+(the line names the session it waited for).
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import resource
 import sys
 import time
+import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
@@ -23,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg2
 
-from . import adherence, db, monitoring, report, schema, state
+from . import adherence, claims, db, monitoring, report, schema, state, workers
 from .cohort import demo_cohort
 from .config import Settings, load_settings, read_environment
 from .credentials import PARTICIPANT_ID
@@ -31,14 +34,14 @@ from .errors import ConfigError, DatabaseUnavailable
 from .model import EARLIEST_START_DATE, SYNTHETIC, Participant
 from .pipeline import Outcome, RunOptions, preview, run_cohort
 from .report import FORMATS
-from .sources import Source
+from .workers import Job, SourceFactory
 
 log = logging.getLogger("ingester")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE, EXIT_BUSY, EXIT_SCHEMA = 0, 1, 2, 3, 4, 5
 
-# A run waits this long for the one before it; past that something is stuck, and piling up
-# one more waiting process every night would only hide it.
+# A worker waits this long for participants other workers hold (claims.py); past that
+# something is stuck, and piling up one more waiting process every night would only hide it.
 RUN_LOCK_WAIT = timedelta(hours=1)
 # How far --now may lead this machine's clock (clocks of hosts differ a little).
 CLOCK_SKEW = timedelta(minutes=5)
@@ -261,25 +264,53 @@ def run(connection: db.Connection, settings: Settings, arguments: argparse.Names
         max_backfill_days=settings.max_backfill_days,
     )
     began = time.monotonic()
+    participants = _cohort(connection, settings, now, arguments)
+    unknown = set(arguments.participant) - {p.participant_id for p in participants}
+    if unknown:
+        log.error("unknown participant(s): %s", ", ".join(sorted(unknown)))
+        return EXIT_CONFIG
+    loaded = read_state(settings.state_file, arguments.dry_run)
+    if arguments.dry_run:  # writes nothing, claims nothing: one pass on this connection
+        outcomes = run_cohort(connection, participants, SourceFactory(settings), loaded,
+                              settings.state_file, options)
+        summarise(outcomes, True, time.monotonic() - began)
+        return EXIT_FAILED if _failed(outcomes) or _corrupt(loaded) else EXIT_OK
+    # A run for some participants or an explicit window is the operator's own: nobody joins
+    # it. Everything else is "the night", which other processes may be working on already.
+    joinable = not (arguments.participant or arguments.since or arguments.until)
+    batch = claims.open_or_join(
+        connection, now, lambda: [p.participant_id for p in participants], joinable
+    )
+    if batch.joined:
+        options = replace(options, now=batch.run_now)
+    job = Job(settings, batch, options, loaded, settings.state_file, uuid.uuid4(), RUN_LOCK_WAIT)
+    kind = settings.worker_kind
+    log.info("batch %d: %d %s worker(s)", batch.batch_id, settings.workers, kind)
     try:
-        with db.run_lock(connection, RUN_LOCK_WAIT):
-            participants = _cohort(connection, settings, now, arguments)
-            unknown = set(arguments.participant) - {p.participant_id for p in participants}
-            if unknown:
-                log.error("unknown participant(s): %s", ", ".join(sorted(unknown)))
-                return EXIT_CONFIG
-            loaded = read_state(settings.state_file, arguments.dry_run)
-            outcomes = run_cohort(connection, participants, SourceFactory(settings), loaded,
-                                  settings.state_file, options)
-    except db.RunLockTimeout as error:
-        log.error("%s", error)
+        results = workers.run_workers(job, settings.workers, kind)
+    finally:
+        claims.leave(connection, batch)
+    log.info("peak RSS %.0f MiB (this process)",
+             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    outcomes = [o for r in results for o in r.outcomes]
+    summarise(outcomes, False, time.monotonic() - began)
+    if any(r.database_lost for r in results):
+        return EXIT_DATABASE
+    if any(r.busy for r in results):
         return EXIT_BUSY
-    summarise(outcomes, arguments.dry_run, time.monotonic() - began)
-    failed = any(o.status in ("failed", "needs_consent", "held") or o.warning for o in outcomes)
-    corrupt = loaded.problem is not None and loaded.problem != "missing"
-    if not arguments.dry_run:  # METRICS_FILE, PUSHGATEWAY_URL; never changes the exit code
-        monitoring.publish(connection, settings, outcomes, time.monotonic() - began, not corrupt)
-    return EXIT_FAILED if failed or corrupt else EXIT_OK
+    # METRICS_FILE, PUSHGATEWAY_URL; never changes the exit code
+    monitoring.publish(connection, settings, outcomes, time.monotonic() - began,
+                       not _corrupt(loaded))
+    died = any(r.error for r in results)  # a worker that stopped early (its claim is freed)
+    return EXIT_FAILED if _failed(outcomes) or _corrupt(loaded) or died else EXIT_OK
+
+
+def _failed(outcomes: list[Outcome]) -> bool:
+    return any(o.status in ("failed", "needs_consent", "held") or o.warning for o in outcomes)
+
+
+def _corrupt(loaded: state.LoadedState) -> bool:
+    return loaded.problem is not None and loaded.problem != "missing"
 
 
 def _cohort(
@@ -308,30 +339,6 @@ def read_state(path: Path, dry_run: bool) -> state.LoadedState:
         log.error("state file %s is %s; kept it as %s and recovered watermarks from the "
                   "database (the run goes on; exit code 1 flags it)", path, loaded.problem, kept)
     return loaded
-
-
-class SourceFactory:
-    """Builds each kind of source once, on first use, so a cohort without Google needs no
-    Google settings and a run without synthetic participants never imports wearipedia."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._built: dict[str, Source] = {}
-
-    def __call__(self, kind: str) -> Source:
-        if kind not in self._built:
-            self._built[kind] = self._build(kind)
-        return self._built[kind]
-
-    def _build(self, kind: str) -> Source:
-        if kind == SYNTHETIC:
-            from .sources.synthetic import SyntheticSource
-
-            return SyntheticSource()
-        from .credentials import TokenStore
-        from .sources.google_health import GoogleHealthSource
-
-        return GoogleHealthSource(self._settings, TokenStore(self._settings))
 
 
 def summarise(outcomes: list[Outcome], dry_run: bool, seconds: float) -> None:

@@ -21,6 +21,7 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+WORKER_KINDS = ("process", "thread")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,13 @@ class Settings:
     valid_day: ValidDay = ValidDay()
     no_upload_hours: int = 48
     low_wear_days: int = 3  # flag at this many invalid days among the last 7
+    # Google's limits for the study's app (README, "Before you plan"): an unverified app
+    # gets 150 a minute per user and 15,000 (250 a second) for the project; a verified one
+    # 300 and 120,000. The defaults are the unverified ones, which every app starts with.
+    google_user_requests_per_minute: int = 150
+    google_project_requests_per_minute: int = 15_000
+    workers: int = 1
+    worker_kind: str = "process"  # or "thread" (ingestion/ingester/workers.py)
 
     def db_params(self) -> dict[str, object]:
         """Keyword arguments for psycopg2.connect."""
@@ -172,6 +180,12 @@ def _prom_file(value: str) -> Path:
     return _file_path(value.strip())
 
 
+def _worker_kind(value: str) -> str:
+    if value.strip().lower() not in WORKER_KINDS:
+        raise ValueError
+    return value.strip().lower()
+
+
 def _url(value: str) -> str:
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -231,6 +245,14 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
                        "wear minutes 0-1500 or a percentage of the day like 70%"),
     "NO_UPLOAD_HOURS": ("no_upload_hours", _int_in(1, 24 * 365), "a whole number of hours 1-8760"),
     "LOW_WEAR_DAYS": ("low_wear_days", _int_in(1, 7), "a whole number of days 1-7"),
+    "GOOGLE_USER_REQUESTS_PER_MINUTE": (
+        "google_user_requests_per_minute", _int_in(1, 1_000_000), "an integer 1-1000000"
+    ),
+    "GOOGLE_PROJECT_REQUESTS_PER_MINUTE": (
+        "google_project_requests_per_minute", _int_in(1, 100_000_000), "an integer 1-100000000"
+    ),
+    "WORKERS": ("workers", _int_in(1, 256), "an integer 1-256"),
+    "WORKER_KIND": ("worker_kind", _worker_kind, "one of " + ", ".join(WORKER_KINDS)),
 }
 
 SECRET_VARIABLES = frozenset({"DB_PASSWORD", "GOOGLE_CLIENT_SECRET", "FITBIT_ACCESS_TOKEN"})

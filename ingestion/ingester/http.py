@@ -8,8 +8,9 @@
   only where Google cannot have acted on it: a failed connect, 429 and 503 (see
   POST_RETRY_STATUSES).
 - Every request has a timeout (Settings.http_timeout) unless the caller gives one.
-- Requests to the Health API pass a per-participant rate limiter, below Google's
-  documented 300 requests per user per minute.
+- Requests to the Health API pass a limiter: in the service the database-backed pacer of
+  quota.py (per participant and for the whole project, across all workers and machines);
+  without one, an in-process per-session RateLimiter below 300 requests a minute.
 - `send` turns what is left after the retries into the service's typed errors: timeouts,
   connection failures, 429 and 5xx become SourceUnavailable; `classify` reads Google's
   error envelope for the rest.
@@ -23,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 import urllib3.exceptions
@@ -135,6 +136,10 @@ def retry_policy(
     return policy
 
 
+class Limiter(Protocol):
+    def acquire(self) -> None: ...
+
+
 class RateLimiter:
     """At most `limit` acquisitions in any sliding `period` seconds; blocks until allowed."""
 
@@ -172,7 +177,7 @@ class RateLimiter:
 
 
 class RateLimitedAdapter(HTTPAdapter):
-    def __init__(self, limiter: RateLimiter, **kwargs: Any) -> None:
+    def __init__(self, limiter: Limiter, **kwargs: Any) -> None:
         self.limiter = limiter
         super().__init__(**kwargs)
 
@@ -199,7 +204,7 @@ class TimeoutSession(requests.Session):
 def build_session(
     timeout: float,
     api_url: str,
-    limiter: RateLimiter | None = None,
+    limiter: Limiter | None = None,
     max_retry_after: float = MAX_RETRY_AFTER,
 ) -> requests.Session:
     """A session for one participant: retries everywhere, the limiter on the API only."""

@@ -44,6 +44,7 @@ from ..errors import ConfigError, NeedsConsent, ParticipantError, PayloadError, 
 from ..http import build_session, classify, send
 from ..model import DeliveryBound, Participant, ReadReport, Row, Window
 from ..oauth import GoogleOAuth
+from ..quota import Pacer
 from ..transform.google_health import (
     DAILY,
     DATA_TYPES,
@@ -73,7 +74,9 @@ class GoogleHealthSource:
 
     streams: tuple[str, ...] = tuple(DATA_TYPES)
 
-    def __init__(self, settings: Settings, token_store: TokenStore) -> None:
+    def __init__(
+        self, settings: Settings, token_store: TokenStore, pacer: Pacer | None = None
+    ) -> None:
         if not settings.google_client_id or not settings.google_client_secret:
             raise ConfigError(
                 "GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET must be set to load Google Health "
@@ -81,6 +84,7 @@ class GoogleHealthSource:
             )
         self._settings = settings
         self._store = token_store
+        self._pacer = pacer  # None: an in-process limiter per session (http.RateLimiter)
         self._client: tuple[str, requests.Session, GoogleOAuth] | None = None
 
     def delivered_until(self, participant: Participant, now: datetime) -> DeliveryBound:
@@ -195,9 +199,11 @@ class GoogleHealthSource:
         if self._client is None or self._client[0] != participant_id:
             self.close()
             settings = self._settings
+            limiter = self._pacer.for_participant(participant_id) if self._pacer else None
             session = build_session(
                 settings.http_timeout,
                 settings.google_health_url,
+                limiter,
                 max_retry_after=settings.http_max_retry_after,
             )
             auth = GoogleOAuth(

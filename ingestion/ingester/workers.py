@@ -1,0 +1,216 @@
+"""WORKERS=N: N workers that claim participants of a batch and load them, one at a time each.
+
+Each worker has its own database connection (its transactions, its claims) and its own
+sources (a Google source keeps one participant's HTTP session; wearipedia draws from
+process-wide random state). Workers are processes by default (WORKER_KIND=process), threads
+on request (WORKER_KIND=thread):
+
+- synthetic generation is CPU-bound Python, and wearipedia's random state is process-wide
+  (sources/synthetic.py, _RNG_LOCK): threads would take turns on one core;
+- a Google worker mostly waits on the network, but a real page of 10,000 points costs
+  ~130 ms of client CPU to parse, flatten and write (bench/scale.py), ~4.7 s a participant
+  a night: threads would be bound to one core by the GIL from 2 workers on. A process
+  without wearipedia costs ~30 MB, so processes are the default for both.
+
+bench/scale.py measures both. The cohort is shared through the database (claims.py), so
+processes of other containers or pods that run the same command work on the same batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import resource
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg2
+
+from . import claims, db, state
+from .config import Settings
+from .errors import DatabaseUnavailable, IngestError
+from .model import SYNTHETIC
+from .pipeline import Outcome, RunContext, RunOptions, load_participant
+from .quota import Limit, Pacer
+from .sources import Source
+
+log = logging.getLogger(__name__)
+
+
+class SourceFactory:
+    """Builds each kind of source once, on first use, so a cohort without Google needs no
+    Google settings and a run without synthetic participants never imports wearipedia.
+    One per worker: sources keep per-participant state."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._built: dict[str, Source] = {}
+        self._quota: Pacer | None = None
+
+    def __call__(self, kind: str) -> Source:
+        if kind not in self._built:
+            self._built[kind] = self._build(kind)
+        return self._built[kind]
+
+    def _build(self, kind: str) -> Source:
+        if kind == SYNTHETIC:
+            from .sources.synthetic import SyntheticSource
+
+            return SyntheticSource()
+        from .credentials import TokenStore
+        from .sources.google_health import GoogleHealthSource
+
+        return GoogleHealthSource(self._settings, TokenStore(self._settings), self._pacer())
+
+    def _pacer(self) -> Pacer:
+        if self._quota is None:
+            settings = self._settings
+            self._quota = Pacer(
+                lambda: db.connect(settings),
+                Limit(settings.google_user_requests_per_minute),
+                Limit(settings.google_project_requests_per_minute),
+            )
+        return self._quota
+
+    def close(self) -> None:
+        for source in self._built.values():
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+        if self._quota is not None:
+            self._quota.close()
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every worker of a run needs; picklable, for worker processes."""
+
+    settings: Settings
+    batch: claims.Batch
+    options: RunOptions
+    loaded: state.LoadedState
+    state_file: Path
+    run_id: uuid.UUID
+    wait: timedelta
+
+
+@dataclass
+class WorkerResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    error: str | None = None  # why the worker stopped early
+    database_lost: bool = False
+    busy: bool = False  # others held the batch's last participants too long (exit 4)
+
+
+def work(job: Job, index: int) -> WorkerResult:
+    """One worker: claim, load, finish, until the batch is done. Never raises."""
+    result = WorkerResult()
+    try:
+        connection = db.connect(job.settings)
+    except DatabaseUnavailable as error:
+        return WorkerResult(error=str(error), database_lost=True)
+    sources = SourceFactory(job.settings)
+    name = claims.worker_name(index)
+    try:
+        claims.hold_membership(connection, job.batch)
+        for pid in claims.claims(connection, job.batch, name, job.wait):
+            outcome = _one(connection, job, sources, pid)
+            result.outcomes.append(outcome)
+            claims.finish(connection, job.batch, pid, outcome.status)
+    except DatabaseUnavailable as error:
+        result.error, result.database_lost = str(error), True
+    except claims.ClaimWaitTimeout as error:
+        result.error, result.busy = str(error), True
+    except IngestError as error:
+        result.error = str(error)
+    except psycopg2.Error as error:  # outside a participant (claims): the database's trouble
+        result.error, result.database_lost = f"{type(error).__name__}: {error}", True
+    except Exception as error:  # a bug: this worker stops, its claim is freed, others go on
+        log.exception("worker %s failed", name)
+        result.error = f"{type(error).__name__}: {error}"
+    finally:
+        sources.close()
+        connection.close()
+    if result.error:
+        log.error("worker %s stopped: %s", name, result.error)
+    # ru_maxrss: KiB on Linux; for a thread it is the whole process's.
+    log.info("worker %s done: %d participants, peak RSS %.0f MiB", name,
+             len(result.outcomes), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return result
+
+
+def _one(connection: db.Connection, job: Job, sources: SourceFactory, pid: str) -> Outcome:
+    found = db.load_participants(connection, [pid])
+    if not found:
+        log.info("%s: removed from the cohort before it was loaded", pid)
+        return Outcome(pid, "removed", error="removed from the cohort before it was loaded")
+    run = RunContext(connection, sources, job.state_file, job.options, job.run_id)
+    return load_participant(run, found[0], job.loaded.watermarks.get(pid, {}))
+
+
+def run_workers(job: Job, count: int, kind: str) -> list[WorkerResult]:
+    """Run `count` workers of `kind` to the end of the batch; one result per worker."""
+    if count == 1:
+        return [work(job, 0)]
+    if kind == "thread":
+        return _threads(job, count)
+    return _processes(job, count)
+
+
+def _threads(job: Job, count: int) -> list[WorkerResult]:
+    results: list[WorkerResult] = [WorkerResult() for _ in range(count)]
+
+    def target(index: int) -> None:
+        results[index] = work(job, index)
+
+    threads = [
+        threading.Thread(target=target, args=(i,), name=f"worker-{i}") for i in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def _processes(job: Job, count: int) -> list[WorkerResult]:
+    # spawn, not fork: the parent holds a database connection and maybe threads; a forked
+    # child would share the socket. Each child imports the service afresh.
+    context = multiprocessing.get_context("spawn")
+    children = []
+    for index in range(count):
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_child, args=(job, index, sender), name=f"worker-{index}", daemon=False
+        )
+        process.start()
+        sender.close()
+        children.append((process, receiver))
+    results = []
+    for index, (process, receiver) in enumerate(children):
+        try:
+            results.append(receiver.recv())
+        except EOFError:  # died without a word: SIGKILL, out of memory
+            results.append(WorkerResult(error="worker process died"))
+        process.join()
+        if process.exitcode:
+            results[-1].error = results[-1].error or f"exit status {process.exitcode}"
+            log.error("worker %d ended with exit status %s", index, process.exitcode)
+    return results
+
+
+def _child(job: Job, index: int, sender: multiprocessing.connection.Connection) -> None:
+    _configure_child_logging(job.settings.log_level)
+    sender.send(work(job, index))
+    sender.close()
+
+
+def _configure_child_logging(level: str) -> None:
+    from .cli import configure_logging
+
+    configure_logging(level)
+
