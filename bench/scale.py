@@ -6,12 +6,11 @@ two cores, memory per worker, and a projection to 1,000 and 10,000 participants.
 `make bench-scale` runs it on the local TimescaleDB. Every run is the real command
 (ingest.py) in a fresh database. It prints tables and writes bench/scale-results.json.
 
-Google: each participant has one night to load as a steady-state night has it (the 3-day
-late-sync re-read plus the new day: 4 days), from the fake server (tests/
-fake_google_health.py) with `--latency` seconds a page plus size / `--mb-per-second`.
-Heart rate is served at one point a minute in pages of 160 points, so a night is 36 pages
-of heart rate and one page of each other type: 42 requests, what a real 1 Hz night costs
-(the issue's 35-40), without the 1 Hz payloads, whose parsing would make this shared
+Google: each participant has 4 days to load (NIGHT_DAYS; a night with the device-sync
+scope re-reads 2-3, one without it 8-9: README, "Before you plan"), from the fake server
+(tests/fake_google_health.py) with `--latency` seconds a page plus size / `--mb-per-second`.
+Heart rate is served at one point a minute in pages of 160 points, so a day is 9 pages of
+heart rate, as a real 1 Hz day is, without the 1 Hz payloads, whose parsing would make this shared
 2-core machine measure its CPU instead of the workers. That CPU is measured separately
 (`client CPU per real page`) and enters the projection.
 """
@@ -59,7 +58,7 @@ PEAK_RSS = ROOT / "bench" / "peak_rss.py"
 INGEST = ROOT / "ingestion" / "ingest.py"
 DEFAULT_JSON = ROOT / "bench" / "scale-results.json"
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
-NIGHT_DAYS = 4  # the new day plus GoogleHealthSource.late_sync (3 days)
+NIGHT_DAYS = 4  # days a participant loads per night here (README, "Workers at scale")
 PAGE_POINTS = 160  # heart rate at 1/min: 1,440 points a day in 9 pages, as 1 Hz in pages of 10k
 REAL_PAGE_POINTS = 10_000
 # The writer's rate on the re-read path (rows already stored: upsert, 0 written), from

@@ -1511,7 +1511,12 @@ def test_eight_years_of_sparse_history_load_under_default_lock_settings(db, fake
     assert query(db.env, "SHOW max_locks_per_transaction") == [("64",)]
     env = ingest_env(db.env, tmp_path, GOOGLE_HEALTH_URL=fake.url,
                      GOOGLE_TOKEN_URL=fake.token_url, GOOGLE_CLIENT_ID=fake.client_id,
-                     GOOGLE_CLIENT_SECRET=fake.client_secret, HTTP_TIMEOUT="5")
+                     GOOGLE_CLIENT_SECRET=fake.client_secret, HTTP_TIMEOUT="5",
+                     # Thousands of requests for one participant: at an unverified app's
+                     # default pace (150 a minute) they alone would take half an hour. The
+                     # limits are tested in test_workers.py; this test is about locks.
+                     GOOGLE_USER_REQUESTS_PER_MINUTE="100000",
+                     GOOGLE_PROJECT_REQUESTS_PER_MINUTE="1000000")
     first = date(2018, 3, 3)
     enrol = run_ingest(env, "participant", "enrol", "p1", "--timezone", "Europe/Berlin",
                        "--start-date", first.isoformat(), "--token-file", "-",
