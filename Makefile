@@ -89,15 +89,21 @@ run: venv
 # Parameters, e.g. make bench BENCH_ARGS='--participants 10 --days 1 --json /tmp/bench.json'
 BENCH_ARGS ?=
 
+# A canned recipe of both benchmarks: the local TimescaleDB, started unless it runs already
+# (then stop_apache=1, for the recipe's trap), its settings exported.
+define start_bench_db
+$(TSDB) status >/dev/null 2>&1 || stop_apache=1
+settings=$$($(TSDB) start)
+eval "$$settings"
+export DB_HOST DB_PORT DB_USER
+endef
+
 .PHONY: bench bench-scale
 
 bench: venv
 	@stop_apache=0 stop_community=0
 	trap '((!stop_apache)) || $(TSDB) stop; ((!stop_community)) || $(COMMUNITY) stop' EXIT
-	$(TSDB) status >/dev/null 2>&1 || stop_apache=1
-	settings=$$($(TSDB) start)
-	eval "$$settings"
-	export DB_HOST DB_PORT DB_USER
+	$(start_bench_db)
 	$(VENV_PY) bench/run.py $(BENCH_ARGS)
 	if $(COMMUNITY) available 2>/dev/null; then
 		$(COMMUNITY) status >/dev/null 2>&1 || stop_community=1
@@ -113,8 +119,5 @@ bench: venv
 bench-scale: venv
 	@stop_apache=0
 	trap '((!stop_apache)) || $(TSDB) stop' EXIT
-	$(TSDB) status >/dev/null 2>&1 || stop_apache=1
-	settings=$$($(TSDB) start)
-	eval "$$settings"
-	export DB_HOST DB_PORT DB_USER
+	$(start_bench_db)
 	$(VENV_PY) bench/scale.py $(BENCH_ARGS)

@@ -495,3 +495,67 @@ def test_docker_kill_during_the_first_backfill_then_up_equals_an_uninterrupted_r
         assert table_digest(stack) == resumed
     finally:
         stack.write_env(None)
+
+
+# --- more than one machine: compose --scale (issue 12) ---------------------------------
+
+RUN_LOG = (
+    "SELECT participant_id, window_start, window_end, status, rows_read, rows_written,"
+    " rows_rejected, watermark FROM ingest_runs ORDER BY 1, 2, 3"
+)
+
+
+def start_up_runs(stack: Stack, count: int) -> list[int]:
+    """The exit status of each ingester container's start-up run, once all have ended;
+    every container is still running (cron) afterwards."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    ids = stack.compose("ps", "-q", "ingester").stdout.split()
+    assert len(ids) == count, ids
+    statuses: dict[str, int] = {}
+    while len(statuses) < count:
+        for cid in set(ids) - set(statuses):
+            done = stack.run(["docker", "logs", cid])
+            if found := RUN_ENDED.search(ANSI_ESCAPE.sub("", done.stdout + done.stderr)):
+                statuses[cid] = int(found.group(1))
+        assert time.monotonic() < deadline, (statuses, stack.logs("ingester")[-4000:])
+        time.sleep(1)
+    for cid in ids:
+        state = json.loads(stack.run(["docker", "inspect", cid]).stdout)[0]["State"]
+        assert state["Running"], state
+    return [statuses[cid] for cid in ids]
+
+
+def test_scale_3_start_up_runs_share_the_cohort_like_one_run(stack):
+    # An empty database, so the three start-up runs have the whole (one-day) backfill to
+    # share; --now pinned, so the single run below plans the same windows.
+    stack.readme("docker compose down -v", timeout=300)
+    stack.write_env(f"INGEST_ARGS=--now {PINNED_NOW}\nBACKFILL_DAYS=1\n")
+    try:
+        stack.up("--scale", "ingester=3")
+        assert start_up_runs(stack, 3) == [0, 0, 0]
+        # Each participant loaded by exactly one of the runs, and the runs took turns:
+        assert stack.psql(
+            "SELECT string_agg(participant_id || ':' || runs, ',' ORDER BY participant_id) FROM"
+            " (SELECT participant_id, count(DISTINCT run_id) AS runs FROM ingest_runs"
+            " GROUP BY 1) AS per_participant"
+        ) == "demo-01:1,demo-02:1,demo-03:1"
+        assert int(stack.psql("SELECT count(DISTINCT run_id) FROM ingest_runs")) >= 2
+        # ... every claim of every batch taken once and finished, no batch left open.
+        assert stack.psql(
+            "SELECT count(*) FILTER (WHERE claims <> 1 OR done_at IS NULL) || ' '"
+            " || (SELECT count(*) FROM ingest_batches WHERE outcome IS DISTINCT FROM 'done')"
+            " FROM ingest_batch_items"
+        ) == "0 0"
+        shared = stack.psql(RUN_LOG), table_digest(stack)
+
+        # The same night as one run with one worker, in one container, from nothing.
+        stack.psql("TRUNCATE raw_data, ingest_runs, ingest_batches CASCADE")
+        stack.compose("exec", "-T", "ingester", "rm", "-f", "/var/lib/ingester/last_run.json")
+        single = stack.compose(
+            "exec", "-T", "ingester", "python", "/app/ingest.py", "--now", PINNED_NOW,
+            timeout=RUN_TIMEOUT,
+        )
+        assert "run finished: 3 participants (3 ok)" in single.stdout + single.stderr, single
+        assert shared == (stack.psql(RUN_LOG), table_digest(stack))
+    finally:
+        stack.write_env(None)

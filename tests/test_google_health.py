@@ -1342,6 +1342,13 @@ def test_two_runs_never_refresh_one_participant_at_the_same_time(db, db_conn, fa
 NOW = "2026-03-03T00:00:00Z"
 
 
+# Request limits no test of this file reaches: none of them is about pacing (that is
+# tests/test_workers.py), and at an unverified app's default 150 a minute per user a run of
+# a week's slices would sleep for most of its time.
+UNPACED = {"GOOGLE_USER_REQUESTS_PER_MINUTE": "100000",
+           "GOOGLE_PROJECT_REQUESTS_PER_MINUTE": "1000000"}
+
+
 def fake_env(db, fake: FakeGoogleHealth, workdir: Path, **extra: str) -> dict[str, str]:
     """The environment of ingest.py against the fake."""
     return ingest_env(
@@ -1351,7 +1358,7 @@ def fake_env(db, fake: FakeGoogleHealth, workdir: Path, **extra: str) -> dict[st
         GOOGLE_TOKEN_URL=fake.token_url,
         GOOGLE_CLIENT_ID=fake.client_id,
         GOOGLE_CLIENT_SECRET=fake.client_secret,
-        **extra,
+        **{**UNPACED, **extra},
     )
 
 
@@ -1509,14 +1516,9 @@ def test_eight_years_of_sparse_history_load_under_default_lock_settings(db, fake
     # The point of the test: the server keeps PostgreSQL's default lock table, which one
     # transaction over thousands of daily chunks overflows ("out of shared memory").
     assert query(db.env, "SHOW max_locks_per_transaction") == [("64",)]
-    env = ingest_env(db.env, tmp_path, GOOGLE_HEALTH_URL=fake.url,
-                     GOOGLE_TOKEN_URL=fake.token_url, GOOGLE_CLIENT_ID=fake.client_id,
-                     GOOGLE_CLIENT_SECRET=fake.client_secret, HTTP_TIMEOUT="5",
-                     # Thousands of requests for one participant: at an unverified app's
-                     # default pace (150 a minute) they alone would take half an hour. The
-                     # limits are tested in test_workers.py; this test is about locks.
-                     GOOGLE_USER_REQUESTS_PER_MINUTE="100000",
-                     GOOGLE_PROJECT_REQUESTS_PER_MINUTE="1000000")
+    # Thousands of requests for one participant, unpaced (fake_env): at an unverified app's
+    # default pace they alone would take half an hour; this test is about locks.
+    env = fake_env(db, fake, tmp_path, HTTP_TIMEOUT="5")
     first = date(2018, 3, 3)
     enrol = run_ingest(env, "participant", "enrol", "p1", "--timezone", "Europe/Berlin",
                        "--start-date", first.isoformat(), "--token-file", "-",

@@ -4,7 +4,6 @@ and Google's request limits as the fake server saw them."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from collections import defaultdict
@@ -175,40 +174,75 @@ def test_a_worker_process_killed_mid_participant_is_taken_over_in_the_same_run(e
     baseline = single_worker_result(env)
     reset(env)
     run = start_ingest({**env, "WORKERS": "2"}, "--now", NOW)
-    wait_until_mid_participant(env, committed=0)
-    (pid,) = query(env, "SELECT pid FROM pg_stat_activity WHERE application_name = "
-                        "'wearable-ingester' AND query LIKE 'COPY%%' LIMIT 1")[0]
-    # The backend's client is the worker process: find it by its socket's peer port.
-    (port,) = query(env, "SELECT client_port FROM pg_stat_activity WHERE pid = %s", (pid,))[0]
-    os.kill(process_with_local_port(port), signal.SIGKILL)
+    try:
+        worker, pid = stop_a_worker_mid_participant(env, run.pid)
+        os.kill(worker, signal.SIGKILL)
+    except BaseException:
+        run.kill()
+        raise
     out, err = run.communicate(timeout=600)
     assert run.returncode == 1, err  # the run says a worker died ...
     assert "worker 0 ended" in err or "worker 1 ended" in err, err
-    # ... and the other worker loaded its participant: nothing skipped, nothing twice
+    # ... and the other worker took its participant over and finished it: nothing skipped,
+    # nothing twice
     assert fingerprint(env) == baseline[1]
-    assert query(env, "SELECT count(*) FROM ingest_batch_items WHERE claims = 2") == [(1,)]
+    assert query(env, "SELECT participant_id, status FROM ingest_batch_items "
+                      "WHERE claims = 2") == [(pid, "ok")]
     assert {r[0] for r in query(env, RUN_LOG)} == {"s1", "s2", "s3"}
 
 
-def process_with_local_port(port: int) -> int:
-    """The pid whose TCP socket has this local port (from /proc, as ss -p would)."""
-    inode = None
+COPYING = ("SELECT client_port FROM pg_stat_activity WHERE datname = current_database() "
+           "AND application_name = 'wearable-ingester' AND query LIKE 'COPY%%' "
+           "AND state = 'active'")
+
+
+def stop_a_worker_mid_participant(env, run_pid: int) -> tuple[int, str]:
+    """A worker process of the run, frozen (SIGSTOP) while it holds a participant it has not
+    finished, seen in the middle of a COPY; its pid and that participant."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        for (port,) in query(env, COPYING):
+            worker = child_with_connection(run_pid, port, int(env["DB_PORT"]))
+            if worker is None:
+                continue
+            os.kill(worker, signal.SIGSTOP)
+            # Frozen, it can neither finish the participant nor claim another: what the
+            # batch says now is what the kill leaves.
+            held = query(env, "SELECT participant_id FROM ingest_batch_items WHERE "
+                              "claimed_by LIKE %s AND done_at IS NULL", (f"%:{worker}/%",))
+            if held:
+                return worker, held[0][0]
+            os.kill(worker, signal.SIGCONT)  # between participants after all: next COPY
+        time.sleep(0.05)
+    pytest.fail("no worker was ever seen in a participant's COPY")
+
+
+def child_with_connection(parent: int, local_port: int, db_port: int) -> int | None:
+    """The child process of `parent` whose TCP connection to the database has this local
+    port (the backend's client_port), from /proc as ss -p would; only the run's own
+    children are looked at, so nothing else on the machine is ever touched."""
+    inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inode = fields[9]
-    assert inode is not None, f"no socket with local port {port}"
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+            local, remote = fields[1].rsplit(":", 1)[1], fields[2].rsplit(":", 1)[1]
+            if (int(local, 16), int(remote, 16)) == (local_port, db_port):
+                inodes.add(f"socket:[{fields[9]}]")
+    for child in children(parent):
         try:
-            for fd in os.listdir(f"/proc/{entry}/fd"):
-                if re.fullmatch(rf"socket:\[{inode}\]", os.readlink(f"/proc/{entry}/fd/{fd}")):
-                    return int(entry)
-        except OSError:
+            fds = os.listdir(f"/proc/{child}/fd")
+            if any(os.readlink(f"/proc/{child}/fd/{fd}") in inodes for fd in fds):
+                return child
+        except OSError:  # ended meanwhile
             continue
-    raise AssertionError(f"no process holds socket {inode}")
+    return None
+
+
+def children(parent: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        found += [int(pid) for pid in (task / "children").read_text().split()]
+    return found
 
 
 # --- quotas, from the fake's log ---------------------------------------------------------
