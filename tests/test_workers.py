@@ -142,8 +142,10 @@ def wait_until_mid_participant(env, committed: int) -> None:
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         done = query(env, "SELECT count(*) FROM ingest_runs")[0][0]
-        copying = query(env, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                             "'wearable-ingester' AND query LIKE 'COPY%%'")[0][0]
+        # This test's database only: other tests' runs may be copying beside it (xdist).
+        copying = query(env, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                             "current_database() AND application_name = 'wearable-ingester' "
+                             "AND query LIKE 'COPY%%'")[0][0]
         if done >= committed and copying:
             return
         time.sleep(0.05)
