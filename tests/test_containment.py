@@ -133,3 +133,24 @@ def test_a_failure_in_any_step_of_one_participant_leaves_the_others_loaded(
         assert recorded == [("failed",)]
     marks = state.load(tmp_path / "state.json").watermarks
     assert set(marks) >= {"p1", "p3"}
+
+
+def test_a_participant_re_enrolled_in_another_zone_during_the_run_waits_for_the_next(
+    db_conn, tmp_path
+):
+    db.add_participants(db_conn, COHORT)
+    with db_conn.cursor() as cursor:  # what `participant enrol` does while the run is busy
+        cursor.execute("UPDATE participants SET timezone = 'America/Chicago' "
+                       "WHERE participant_id = 'bad'")
+    db_conn.commit()
+    options = pipeline.RunOptions(now=NOW, overlap=timedelta(hours=24), batch_rows=1_000)
+    outcomes = pipeline.run_cohort(db_conn, COHORT, lambda kind: MinuteSource(""),
+                                   state.LoadedState({}, "missing"), tmp_path / "state.json",
+                                   options)
+    by_id = {o.participant_id: o for o in outcomes}
+    assert by_id["p1"].status == by_id["p3"].status == "ok"
+    assert by_id["bad"].status == "failed" and "America/Chicago" in by_id["bad"].error
+    with db_conn.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM raw_data WHERE participant_id = 'bad'")
+        assert cursor.fetchone() == (0,)  # nothing stamped in the zone it no longer has
+    db_conn.commit()

@@ -263,18 +263,20 @@ def recover_watermark(connection: Connection, participant_id: str) -> Recovered:
     return Recovered(watermark, origin)
 
 
-def hold_participant(connection: Connection, participant_id: str) -> bool:
-    """Keep the participant enrolled until this transaction ends; False if it is gone.
+def hold_participant(connection: Connection, participant_id: str) -> str | None:
+    """Keep the participant enrolled until this transaction ends; its zone now, or None if
+    it is gone.
 
     `participant remove` waits for a participant being loaded, and a participant removed
     while the run was busy with others is not loaded (and its data not restored) after it.
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT 1 FROM participants WHERE participant_id = %s FOR KEY SHARE",
+            "SELECT timezone FROM participants WHERE participant_id = %s FOR KEY SHARE",
             (participant_id,),
         )
-        return cursor.fetchone() is not None
+        found = cursor.fetchone()
+        return None if found is None else found[0]
 
 
 # --- the run log ------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg2
 
 from . import db, rollups, state
-from .errors import DatabaseUnavailable, NeedsConsent, ScopeNotGranted
+from .errors import DatabaseUnavailable, NeedsConsent, ParticipantError, ScopeNotGranted
 from .guard import guarded
 from .model import DeliveryBound, Participant, ReadReport, Window
 from .sources import Source
@@ -315,11 +315,17 @@ def commit_slice(
     writer: RowWriter | None = None
     try:
         if not options.dry_run:
-            if not db.hold_participant(connection, pid):
+            zone = db.hold_participant(connection, pid)
+            if zone is None:
                 connection.rollback()  # removed from the cohort since the run started
                 result.status = "removed"
                 result.error = "removed from the cohort while the run was busy with others"
                 return result
+            if zone != participant.timezone:
+                # Slices planned in the old zone would stamp daily values at its midnights,
+                # beside the ones re-enrolment just moved to the new zone's.
+                raise ParticipantError(f"re-enrolled in {zone} (was {participant.timezone}) "
+                                       "while this run was busy: the next run loads it")
             # Bounded to the slice: the query opens only the slice's chunks.
             latest = db.stored_until(connection, pid, span.start, span.end)
             writer = RowWriter(connection, options.batch_rows, latest)
