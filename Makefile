@@ -24,7 +24,7 @@ DOCKER_TESTBED := scripts/docker-testbed.sh
 PYTEST_ARGS ?=
 # Parallel test workers (pytest-xdist); 0 runs the tests in this process, one at a time.
 # loadgroup keeps each xdist_group (the Docker stack, the machine's cron daemon) on one worker.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 
 .PHONY: venv test db-start db-stop lint run
 

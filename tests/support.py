@@ -30,7 +30,8 @@ def ingest_env(db_env: dict[str, str], workdir: Path, **extra: str) -> dict[str,
     return env
 
 
-def run_ingest(env: dict[str, str], *args: str, timeout: float = 300, stdin: str | None = None
+# A bound for a hung run, not a speed the test asserts: parallel workers share two cores.
+def run_ingest(env: dict[str, str], *args: str, timeout: float = 900, stdin: str | None = None
                ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(INGEST), *args],
