@@ -23,7 +23,7 @@ DOCKER_TESTBED := scripts/docker-testbed.sh
 # Extra pytest arguments, e.g. make test PYTEST_ARGS='-k schema -x'
 PYTEST_ARGS ?=
 # Parallel test workers (pytest-xdist); 0 runs the tests in this process, one at a time.
-# loadgroup keeps each xdist_group (the Docker stack, the machine's cron daemon) on one worker.
+# tests/conftest.py keeps the Docker tests and the cron-daemon tests each on one worker.
 TEST_WORKERS ?= 3
 
 .PHONY: venv test db-start db-stop lint run
@@ -66,7 +66,7 @@ test: venv
 		eval "$$settings"
 		export DOCKER DOCKER_HOST DOCKER_CONFIG
 	fi
-	$(VENV_PY) -m pytest --numprocesses=$(TEST_WORKERS) --dist=loadgroup $(PYTEST_ARGS)
+	$(VENV_PY) -m pytest --numprocesses=$(TEST_WORKERS) --dist=loadscope $(PYTEST_ARGS)
 
 db-start:
 	$(TSDB) start

@@ -53,15 +53,31 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("edition", marker.args, indirect=True, scope="session")
 
 
+# Test files whose tests share what one machine has once: the Docker stack (one compose
+# project, built once, whose fixture removes stale ones) and the machine's cron daemon (one
+# /var/run/crond.pid). With parallel workers (make test) each of these files runs on one
+# worker. pytest-xdist's own xdist_group marker cannot do it under pytest 9.2 (xdist 3.8
+# renames item._nodeid, which pytest no longer reads), so the files are named here.
+ONE_WORKER_FILES = ("tests/test_docker.py", "tests/test_containers.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The Docker tests first: they are the longest group one worker must run alone, so with
-    parallel workers (make test) the others share out the rest of the suite meanwhile."""
-    items.sort(key=lambda item: not _in_group(item, "docker"))
+    parallel workers the others share out the rest of the suite meanwhile."""
+    items.sort(key=lambda item: not item.nodeid.startswith(ONE_WORKER_FILES[0]))
 
 
-def _in_group(item: pytest.Item, group: str) -> bool:
-    marker = item.get_closest_marker("xdist_group")
-    return marker is not None and marker.args == (group,)
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Every test is a unit of its own, except that each of ONE_WORKER_FILES is one unit."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerFiles(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path in ONE_WORKER_FILES else nodeid
+
+    return OneWorkerFiles(config, log)
 
 
 @pytest.fixture(scope="session")

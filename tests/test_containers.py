@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -384,12 +383,9 @@ def cron_available() -> str | None:
     return None
 
 
-def needs_cron(test: Callable[..., None]) -> Callable[..., None]:
-    """A test that starts the machine's cron daemon: where it can, and one at a time when
-    the tests run in parallel (the machine has one /var/run/crond.pid)."""
-    why_not = cron_available()
-    skip = pytest.mark.skipif(why_not is not None, reason=str(why_not))
-    return pytest.mark.xdist_group("cron-daemon")(skip(test))
+# A test that starts the machine's cron daemon; with parallel workers this file runs on one
+# worker (conftest.ONE_WORKER_FILES), so one daemon at a time.
+needs_cron = pytest.mark.skipif(cron_available() is not None, reason=str(cron_available()))
 
 
 class Entrypoint:

@@ -48,9 +48,9 @@ PINNED_NOW = "2026-11-20T06:00:00Z"
 BUILD_TIMEOUT = 1200
 RUN_TIMEOUT = 300
 
-# One worker runs the whole module when the tests run in parallel (pytest-xdist's loadgroup):
-# its tests share one stack, built once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docker")]
+# With parallel workers, one runs the whole module (conftest.ONE_WORKER_FILES): its tests
+# share one stack, built once.
+pytestmark = pytest.mark.slow
 
 
 def readme_section(title: str) -> str:
