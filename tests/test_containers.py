@@ -500,7 +500,10 @@ def test_sigterm_ends_a_running_job_too(tmp_path):
     tmp = world_readable_tmp()
     marker = f"wearables-test-{uuid.uuid4().hex}"
     fake = tmp / "fake-python"
-    fake.write_text(f'#!/bin/sh\necho "started"\nexec sleep 300 {marker}\n')
+    # A job that keeps running with the marker in its command line (GNU sleep refuses a
+    # second, non-numeric argument: such a job ended at once, and the test proved nothing).
+    fake.write_text(f'#!/bin/sh\necho "started"\n'
+                    f'exec {sys.executable} -c "import time; time.sleep(300)" {marker}\n')
     fake.chmod(0o755)
     env = container_env(
         tmp,
