@@ -58,18 +58,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 # /var/run/crond.pid). With parallel workers (make test) each of these files runs on one
 # worker. pytest-xdist's own xdist_group marker cannot do it under pytest 9.2 (xdist 3.8
 # renames item._nodeid, which pytest no longer reads), so the files are named here.
-ONE_WORKER_FILES = ("tests/test_docker.py", "tests/test_containers.py")
+DOCKER_TESTS = "tests/test_docker.py"
+ONE_WORKER_FILES = (DOCKER_TESTS, "tests/test_containers.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The Docker tests first: they are the longest group one worker must run alone, so with
     parallel workers the others share out the rest of the suite meanwhile."""
-    items.sort(key=lambda item: not item.nodeid.startswith(ONE_WORKER_FILES[0]))
+    items.sort(key=lambda item: not item.nodeid.startswith(DOCKER_TESTS))
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """Every test is a unit of its own, except that each of ONE_WORKER_FILES is one unit."""
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """For the load modes: every test is a unit of its own, except that each of
+    ONE_WORKER_FILES is one unit. Other modes (--dist each, ...) stay xdist's."""
+    if config.getvalue("dist") not in ("load", "loadscope", "loadgroup"):
+        return None
     from xdist.scheduler import LoadScopeScheduling
 
     class OneWorkerFiles(LoadScopeScheduling):

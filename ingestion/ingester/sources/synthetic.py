@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -112,8 +112,10 @@ def load_wearipedia() -> _Wearipedia:
     return _Wearipedia(generator, numpy.random)
 
 
+@cache
 def _generator_module() -> ModuleType:
-    """The generator module, executed from its file without the package's __init__."""
+    """The generator module, executed from its file without the package's __init__; once
+    per process, however many sources (thread workers) load it."""
     package = importlib.util.find_spec("wearipedia")  # finds; does not import
     if package is None or package.origin is None:
         raise WearipediaUnavailable("wearipedia is installed but cannot be found on sys.path")
