@@ -221,7 +221,8 @@ def client_cpu_per_real_page() -> tuple[float, int]:
 
 
 def pacer_overhead(server: Server, scratch: Scratch) -> float:
-    """Seconds per request the database pacer adds (two reservations), no waiting."""
+    """Seconds per request the pacer adds (the project's reservation in the database), no
+    waiting."""
     dbname = scratch.fresh("pacer")
     pacer = Pacer(lambda: server.connect(dbname), Limit(10**9), Limit(10**9),
                   sleep=lambda _s: None)

@@ -18,7 +18,7 @@ from fake_google_health import (
     oxygen_saturation,
     steps,
 )
-from ingester.quota import Limit
+from ingester.quota import Limit, Schedule
 from support import fingerprint, ingest_env, query, run_ingest, start_ingest
 
 NOW = "2026-03-03T00:00:00Z"
@@ -287,6 +287,19 @@ def test_requests_stay_under_the_per_user_and_project_limits(google):
     # The project's limit bound: its spacing, not the network, set the pace.
     assert max(everything) - min(everything) >= (len(everything) - project.burst - 1) * \
         project.spacing * 0.95
+    # Only the project's schedule is shared; each participant's stayed in its worker.
+    assert query(env, "SELECT bucket FROM request_pacing") == [("project",)]
+
+
+def test_a_participants_schedule_allows_its_burst_then_spaces_requests():
+    limit, clock = Limit(150), [1000.0]
+    schedule = Schedule(limit, clock=lambda: clock[0])
+    waits = [schedule.reserve() for _ in range(limit.burst + 3)]
+    assert waits[: limit.burst + 1] == pytest.approx([0.0] * (limit.burst + 1), abs=1e-9)
+    assert waits[limit.burst + 1:] == pytest.approx([limit.spacing, 2 * limit.spacing])
+    clock[0] += 3600  # an idle hour gives the whole burst back, never more
+    assert [schedule.reserve() for _ in range(limit.burst + 2)][-2:] == \
+        pytest.approx([0.0, limit.spacing], abs=1e-9)
 
 
 def test_the_limits_follow_google_and_leave_room_for_retries():

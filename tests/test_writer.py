@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg2
 import pytest
-from ingester.db import RunLockTimeout, add_participants, run_lock
+from ingester.db import Recovered, add_participants, recover_watermark
 from ingester.errors import PayloadError
 from ingester.model import Participant, Row, Window
 from ingester.pipeline import RunOptions, commit_slice
@@ -229,22 +229,6 @@ def test_runs_applying_the_schema_at_once_take_turns(db):
         assert cursor.fetchone() == (1,)
 
 
-def test_a_run_gives_up_waiting_for_a_stuck_run(db):
-    holder, waiter = db.connect(), db.connect()
-    try:
-        with (
-            run_lock(holder, timedelta(hours=1)),
-            pytest.raises(RunLockTimeout),
-            run_lock(waiter, timedelta(seconds=1)),
-        ):
-            pass
-        with run_lock(waiter, timedelta(seconds=1)):  # free again once the first is done
-            pass
-    finally:
-        holder.close()
-        waiter.close()
-
-
 def test_a_participant_removed_during_the_run_is_not_loaded(db_conn):
     participant = Participant("p1", "UTC", "synthetic", date(2026, 5, 1), 1)
     window = Window(T0, T0 + timedelta(hours=1))
@@ -266,3 +250,14 @@ def test_every_kind_of_aware_timestamp_is_stored_as_the_same_instant(db_conn, ti
     write(db_conn, [Row(timestamp, "p1", "heart_rate", 61.5)])
     (stored,) = table(db_conn)
     assert stored[0] == timestamp and stored[3] == 61.5
+
+
+def test_a_database_without_a_run_log_recovers_from_the_metric_that_lags(db_conn):
+    """Stored before the run log existed: the steps stop an hour before the heart rate, so
+    the heart rate's last point would skip steps that may still be missing."""
+    add_participants(db_conn, [Participant("p1", "UTC", "synthetic", date(2026, 5, 1), 1)])
+    write(db_conn, rows(7200) + rows(3600, metric="steps"))
+    db_conn.commit()
+    assert recover_watermark(db_conn, "p1") == Recovered(T0 + timedelta(seconds=3599),
+                                                         "stored data")
+    assert recover_watermark(db_conn, "nobody") == Recovered(None, None)

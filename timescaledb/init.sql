@@ -514,7 +514,9 @@ BEGIN
     );
     CREATE INDEX IF NOT EXISTS ingest_batch_items_pending ON ingest_batch_items (batch_id)
         WHERE done_at IS NULL;
-    -- One row per limit ('project', 'user:<participant>'): the next free request slot.
+    -- One row per limit shared across workers ('project'): the next free request slot.
+    -- (Before the per-participant schedules moved into the workers' memory there were
+    -- 'user:<participant>' rows too; nothing reads them any more.)
     CREATE TABLE IF NOT EXISTS request_pacing (
         bucket      text        PRIMARY KEY,
         next_slot   timestamptz NOT NULL

@@ -30,6 +30,7 @@ import logging
 import os
 import socket
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,6 +49,9 @@ BATCH_OPEN_KEY = 7_201_311_029
 # How often a worker that found every pending participant claimed by others looks again
 # (for one released by a dead worker, or for the batch to end).
 POLL_SECONDS = 0.5
+# How long a worker waits for participants other workers hold; past that something is
+# stuck, and piling up one more waiting process every night would only hide it (exit 4).
+CLAIM_WAIT = timedelta(hours=1)
 
 
 class ClaimWaitTimeout(IngestError):
@@ -57,8 +61,7 @@ class ClaimWaitTimeout(IngestError):
 @dataclass(frozen=True)
 class Batch:
     batch_id: int
-    run_now: datetime
-    joined: bool  # True if another run opened it
+    run_now: datetime  # what "now" is for every run of the batch
 
 
 def _int4(value: int) -> int:
@@ -103,7 +106,7 @@ def open_or_join(
                 connection.commit()
                 log.info("joining batch %d, opened by another run, up to %s",
                          batch_id, run_now.isoformat())
-                return Batch(batch_id, run_now, joined=True)
+                return Batch(batch_id, run_now)
         cursor.execute(
             "INSERT INTO ingest_batches (run_now, joinable) VALUES (%s, %s) RETURNING batch_id",
             (now, joinable),
@@ -116,7 +119,7 @@ def open_or_join(
         )
         cursor.execute("SELECT pg_advisory_lock_shared(%s, %s)", (BATCH_CLASS, _int4(batch_id)))
     connection.commit()
-    return Batch(batch_id, now, joined=False)
+    return Batch(batch_id, now)
 
 
 def hold_membership(connection: Connection, batch: Batch) -> None:
@@ -143,10 +146,13 @@ def worker_name(index: int) -> str:
     return f"{socket.gethostname()}:{os.getpid()}/{index}"
 
 
-def claim_next(connection: Connection, batch: Batch, worker: str) -> str | None:
-    """Claim a pending participant of the batch; None when none is left unclaimed.
+def claim_next(connection: Connection, batch: Batch, worker: str) -> tuple[str | None, int]:
+    """Claim a pending participant of the batch: (the participant or None, how many were
+    pending). None of 0 pending: the batch is done, and closed here.
 
-    The claim is a session lock: it lasts until release(), or until the connection dies.
+    The claim is a session lock: it lasts until finish(), or until the connection dies.
+    Each worker scans the pending list from its own place in it, so that N workers do not
+    all try the same N - 1 held participants first.
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -155,7 +161,14 @@ def claim_next(connection: Connection, batch: Batch, worker: str) -> str | None:
             (batch.batch_id,),
         )
         pending = [pid for (pid,) in cursor.fetchall()]
-        for pid in pending:
+        if not pending:
+            cursor.execute(
+                "UPDATE ingest_batches SET closed_at = clock_timestamp(), outcome = 'done' "
+                "WHERE batch_id = %s AND closed_at IS NULL",
+                (batch.batch_id,),
+            )
+        turn = zlib.crc32(worker.encode()) % max(1, len(pending))
+        for pid in pending[turn:] + pending[:turn]:
             cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (CLAIM_CLASS, pid))
             if not cursor.fetchone()[0]:
                 continue
@@ -168,10 +181,10 @@ def claim_next(connection: Connection, batch: Batch, worker: str) -> str | None:
             )
             if cursor.rowcount == 1:
                 connection.commit()
-                return pid
+                return pid, len(pending)
             cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (CLAIM_CLASS, pid))
     connection.commit()
-    return None
+    return None, len(pending)
 
 
 def finish(connection: Connection, batch: Batch, participant_id: str, status: str) -> None:
@@ -189,26 +202,8 @@ def finish(connection: Connection, batch: Batch, participant_id: str, status: st
     connection.commit()
 
 
-def pending_count(connection: Connection, batch: Batch) -> int:
-    """Items not done yet; closes the batch when there are none."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM ingest_batch_items WHERE batch_id = %s AND done_at IS NULL",
-            (batch.batch_id,),
-        )
-        (left,) = cursor.fetchone()
-        if left == 0:
-            cursor.execute(
-                "UPDATE ingest_batches SET closed_at = clock_timestamp(), outcome = 'done' "
-                "WHERE batch_id = %s AND closed_at IS NULL",
-                (batch.batch_id,),
-            )
-    connection.commit()
-    return left
-
-
 def claims(
-    connection: Connection, batch: Batch, worker: str, wait: timedelta,
+    connection: Connection, batch: Batch, worker: str, wait: timedelta = CLAIM_WAIT,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterable[str]:
     """The participants this worker loads, claimed one at a time, until the batch is done.
@@ -219,12 +214,12 @@ def claims(
     """
     idle_since: float | None = None
     while True:
-        pid = claim_next(connection, batch, worker)
+        pid, pending = claim_next(connection, batch, worker)
         if pid is not None:
             idle_since = None
             yield pid
             continue
-        if pending_count(connection, batch) == 0:
+        if pending == 0:
             return
         idle_since = idle_since or time.monotonic()
         if time.monotonic() - idle_since > wait.total_seconds():

@@ -3,7 +3,7 @@
 Exit codes: 0 all participants loaded; 1 a participant failed (or the state file had to be
 recovered, or could not be written); 2 bad configuration or arguments; 3 the database is
 unreachable (after waiting DB_WAIT_SECONDS for one that is starting) or failed; 4 other
-workers held the batch's last participants for longer than RUN_LOCK_WAIT; 5 a pending schema
+workers held the batch's last participants for longer than claims.CLAIM_WAIT; 5 a pending schema
 migration could not get its lock within schema.LOCK_ATTEMPTS tries of schema.LOCK_TIMEOUT
 (the line names the session it waited for).
 """
@@ -40,9 +40,6 @@ log = logging.getLogger("ingester")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE, EXIT_BUSY, EXIT_SCHEMA = 0, 1, 2, 3, 4, 5
 
-# A worker waits this long for participants other workers hold (claims.py); past that
-# something is stuck, and piling up one more waiting process every night would only hide it.
-RUN_LOCK_WAIT = timedelta(hours=1)
 # How far --now may lead this machine's clock (clocks of hosts differ a little).
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -271,8 +268,9 @@ def run(connection: db.Connection, settings: Settings, arguments: argparse.Names
         return EXIT_CONFIG
     loaded = read_state(settings.state_file, arguments.dry_run)
     if arguments.dry_run:  # writes nothing, claims nothing: one pass on this connection
-        outcomes = run_cohort(connection, participants, SourceFactory(settings), loaded,
-                              settings.state_file, options)
+        with SourceFactory(settings) as sources:
+            outcomes = run_cohort(connection, participants, sources, loaded,
+                                  settings.state_file, options)
         summarise(outcomes, True, time.monotonic() - began)
         return EXIT_FAILED if _failed(outcomes) or _corrupt(loaded) else EXIT_OK
     # A run for some participants or an explicit window is the operator's own: nobody joins
@@ -281,9 +279,8 @@ def run(connection: db.Connection, settings: Settings, arguments: argparse.Names
     batch = claims.open_or_join(
         connection, now, lambda: [p.participant_id for p in participants], joinable
     )
-    if batch.joined:
-        options = replace(options, now=batch.run_now)
-    job = Job(settings, batch, options, loaded, settings.state_file, uuid.uuid4(), RUN_LOCK_WAIT)
+    options = replace(options, now=batch.run_now)  # a joined batch's, else our own
+    job = Job(settings, batch, options, loaded, uuid.uuid4())
     kind = settings.worker_kind
     log.info("batch %d: %d %s worker(s)", batch.batch_id, settings.workers, kind)
     try:
@@ -368,47 +365,56 @@ def show_status(connection: db.Connection, settings: Settings) -> int:
     now = datetime.now(UTC)
     options = RunOptions(now=now, overlap=settings.overlap, batch_rows=settings.batch_rows,
                          max_backfill_days=settings.max_backfill_days)
-    sources = SourceFactory(settings)
     participants = {p.participant_id: p for p in db.load_participants(connection)}
     notes: list[str] = []
     counts = db.stored_counts(connection)
-    print("participant	source	last run	run ended	consent	missing scopes	bound	stream	"
-          "watermark	from")
-    for pid, source_kind, status, finished, error, consent, missing in db.participant_report(
-        connection
-    ):
-        consent_text = f"needed since {consent:%Y-%m-%d}" if consent else "ok"
-        consent_text += "\t" + (" ".join(short_scope(s) for s in missing or ()) or "-")
-        last = f"{status or 'never'}" + (f" ({error})" if error else "")
-        when = f"{finished:%Y-%m-%dT%H:%M:%SZ}" if finished else "-"
-        bound, rows = "-", [("-", None, "-")]
-        try:
-            source = sources(source_kind)
-            planned = preview(participants[pid], source.streams, loaded.watermarks.get(pid, {}),
-                              db.recover_watermark(connection, pid),
-                              source.delivered_until(participants[pid], now), options)
-        except psycopg2.Error:
-            raise  # the database's own trouble: exit 3, as everywhere
-        except Exception as problem:  # one participant's bad zone or settings: shown, not fatal
-            notes.append(f"{pid}: cannot plan its next run: {type(problem).__name__}: "
-                         f"{str(problem).strip().splitlines()[0] if str(problem).strip() else ''}")
-        else:
-            bound = f"{planned.bound.rule} {planned.bound.until:%Y-%m-%dT%H:%M:%SZ}"
-            rows = [(stream, planned.marks[stream], planned.origins[stream])
-                    for stream in sorted(planned.marks)]
-            if planned.held:
-                notes.append(f"{pid}: {planned.held}")
-        for stream, mark, origin in rows:
-            print(
-                f"{pid}\t{source_kind}\t{last}\t{when}\t{consent_text}\t{bound}\t{stream}\t"
-                f"{mark.isoformat() if mark else '-'}\t{origin}"
-            )
+    print("participant\tsource\tlast run\trun ended\tconsent\tmissing scopes\tbound\tstream\t"
+          "watermark\tfrom")
+    with SourceFactory(settings) as sources:
+        for pid, source_kind, status, finished, error, consent, missing in db.participant_report(
+            connection
+        ):
+            consent_text = f"needed since {consent:%Y-%m-%d}" if consent else "ok"
+            consent_text += "\t" + (" ".join(short_scope(s) for s in missing or ()) or "-")
+            last = f"{status or 'never'}" + (f" ({error})" if error else "")
+            when = f"{finished:%Y-%m-%dT%H:%M:%SZ}" if finished else "-"
+            bound, rows, note = _next_run(connection, sources, participants[pid],
+                                          loaded.watermarks.get(pid, {}), options)
+            if note:
+                notes.append(f"{pid}: {note}")
+            for stream, mark, origin in rows:
+                print(
+                    f"{pid}\t{source_kind}\t{last}\t{when}\t{consent_text}\t{bound}\t{stream}\t"
+                    f"{mark.isoformat() if mark else '-'}\t{origin}"
+                )
     for note in notes:
         print(note)
     print("\nparticipant\tmetric_type\trows stored\tlatest")
     for (pid, metric), (n, latest) in sorted(counts.items()):
         print(f"{pid}\t{metric}\t{n}\t{latest.isoformat()}")
     return EXIT_OK
+
+
+def _next_run(
+    connection: db.Connection, sources: SourceFactory, participant: Participant,
+    in_file: dict[str, datetime], options: RunOptions,
+) -> tuple[str, list[tuple[str, datetime | None, str]], str | None]:
+    """The bound, (stream, watermark, origin) rows and a note of a participant's next run."""
+    try:
+        source = sources(participant.source)
+        planned = preview(participant, source.streams, in_file,
+                          db.recover_watermark(connection, participant.participant_id),
+                          source.delivered_until(participant, options.now), options)
+    except psycopg2.Error:
+        raise  # the database's own trouble: exit 3, as everywhere
+    except Exception as problem:  # one participant's bad zone or settings: shown, not fatal
+        text = str(problem).strip()
+        return "-", [("-", None, "-")], (f"cannot plan its next run: {type(problem).__name__}: "
+                                         f"{text.splitlines()[0] if text else ''}")
+    bound = f"{planned.bound.rule} {planned.bound.until:%Y-%m-%dT%H:%M:%SZ}"
+    rows = [(stream, planned.marks[stream], planned.origins[stream])
+            for stream in sorted(planned.marks)]
+    return bound, rows, planned.held or None
 
 
 def short_scope(scope: str) -> str:

@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 Connection = psycopg2.extensions.connection
 
 # Key class of the per-participant token locks, pg_advisory_xact_lock(class, hashtext(id)).
-# The two-key form cannot collide with db.RUN_LOCK_KEY (one bigint key); a hashtext
-# collision between two participants only makes one wait for the other's refresh.
+# The two-key form cannot collide with the one-key locks (schema.SCHEMA_LOCK_KEY,
+# claims.BATCH_OPEN_KEY); a hashtext collision between two participants only makes one
+# wait for the other's refresh.
 TOKEN_LOCK_CLASS = 4_417_001
 # How long a refresh waits for another run's refresh of the same participant (which is one
 # token request: seconds, unless the token endpoint is failing).

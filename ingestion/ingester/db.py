@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import psycopg2
 import psycopg2.errors
@@ -17,17 +16,12 @@ import psycopg2.extras
 
 from . import rollups
 from .config import Settings
-from .errors import DatabaseUnavailable, IngestError
+from .errors import DatabaseUnavailable
 from .model import Participant
 
 log = logging.getLogger(__name__)
 
 Connection = psycopg2.extensions.connection
-
-# One run at a time per database: a session advisory lock, released by the server if the
-# process dies, so a killed run never leaves a stale lock behind. The number is arbitrary
-# but fixed; it must not collide with the per-participant token locks (two-key form).
-RUN_LOCK_KEY = 7_201_311_026
 
 psycopg2.extras.register_uuid()
 
@@ -83,38 +77,6 @@ def connect(settings: Settings) -> Connection:
 
 def _ready_phrase(text: str) -> str:
     return next(phrase for phrase in NOT_READY if phrase in text.lower())
-
-
-class RunLockTimeout(IngestError):
-    """Another run held the run lock for longer than this run would wait."""
-
-
-@contextmanager
-def run_lock(connection: Connection, wait: timedelta) -> Iterator[None]:
-    """Hold the database's run lock; a second run waits here until the first is done."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", (RUN_LOCK_KEY,))
-        if not cursor.fetchone()[0]:
-            log.warning("another ingestion run holds the lock; waiting for it to finish")
-            cursor.execute("SET lock_timeout = %s", (f"{int(wait.total_seconds())}s",))
-            try:
-                cursor.execute("SELECT pg_advisory_lock(%s)", (RUN_LOCK_KEY,))
-            except psycopg2.errors.LockNotAvailable:
-                connection.rollback()
-                raise RunLockTimeout(
-                    f"another ingestion run has held the run lock for over {wait}; giving up "
-                    "(see pg_stat_activity, application_name 'wearable-ingester')"
-                ) from None
-            cursor.execute("RESET lock_timeout")
-    connection.commit()
-    try:
-        yield
-    finally:
-        if not connection.closed:
-            connection.rollback()
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK_KEY,))
-            connection.commit()
 
 
 # --- the cohort -------------------------------------------------------------------------
@@ -241,8 +203,9 @@ def recover_watermark(connection: Connection, participant_id: str) -> Recovered:
     """What the database proves was loaded for a participant, without any gap before it.
 
     The run log records each committed slice's watermark in the same transaction as its
-    data, so it is exact. A participant loaded before the run log existed falls back to its
-    last stored point, a safe lower bound.
+    data, so it is exact. A participant loaded before the run log existed falls back to the
+    earliest of its metrics' last stored points: a metric that lagged behind the others may
+    still have a gap after its last point, and a later bound would skip it.
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -254,7 +217,8 @@ def recover_watermark(connection: Connection, participant_id: str) -> Recovered:
         origin = "run log" if watermark is not None else None
         if not logged:
             cursor.execute(
-                'SELECT max("timestamp") FROM raw_data WHERE participant_id = %s',
+                'SELECT min(latest) FROM (SELECT max("timestamp") AS latest FROM raw_data '
+                "WHERE participant_id = %s GROUP BY metric_type) AS last_points",
                 (participant_id,),
             )
             (watermark,) = cursor.fetchone()

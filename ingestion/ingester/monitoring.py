@@ -39,7 +39,7 @@ from .pipeline import Outcome
 log = logging.getLogger(__name__)
 
 JOB = "wearables_ingest"  # the Pushgateway group, and the `job` label Prometheus sees
-# A Pushgateway that hangs must not hold the nightly job (and the run lock) for long.
+# A Pushgateway that hangs must not hold the nightly job for long.
 PUSH_TIMEOUT_SECONDS = 10.0
 # Always exported, zeros included: a missing series would read as "no data", not as 0.
 OUTCOMES = ("ok", "failed", "needs_consent", "held", "nothing_to_do", "removed")

@@ -30,7 +30,7 @@ Connection = psycopg2.extensions.connection
 MIGRATION_HEADER = re.compile(r"^-- migration (\d+): *(\S.*?)\s*$", re.MULTILINE)
 
 # Runs that start together on a new database take turns applying the file (DDL must not
-# race). Beside the run lock's key (db.RUN_LOCK_KEY + 1), so they never collide.
+# race). One-key, like claims.BATCH_OPEN_KEY, and never equal to it.
 SCHEMA_LOCK_KEY = 7_201_311_027
 # A try waits this long for each lock. Applying the whole file to an empty database takes
 # well under a second, so a concurrent run that is applying it never costs a try; a

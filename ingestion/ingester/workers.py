@@ -22,11 +22,9 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import resource
-import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
-from pathlib import Path
 
 import psycopg2
 
@@ -76,6 +74,12 @@ class SourceFactory:
             )
         return self._quota
 
+    def __enter__(self) -> SourceFactory:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         for source in self._built.values():
             close = getattr(source, "close", None)
@@ -83,6 +87,7 @@ class SourceFactory:
                 close()
         if self._quota is not None:
             self._quota.close()
+            self._quota = None
 
 
 @dataclass(frozen=True)
@@ -93,9 +98,7 @@ class Job:
     batch: claims.Batch
     options: RunOptions
     loaded: state.LoadedState
-    state_file: Path
     run_id: uuid.UUID
-    wait: timedelta
 
 
 @dataclass
@@ -114,11 +117,12 @@ def work(job: Job, index: int) -> WorkerResult:
     except DatabaseUnavailable as error:
         return WorkerResult(error=str(error), database_lost=True)
     sources = SourceFactory(job.settings)
+    run = RunContext(connection, sources, job.settings.state_file, job.options, job.run_id)
     name = claims.worker_name(index)
     try:
         claims.hold_membership(connection, job.batch)
-        for pid in claims.claims(connection, job.batch, name, job.wait):
-            outcome = _one(connection, job, sources, pid)
+        for pid in claims.claims(connection, job.batch, name):
+            outcome = _one(run, job.loaded, pid)
             result.outcomes.append(outcome)
             claims.finish(connection, job.batch, pid, outcome.status)
     except DatabaseUnavailable as error:
@@ -137,19 +141,20 @@ def work(job: Job, index: int) -> WorkerResult:
         connection.close()
     if result.error:
         log.error("worker %s stopped: %s", name, result.error)
-    # ru_maxrss: KiB on Linux; for a thread it is the whole process's.
-    log.info("worker %s done: %d participants, peak RSS %.0f MiB", name,
-             len(result.outcomes), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if multiprocessing.parent_process() is None:  # a thread's peak is the run's (cli.run)
+        log.info("worker %s done: %d participants", name, len(result.outcomes))
+    else:  # ru_maxrss: KiB on Linux
+        log.info("worker %s done: %d participants, peak RSS %.0f MiB", name,
+                 len(result.outcomes), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
 
 
-def _one(connection: db.Connection, job: Job, sources: SourceFactory, pid: str) -> Outcome:
-    found = db.load_participants(connection, [pid])
+def _one(run: RunContext, loaded: state.LoadedState, pid: str) -> Outcome:
+    found = db.load_participants(run.connection, [pid])
     if not found:
         log.info("%s: removed from the cohort before it was loaded", pid)
         return Outcome(pid, "removed", error="removed from the cohort before it was loaded")
-    run = RunContext(connection, sources, job.state_file, job.options, job.run_id)
-    return load_participant(run, found[0], job.loaded.watermarks.get(pid, {}))
+    return load_participant(run, found[0], loaded.watermarks.get(pid, {}))
 
 
 def run_workers(job: Job, count: int, kind: str) -> list[WorkerResult]:
@@ -162,19 +167,9 @@ def run_workers(job: Job, count: int, kind: str) -> list[WorkerResult]:
 
 
 def _threads(job: Job, count: int) -> list[WorkerResult]:
-    results: list[WorkerResult] = [WorkerResult() for _ in range(count)]
-
-    def target(index: int) -> None:
-        results[index] = work(job, index)
-
-    threads = [
-        threading.Thread(target=target, args=(i,), name=f"worker-{i}") for i in range(count)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    # work() never raises, so the pool's results are every worker's own.
+    with ThreadPoolExecutor(count, thread_name_prefix="worker") as pool:
+        return list(pool.map(work, [job] * count, range(count)))
 
 
 def _processes(job: Job, count: int) -> list[WorkerResult]:
