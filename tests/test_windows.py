@@ -7,7 +7,7 @@ from ingester.model import DeliveryBound, Participant, Window
 from ingester.pipeline import RunOptions, plan_participant, preview, run_log_watermark, slices_of
 from ingester.windows import (
     MAX_SLICE_DAYS,
-    SPARSE_SLICE_ROWS,
+    SLICE_ROWS,
     advance,
     local_midnight,
     next_slice_days,
@@ -133,15 +133,20 @@ def test_a_slice_ends_at_a_local_midnight(zone, start, days, end):
     assert slice_end(start, NOW, ZoneInfo(zone), days) == end
 
 
-def test_sparse_slices_grow_to_the_cap_and_dense_ones_shrink_to_a_day():
+def test_sparse_slices_grow_to_the_cap_and_dense_ones_settle_near_the_row_target():
     days, seen = 1, []
     for _ in range(6):  # a history of one daily value
         days = next_slice_days(days, rows=days)
         seen.append(days)
     assert seen == [2, 4, 8, MAX_SLICE_DAYS, MAX_SLICE_DAYS, MAX_SLICE_DAYS]
-    assert next_slice_days(MAX_SLICE_DAYS, rows=1_000_000) == MAX_SLICE_DAYS // 2
-    assert next_slice_days(1, rows=86_400) == 1  # 1 Hz heart rate: one local day
-    assert next_slice_days(4, rows=SPARSE_SLICE_ROWS + 1) == 4  # in between: kept
+    days, seen = 1, []
+    for _ in range(5):  # 1 Hz heart rate and the minute streams: ~94,000 rows a day
+        days = next_slice_days(days, rows=94_000 * days)
+        seen.append(days)
+    assert seen == [2, 4, 4, 4, 4]  # ~376,000 rows a slice
+    assert next_slice_days(MAX_SLICE_DAYS, rows=94_000 * MAX_SLICE_DAYS) == MAX_SLICE_DAYS // 2
+    assert next_slice_days(1, rows=4 * SLICE_ROWS) == 1  # never less than a local day
+    assert next_slice_days(4, rows=SLICE_ROWS) == 4  # near the target: kept
 
 
 def test_each_stream_gets_its_part_of_a_slice():
