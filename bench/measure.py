@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg2.extras
 from ingester import db
-from ingester.windows import slice_end
+from ingester.windows import next_slice_days, slice_end
 from ingester.writer import COLUMNS, COPY_READ_SIZE, RowWriter
 
 from .databases import Server
@@ -25,6 +25,7 @@ from .workload import Spool, Workload, spooled
 
 INGEST = Path(__file__).resolve().parent.parent / "ingestion" / "ingest.py"
 PEAK_RSS = Path(__file__).resolve().parent / "peak_rss.py"
+VARIANT = Path(__file__).resolve().parent / "variant.py"
 
 # The design the writer replaced: parameterised multi-row INSERTs of 1,000 rows each.
 ORIGINAL_INSERT = f"INSERT INTO raw_data {COLUMNS} VALUES %s ON CONFLICT DO NOTHING"
@@ -65,17 +66,19 @@ def plain_copy(server: Server, dbname: str, spool: Spool) -> Measurement:
 
 
 def project_writer(
-    server: Server, dbname: str, workload: Workload, spool: Spool, batch_rows: int, label: str
+    server: Server, dbname: str, workload: Workload, spool: Spool, batch_rows: int, label: str,
+    one_transaction: bool = False,
 ) -> Measurement:
-    """RowWriter as pipeline.commit_slice drives it: per participant and slice (one local day
-    of dense data) one transaction, the slice's stored_until look-up, one write() per stream,
-    finish(), commit. Cutting the spooled rows into slices happens outside the clock."""
+    """RowWriter as pipeline.commit_slice drives it: per participant and slice one
+    transaction, the slice's stored_until look-up, one write() per stream, finish(), commit.
+    Cutting the spooled rows into slices happens outside the clock. one_transaction: each
+    participant's window is one slice, as before windows were sliced."""
     connection = server.connect(dbname)
     read = written = 0
     seconds = 0.0
     try:
         for participant, plan, streams in spooled(workload, spool):
-            for span, parts in _slices(participant, plan, streams):
+            for span, parts in _slices(participant, plan, streams, one_transaction):
                 began = time.perf_counter()
                 latest = db.stored_until(connection, participant.participant_id, *span)
                 writer = RowWriter(connection, batch_rows, latest)
@@ -95,15 +98,17 @@ def project_writer(
     return Measurement(label, read, seconds, written=written)
 
 
-def _slices(participant, plan, streams):
+def _slices(participant, plan, streams, one_transaction=False):
     """(slice start, end) and each stream's rows in it, cut as the pipeline cuts a window."""
     start = min(window.start for window in plan.values())
     end = max(window.end for window in plan.values())
+    instants = sorted(row.timestamp for _stream, rows in streams for row in rows)
     bounds, days, cursor = [], 1, start
     while cursor < end:
-        stop = slice_end(cursor, end, participant.zone, days)
+        stop = end if one_transaction else slice_end(cursor, end, participant.zone, days)
         bounds.append((cursor, stop))
-        cursor = stop
+        rows = bisect.bisect_left(instants, stop) - bisect.bisect_left(instants, cursor)
+        days, cursor = next_slice_days(days, rows), stop
     edges = [stop for _, stop in bounds]
     cut: list[list[list]] = [[[] for _ in streams] for _ in bounds]
     for index, (_stream, rows) in enumerate(streams):
@@ -135,9 +140,11 @@ def original_design(server: Server, dbname: str, workload: Workload, spool: Spoo
 
 
 def end_to_end(
-    server: Server, dbname: str, workload: Workload, batch_rows: int, workdir: Path, label: str
+    server: Server, dbname: str, workload: Workload, batch_rows: int, workdir: Path, label: str,
+    variant: str | None = None,
 ) -> Measurement:
-    """`ingest.py --now END` as cron runs it, on a database holding only the cohort.
+    """`ingest.py --now END` as cron runs it, on a database holding only the cohort; or
+    with a part of the pipeline taken out (variant.py) to tell what that part costs.
 
     Timed from spawn to exit: interpreter start, schema, wearipedia import and every
     participant. Peak RSS is that process's own, taken by peak_rss.py (see there why).
@@ -157,8 +164,9 @@ def end_to_end(
         "LOG_LEVEL": "INFO",
     }
     report_path, log_path = workdir / "peak_rss.json", workdir / "ingest.log"
+    program = [str(VARIANT), variant] if variant else [str(INGEST)]
     command = [sys.executable, str(PEAK_RSS), str(report_path),
-               sys.executable, str(INGEST), "--now", workload.end.isoformat()]
+               sys.executable, *program, "--now", workload.end.isoformat()]
     with log_path.open("wb") as log:
         # cwd is workdir, so no developer's .env is read.
         subprocess.run(command, env=env, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log,
@@ -194,13 +202,23 @@ def end_to_end(
     )
 
 
-def count_rows(server: Server, dbname: str) -> int:
+def count_rows(server: Server, dbname: str, table: str = "raw_data") -> int:
     connection = server.connect(dbname)
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM raw_data")
+            cursor.execute(f"SELECT count(*) FROM {table}")  # our own table names only
             (count,) = cursor.fetchone()
         connection.commit()
         return count
     finally:
         connection.close()
+
+
+def check_variant(server: Server, dbname: str, variant: str | None, participants: int) -> None:
+    """That a variant left out what it says it leaves out, and the command did not."""
+    slices, minutes = count_rows(server, dbname, "ingest_runs"), count_rows(server, dbname,
+                                                                          "data_1m")
+    if variant == "one-transaction" and slices != participants:
+        raise BenchError(f"one-transaction: {slices} run-log rows for {participants} windows")
+    if (variant == "no-rollups") != (minutes == 0):
+        raise BenchError(f"{variant or 'ingest.py'}: data_1m holds {minutes} rows")

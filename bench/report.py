@@ -53,6 +53,14 @@ TARGETS = {
                                   "writer", "writer_rerun", at_most=0.3),
     "rss_long_vs_short": Target("peak RSS, long run / short run", "end_to_end_long",
                                 "end_to_end", at_most=1.3, memory=True),
+    # From the issues on losing nothing (slices may cost at most 10 %) and on the morning
+    # report (rollups at most 15 %): the rate with the part over the rate without it.
+    "slices_writer": Target("writer in slices / in one transaction a participant", "writer",
+                            "writer_one_transaction", at_least=0.9),
+    "slices_end_to_end": Target("end to end in slices / in one transaction a participant",
+                                "end_to_end", "end_to_end_one_transaction", at_least=0.9),
+    "rollups_end_to_end": Target("end to end with rollups / without", "end_to_end",
+                                 "end_to_end_no_rollups", at_least=0.85),
 }
 
 

@@ -164,7 +164,7 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
         scratch.drop(name)
     measurements["copy"] = _done(fastest(samples))
 
-    samples, reruns = [], []
+    samples, reruns, whole = [], [], []
     for _ in range(repeat):
         name = scratch.fresh("writer")
         server.checkpoint()
@@ -180,8 +180,18 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
             raise BenchError(f"the rerun wrote {rerun.written} rows; it must write none")
         reruns.append(_checked(rerun, server, name, rows))
         scratch.drop(name)
+        name = scratch.fresh("writer_whole")
+        server.checkpoint()
+        whole.append(_checked(
+            measure.project_writer(server, name, short, spool, plan.batch_rows,
+                                   "writer, empty table, one transaction a participant",
+                                   one_transaction=True),
+            server, name, rows,
+        ))
+        scratch.drop(name)
     measurements["writer"] = _done(fastest(samples))
     measurements["writer_rerun"] = _done(fastest(reruns))
+    measurements["writer_one_transaction"] = _done(fastest(whole))
 
     samples = []
     for _ in range(repeat):
@@ -192,19 +202,38 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
         scratch.drop(name)
     measurements["original"] = _done(fastest(samples))
 
-    for key, workload in (("end_to_end", short), ("end_to_end_long", plan.long)):
-        label = f"end to end, {len(workload.participants)} x {workload.days:g} days (ingest.py)"
-        samples = []
-        for attempt in range(repeat):
+    # The command and, in turn with it so that they share the machine's state, the command
+    # without slices and without rollups (variant.py): what each of the two costs.
+    runs = [("end_to_end", short, None, ""),
+            ("end_to_end_one_transaction", short, "one-transaction",
+             ", one transaction a participant"),
+            ("end_to_end_no_rollups", short, "no-rollups", ", no rollups")]
+    timed: dict[str, list[Measurement]] = {key: [] for key, *_ in runs}
+    for attempt in range(repeat):
+        for key, workload, variant, what in runs:
+            label = (f"end to end, {len(workload.participants)} x {workload.days:g} days "
+                     f"(ingest.py{what})")
             name = scratch.fresh(key)
             server.checkpoint()
             measured = measure.end_to_end(server, name, workload, plan.batch_rows,
-                                          work / f"{key}-{attempt}", label)
-            if workload is short and measured.rows != rows:
+                                          work / f"{key}-{attempt}", label, variant)
+            if measured.rows != rows:
                 raise BenchError(f"ingest.py stored {measured.rows} rows; generation made {rows}")
-            samples.append(measured)
+            measure.check_variant(server, name, variant, len(workload.participants))
+            timed[key].append(measured)
             scratch.drop(name)
+    for key, samples in timed.items():
         measurements[key] = _done(fastest(samples))
+
+    label = f"end to end, {len(plan.long.participants)} x {plan.long.days:g} days (ingest.py)"
+    samples = []
+    for attempt in range(repeat):
+        name = scratch.fresh("end_to_end_long")
+        server.checkpoint()
+        samples.append(measure.end_to_end(server, name, plan.long, plan.batch_rows,
+                                          work / f"end_to_end_long-{attempt}", label))
+        scratch.drop(name)
+    measurements["end_to_end_long"] = _done(fastest(samples))
     return facts, measurements
 
 

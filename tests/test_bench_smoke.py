@@ -12,10 +12,12 @@ from support import ROOT
 
 BENCH = ROOT / "bench" / "run.py"
 MEASUREMENTS = (
-    "generation", "copy", "writer", "writer_rerun", "original", "end_to_end", "end_to_end_long",
+    "generation", "copy", "writer", "writer_rerun", "writer_one_transaction", "original",
+    "end_to_end", "end_to_end_one_transaction", "end_to_end_no_rollups", "end_to_end_long",
 )
 TARGETS = ("writer_vs_original", "writer_vs_copy", "end_to_end_vs_generation",
-           "rerun_vs_first_load", "rss_long_vs_short")
+           "rerun_vs_first_load", "rss_long_vs_short", "slices_writer", "slices_end_to_end",
+           "rollups_end_to_end")
 
 
 @pytest.mark.slow
