@@ -385,7 +385,10 @@ def cron_available() -> str | None:
 
 # A test that starts the machine's cron daemon; with parallel workers this file runs on one
 # worker (conftest.ONE_WORKER_FILES), so one daemon at a time.
-needs_cron = pytest.mark.skipif(cron_available() is not None, reason=str(cron_available()))
+# Asked once: asked twice, the pid file could change in between and the skip's reason
+# would read "None".
+_NO_CRON = cron_available()
+needs_cron = pytest.mark.skipif(_NO_CRON is not None, reason=str(_NO_CRON))
 
 
 class Entrypoint:
