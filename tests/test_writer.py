@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg2
 import pytest
-from ingester.db import Recovered, add_participants, recover_watermark
+from ingester.db import Recovered, add_participants, recover_watermark, stored_until
 from ingester.errors import PayloadError
 from ingester.model import Participant, Row, Window
 from ingester.pipeline import RunOptions, commit_slice
@@ -78,9 +78,10 @@ def hash_matches(monkeypatch) -> list[bool]:
     seen: list[bool] = []
     original = RowWriter._stored_identically
 
-    def spy(cursor, rows, digest):
-        seen.append(original(cursor, rows, digest))
-        return seen[-1]
+    def spy(cursor, batch):
+        matched = original(cursor, batch)
+        seen.extend(matched)
+        return matched
 
     monkeypatch.setattr(RowWriter, "_stored_identically", staticmethod(spy))
     return seen
@@ -138,6 +139,23 @@ def test_a_reread_that_differs_is_compared_row_by_row(db_conn, change, hash_matc
     # -0.0 equals 0.0 as a float8: not a change worth a write
     assert written == (1 if change in ("a corrected value", "a missing point") else 0)
     assert len(table(db_conn)) == 1_000
+
+
+def test_the_series_a_stream_ends_with_are_hashed_together_and_judged_one_by_one(
+        db_conn, hash_matches):
+    """Three metrics, each shorter than a batch, in one statement: the one that changed is
+    written, the two stored alike are not, whichever order the stream interleaves them in."""
+    metrics = ("azm", "cardio", "peak")
+    stored = [row for i in range(300) for row in
+              (Row(T0 + timedelta(minutes=i), "p1", m, float(i)) for m in metrics)]
+    write(db_conn, stored)
+    again = list(reversed(stored))
+    changed = next(i for i, row in enumerate(again) if row.metric_type == "cardio")
+    again[changed] = again[changed]._replace(value=-1.0)
+    counts = write(db_conn, again, latest={m: T0 + timedelta(minutes=299) for m in metrics})
+    assert sorted(hash_matches) == [False, True, True]
+    assert counts.written == 1
+    assert table(db_conn) == sorted((tuple(r) for r in again), key=lambda r: (r[1], r[2], r[0]))
 
 
 def test_a_reread_writes_exactly_the_new_and_the_changed_rows(db_conn):
@@ -261,3 +279,41 @@ def test_a_database_without_a_run_log_recovers_from_the_metric_that_lags(db_conn
     assert recover_watermark(db_conn, "p1") == Recovered(T0 + timedelta(seconds=3599),
                                                          "stored data")
     assert recover_watermark(db_conn, "nobody") == Recovered(None, None)
+
+
+GROUPED = ('SELECT metric_type, max("timestamp") FROM raw_data WHERE participant_id = %s '
+           'AND "timestamp" >= %s AND "timestamp" < %s GROUP BY metric_type')
+
+
+def test_what_is_stored_already_is_each_metrics_latest_instant_inside_the_span(db_conn, edition):
+    """The skip scan of stored_until against a plain GROUP BY, on spans that cut metrics
+    off at either end, leave some out altogether and hold none; on compressed chunks too."""
+    write(db_conn, rows(3 * 86_400, metric="heart_rate", start=T0 - timedelta(hours=5))
+          + rows(200, metric="steps", start=T0 + timedelta(days=1, hours=3))
+          + rows(50, metric="active_zone_minutes", start=T0 + timedelta(days=2, hours=23))
+          + rows(3_600, pid="p2", metric="heart_rate", start=T0 + timedelta(days=1)),
+          batch_rows=100_000)
+    spans = [(T0, T0 + timedelta(days=1)), (T0 + timedelta(days=1), T0 + timedelta(days=2)),
+             (T0 + timedelta(days=1, hours=3, minutes=5), T0 + timedelta(days=1, hours=4)),
+             (T0 + timedelta(days=2, hours=12), T0 + timedelta(days=3)),
+             (T0 - timedelta(days=9), T0 - timedelta(days=8)),
+             (T0 - timedelta(days=1), T0 + timedelta(days=9))]
+
+    def both(since, until):
+        with db_conn.cursor() as cursor:
+            cursor.execute(GROUPED, ("p1", since, until))
+            expected = dict(cursor.fetchall())
+        return stored_until(db_conn, "p1", since, until), expected
+
+    for compressed in (False, True):
+        if compressed:
+            if edition != "community":
+                break
+            with db_conn.cursor() as cursor:
+                cursor.execute("SELECT count(compress_chunk(c)) FROM show_chunks('raw_data') c")
+                assert cursor.fetchone()[0] >= 4
+            db_conn.commit()
+        found = [both(since, until) for since, until in spans]
+        assert [len(got) for got, _ in found] == [1, 2, 1, 2, 0, 3]
+        for got, expected in found:
+            assert got == expected

