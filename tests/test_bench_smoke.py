@@ -10,6 +10,10 @@ import psycopg2.extensions
 import pytest
 from support import ROOT
 
+from bench.measure import Measurement
+from bench.report import TARGETS as REPORTED
+from bench.report import targets
+
 BENCH = ROOT / "bench" / "run.py"
 MEASUREMENTS = (
     "generation", "copy", "writer", "writer_rerun", "writer_one_transaction", "original",
@@ -54,3 +58,24 @@ def test_a_tiny_run_reports_every_measurement_and_drops_its_databases(db_server,
         cursor.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)",
                        (doc["databases"],))
         assert doc["databases"] and cursor.fetchall() == []
+
+
+def test_the_paired_median_takes_each_repeats_own_ratio_and_not_the_fastest_of_each():
+    """A lucky repeat of one side (the 16.9 s of a drifting machine) decides the ratio of the
+    fastest; the median of the repeats' own ratios is the middle one."""
+    def measured(seconds):
+        return Measurement("m", 1_000, min(seconds), details={"samples_seconds": seconds})
+
+    doc = targets({"end_to_end": measured([30.0, 27.0, 28.0]),
+                   "end_to_end_one_transaction": measured([27.0, 16.9, 28.0])})
+    slices = doc["slices_end_to_end"]
+    assert slices["ratio"] == round(16.9 / 27.0, 3)
+    assert slices["paired_median"] == 0.9  # of 0.9, 0.626 and 1.0
+    assert REPORTED["writer_vs_original"].paired is False
+    assert doc["writer_vs_original"]["paired_median"] is None
+
+
+def test_no_paired_median_without_repeats():
+    one = Measurement("m", 1_000, 2.0)
+    assert targets({"writer": one, "writer_rerun": one})["rerun_vs_first_load"][
+        "paired_median"] is None

@@ -172,9 +172,11 @@ def remove_participant(connection: Connection, participant_id: str, purge: bool)
 # Per metric of a participant, the latest instant in [since, until): a skip scan down the
 # key's index (participant_id, metric_type, "timestamp"). Each step finds the next metric by
 # one index probe and its latest instant by another, instead of reading and grouping every
-# row of the span: 3-13 ms for a slice of 1 Hz data, where GROUP BY took 40-250 ms (it was a
-# quarter of a rerun; docs/performance.md, "What is stored already"). The bounds are
-# constants in every subquery, so each opens only the span's chunks.
+# row of the span: 1-7 ms for a slice of 1 Hz data, where GROUP BY took 40-255 ms (a quarter
+# of a rerun; docs/performance.md, "What is stored already"). ORDER BY ... LIMIT 1, not
+# min(): on chunks without statistics yet (just loaded) the planner read every row of the
+# span for each min(). The bounds are constants in every subquery, so each opens only the
+# span's chunks.
 STORED_UNTIL = """
 WITH RECURSIVE metric AS (
     (SELECT metric_type FROM raw_data
