@@ -44,6 +44,8 @@ class Target:
         tops, bottoms = top.details.get("samples_seconds"), bottom.details.get("samples_seconds")
         if not isinstance(tops, list) or not isinstance(bottoms, list) or len(tops) < 2:
             return None
+        if len(tops) != len(bottoms) or min(tops + bottoms) <= 0:  # rounded to 0 in a tiny run
+            return None
         return statistics.median((top.rows / a) / (bottom.rows / b)
                                  for a, b in zip(tops, bottoms, strict=True))
 

@@ -144,18 +144,33 @@ def test_a_reread_that_differs_is_compared_row_by_row(db_conn, change, hash_matc
 def test_the_series_a_stream_ends_with_are_hashed_together_and_judged_one_by_one(
         db_conn, hash_matches):
     """Three metrics, each shorter than a batch, in one statement: the one that changed is
-    written, the two stored alike are not, whichever order the stream interleaves them in."""
+    written, the two stored alike are not, whichever order the stream interleaves them in.
+    Each metric's values differ, so a hash judged against another metric's stored rows
+    would not match."""
     metrics = ("azm", "cardio", "peak")
-    stored = [row for i in range(300) for row in
-              (Row(T0 + timedelta(minutes=i), "p1", m, float(i)) for m in metrics)]
+    stored = [Row(T0 + timedelta(minutes=i), "p1", metric, float(i + 1_000 * k))
+              for i in range(300) for k, metric in enumerate(metrics)]
     write(db_conn, stored)
-    again = list(reversed(stored))
+    again = list(reversed(stored))  # newest first: peak, cardio, azm
     changed = next(i for i, row in enumerate(again) if row.metric_type == "cardio")
     again[changed] = again[changed]._replace(value=-1.0)
     counts = write(db_conn, again, latest={m: T0 + timedelta(minutes=299) for m in metrics})
-    assert sorted(hash_matches) == [False, True, True]
+    assert hash_matches == [True, False, True]  # peak, cardio, azm: as they first came
     assert counts.written == 1
     assert table(db_conn) == sorted((tuple(r) for r in again), key=lambda r: (r[1], r[2], r[0]))
+
+
+def test_two_participants_in_one_write_are_two_series(db_conn, hash_matches):
+    """Rows of p1 and p2 of one metric, alternating: p2's rows are hashed against p2's
+    stored rows, never folded into p1's series."""
+    p1 = rows(200, pid="p1")
+    write(db_conn, p1)
+    p2 = rows(200, pid="p2", value=90.0)
+    mixed = [row for pair in zip(p1, p2, strict=True) for row in pair]
+    counts = write(db_conn, mixed, latest={"heart_rate": T0 + timedelta(seconds=199)})
+    assert hash_matches == [True, False]
+    assert counts.written == 200
+    assert table(db_conn) == [tuple(r) for r in p1 + p2]
 
 
 def test_a_reread_writes_exactly_the_new_and_the_changed_rows(db_conn):

@@ -170,10 +170,12 @@ def remove_participant(connection: Connection, participant_id: str, purge: bool)
 
 
 # Per metric of a participant, the latest instant in [since, until): a skip scan down the
-# key's index (participant_id, metric_type, "timestamp"). Each step finds the next metric by
-# one index probe and its latest instant by another, instead of reading and grouping every
-# row of the span: 1-7 ms for a slice of 1 Hz data, where GROUP BY took 40-255 ms (a quarter
-# of a rerun; docs/performance.md, "What is stored already"). ORDER BY ... LIMIT 1, not
+# key's index (participant_id, metric_type, "timestamp"). Each step finds the next metric
+# that has a row in the span, and then its latest instant, by a short walk of the index,
+# instead of reading and grouping every row of the span: 1-7 ms for a slice of 1 Hz data,
+# where GROUP BY took 40-255 ms (a quarter of a rerun; docs/performance.md, "What is stored
+# already"). The walk for the next metric reads past that metric's rows outside the span
+# in the chunks at the span's edges, at most a chunk's worth. ORDER BY ... LIMIT 1, not
 # min(): on chunks without statistics yet (just loaded) the planner read every row of the
 # span for each min(). The bounds are constants in every subquery, so each opens only the
 # span's chunks.

@@ -234,7 +234,7 @@ class RowWriter:
         # Locals, and the count kept aside: this loop runs once per row. A stream's rows come
         # series by series, so the series of the row before (its latest stored instant and
         # its overlap batch) is kept at hand, and most rows skip the look-ups: a re-read's
-        # loop went from 0.22 to 0.12 us a row.
+        # loop went from 0.22 to 0.12 us a row. Interleaved series only lose the shortcut.
         stored_until, batch_rows = self._stored_until, self._batch_rows
         overlap_rows = min(batch_rows, OVERLAP_BATCH_ROWS)
         key: tuple[str, str] = ("", "")
