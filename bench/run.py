@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 # A script, like ingestion/ingest.py: the service's package and this one are found from here.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ingestion"))
@@ -41,6 +42,7 @@ log = logging.getLogger("bench")
 EXIT_OK, EXIT_FAILED, EXIT_ARGUMENTS, EXIT_DATABASE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
 DEFAULT_JSON = ROOT / "bench" / "results.json"
+T = TypeVar("T")
 
 
 def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -165,7 +167,8 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
     measurements["copy"] = _done(fastest(samples))
 
     samples, reruns, whole = [], [], []
-    for _ in range(repeat):
+
+    def sliced() -> None:
         name = scratch.fresh("writer")
         server.checkpoint()
         samples.append(_checked(
@@ -180,6 +183,8 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
             raise BenchError(f"the rerun wrote {rerun.written} rows; it must write none")
         reruns.append(_checked(rerun, server, name, rows))
         scratch.drop(name)
+
+    def one_transaction() -> None:
         name = scratch.fresh("writer_whole")
         server.checkpoint()
         whole.append(_checked(
@@ -189,6 +194,10 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
             server, name, rows,
         ))
         scratch.drop(name)
+
+    for attempt in range(repeat):
+        for measured in in_turn([sliced, one_transaction], attempt):
+            measured()
     measurements["writer"] = _done(fastest(samples))
     measurements["writer_rerun"] = _done(fastest(reruns))
     measurements["writer_one_transaction"] = _done(fastest(whole))
@@ -210,7 +219,7 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
             ("end_to_end_no_rollups", short, "no-rollups", ", no rollups")]
     timed: dict[str, list[Measurement]] = {key: [] for key, *_ in runs}
     for attempt in range(repeat):
-        for key, workload, variant, what in runs:
+        for key, workload, variant, what in in_turn(runs, attempt):
             label = (f"end to end, {len(workload.participants)} x {workload.days:g} days "
                      f"(ingest.py{what})")
             name = scratch.fresh(key)
@@ -235,6 +244,13 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
         scratch.drop(name)
     measurements["end_to_end_long"] = _done(fastest(samples))
     return facts, measurements
+
+
+def in_turn(items: list[T], attempt: int) -> list[T]:
+    """The measurements compared in pairs, forwards in even repeats and backwards in odd
+    ones: the first run after a fresh database tends to be the slower (docs/performance.md,
+    "Slices"), and a fixed order would give that to the same side every time."""
+    return items if attempt % 2 == 0 else items[::-1]
 
 
 def fastest(samples: list[Measurement]) -> Measurement:

@@ -10,6 +10,7 @@ import psycopg2.extensions
 import pytest
 from support import ROOT
 
+from bench import run
 from bench.measure import Measurement
 from bench.report import TARGETS as REPORTED
 from bench.report import targets
@@ -79,3 +80,13 @@ def test_no_paired_median_without_repeats():
     one = Measurement("m", 1_000, 2.0)
     assert targets({"writer": one, "writer_rerun": one})["rerun_vs_first_load"][
         "paired_median"] is None
+
+
+def test_measurements_compared_in_pairs_swap_places_from_one_repeat_to_the_next():
+    """The first run after a fresh database tends to be the slower: each side of a pair
+    runs first in every other repeat, so that neither always takes that cost."""
+    runs = ["slices", "one transaction", "no rollups"]
+    orders = [run.in_turn(runs, attempt) for attempt in range(4)]
+    assert orders[0] == orders[2] == runs
+    assert orders[1] == orders[3] == ["no rollups", "one transaction", "slices"]
+    assert runs == ["slices", "one transaction", "no rollups"]  # not reordered in place
