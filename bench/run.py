@@ -166,41 +166,7 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
         scratch.drop(name)
     measurements["copy"] = _done(fastest(samples))
 
-    samples, reruns, whole = [], [], []
-
-    def sliced() -> None:
-        name = scratch.fresh("writer")
-        server.checkpoint()
-        samples.append(_checked(
-            measure.project_writer(server, name, short, spool, plan.batch_rows,
-                                   "writer, empty table"),
-            server, name, rows,
-        ))
-        server.checkpoint()
-        rerun = measure.project_writer(server, name, short, spool, plan.batch_rows,
-                                       "writer, full table (rerun)")
-        if rerun.written:
-            raise BenchError(f"the rerun wrote {rerun.written} rows; it must write none")
-        reruns.append(_checked(rerun, server, name, rows))
-        scratch.drop(name)
-
-    def one_transaction() -> None:
-        name = scratch.fresh("writer_whole")
-        server.checkpoint()
-        whole.append(_checked(
-            measure.project_writer(server, name, short, spool, plan.batch_rows,
-                                   "writer, empty table, one transaction a participant",
-                                   one_transaction=True),
-            server, name, rows,
-        ))
-        scratch.drop(name)
-
-    for attempt in range(repeat):
-        for measured in in_turn([sliced, one_transaction], attempt):
-            measured()
-    measurements["writer"] = _done(fastest(samples))
-    measurements["writer_rerun"] = _done(fastest(reruns))
-    measurements["writer_one_transaction"] = _done(fastest(whole))
+    measurements.update(writer_measurements(server, scratch, plan, spool, rows))
 
     samples = []
     for _ in range(repeat):
@@ -246,11 +212,54 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
     return facts, measurements
 
 
-def in_turn(items: list[T], attempt: int) -> list[T]:
+def writer_measurements(server: Server, scratch: Scratch, plan: Plan, spool: Spool,
+                        rows: int) -> dict[str, Measurement]:
+    """The writer alone on the spooled rows: a first load in slices and its rerun, and a
+    first load in one transaction a participant, in turn."""
+    loads: list[Measurement] = []
+    reruns: list[Measurement] = []
+    whole: list[Measurement] = []
+
+    def sliced() -> None:
+        name = scratch.fresh("writer")
+        server.checkpoint()
+        loads.append(_checked(
+            measure.project_writer(server, name, plan.short, spool, plan.batch_rows,
+                                   "writer, empty table"),
+            server, name, rows,
+        ))
+        server.checkpoint()
+        rerun = measure.project_writer(server, name, plan.short, spool, plan.batch_rows,
+                                       "writer, full table (rerun)")
+        if rerun.written:
+            raise BenchError(f"the rerun wrote {rerun.written} rows; it must write none")
+        reruns.append(_checked(rerun, server, name, rows))
+        scratch.drop(name)
+
+    def whole_window() -> None:
+        name = scratch.fresh("writer_whole")
+        server.checkpoint()
+        whole.append(_checked(
+            measure.project_writer(server, name, plan.short, spool, plan.batch_rows,
+                                   "writer, empty table, one transaction a participant",
+                                   one_transaction=True),
+            server, name, rows,
+        ))
+        scratch.drop(name)
+
+    for attempt in range(plan.repeat):
+        for take in in_turn([sliced, whole_window], attempt):
+            take()
+    return {"writer": _done(fastest(loads)), "writer_rerun": _done(fastest(reruns)),
+            "writer_one_transaction": _done(fastest(whole))}
+
+
+def in_turn(items: Sequence[T], attempt: int) -> list[T]:
     """The measurements compared in pairs, forwards in even repeats and backwards in odd
-    ones: the first run after a fresh database tends to be the slower (docs/performance.md,
-    "Slices"), and a fixed order would give that to the same side every time."""
-    return items if attempt % 2 == 0 else items[::-1]
+    ones: the run that goes first in a pair tends to be the slower one (docs/performance.md,
+    "Slices"), and a fixed order would give that to the same side every time. An even
+    --repeat gives each side first place equally often."""
+    return list(items) if attempt % 2 == 0 else list(reversed(items))
 
 
 def fastest(samples: list[Measurement]) -> Measurement:

@@ -83,7 +83,7 @@ def test_no_paired_median_without_repeats():
 
 
 def test_measurements_compared_in_pairs_swap_places_from_one_repeat_to_the_next():
-    """The first run after a fresh database tends to be the slower: each side of a pair
+    """The run that goes first in a pair tends to be the slower one: each side of a pair
     runs first in every other repeat, so that neither always takes that cost."""
     runs = ["slices", "one transaction", "no rollups"]
     orders = [run.in_turn(runs, attempt) for attempt in range(4)]

@@ -160,6 +160,38 @@ def test_the_series_a_stream_ends_with_are_hashed_together_and_judged_one_by_one
     assert table(db_conn) == sorted((tuple(r) for r in again), key=lambda r: (r[1], r[2], r[0]))
 
 
+# Every COPY into the writer's staging table, counted by the server: a writer creates the
+# table only if the session has none, so this one, with its statement trigger, is used.
+COUNT_STAGED_COPIES = """
+CREATE TEMP TABLE raw_data_staging (LIKE raw_data) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE staged_copies (seq serial, rows bigint);
+CREATE FUNCTION pg_temp.count_staged() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO staged_copies (rows) SELECT count(*) FROM staged; RETURN NULL; END $$;
+CREATE TRIGGER counted AFTER INSERT ON raw_data_staging REFERENCING NEW TABLE AS staged
+FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.count_staged();
+"""
+
+
+def test_the_series_that_differ_at_a_streams_end_are_staged_a_batch_at_a_time(db_conn):
+    """Three metrics of 900 rows, every one changed, batch_rows 1,000: staged together they
+    would be one COPY of 2,700 rows; the batch bounds every statement, at the end too."""
+    metrics = ("azm", "cardio", "peak")
+    stored = [row for k, metric in enumerate(metrics)
+              for row in rows(900, value=10.0 * k, metric=metric)]
+    with db_conn.cursor() as cursor:
+        cursor.execute(COUNT_STAGED_COPIES)
+    write(db_conn, stored)  # new rows: straight into raw_data, nothing staged
+    again = [row._replace(value=-1.0) if row.timestamp == T0 + timedelta(seconds=450) else row
+             for row in stored]
+    counts = write(db_conn, again, latest={m: T0 + timedelta(seconds=899) for m in metrics})
+    with db_conn.cursor() as cursor:
+        cursor.execute("SELECT rows FROM staged_copies ORDER BY seq")
+        staged = [n for (n,) in cursor.fetchall()]
+    assert staged == [900, 900, 900]
+    assert counts.written == 3
+    assert table(db_conn) == [tuple(r) for r in again]
+
+
 def test_two_participants_in_one_write_are_two_series(db_conn, hash_matches):
     """Rows of p1 and p2 of one metric, alternating: p2's rows are hashed against p2's
     stored rows, never folded into p1's series."""

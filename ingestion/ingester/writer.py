@@ -32,7 +32,7 @@ import queue
 import sys
 import threading
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -84,6 +84,7 @@ BIG_ENDIAN = sys.byteorder == "big"  # float8send's byte order
 Series = tuple[list[Row], bytes]  # an overlap batch of one participant's metric, and its hash
 
 
+@lru_cache(maxsize=64)
 def stored_digests(count: int) -> str:
     """STORED_DIGEST of `count` series in one statement, one column each: the short series a
     stream leaves at its end (one per metric) cost one round trip instead of one each. Each
@@ -196,6 +197,27 @@ def format_row(row: Row) -> str:
     return f"{stamp}\t{participant_id}\t{metric_type}\t{value!r}\n"
 
 
+def copy_text(batches: list[list[Row]]) -> bytes:
+    """The rows of these series as COPY text."""
+    return "".join([format_row(row) for rows in batches for row in rows]).encode()
+
+
+def bounded(batches: list[list[Row]], batch_rows: int) -> Iterator[list[list[Row]]]:
+    """The series in groups of at most `batch_rows` rows, each staged by one COPY (a longer
+    series stands alone): a stream's end leaves one short series per metric, and the ones
+    that differ can together hold several batches' worth."""
+    group: list[list[Row]] = []
+    size = 0
+    for rows in batches:
+        if group and size + len(rows) > batch_rows:
+            yield group
+            group, size = [], 0
+        group.append(rows)
+        size += len(rows)
+    if group:
+        yield group
+
+
 class RowWriter:
     """Writes into the caller's open transaction; the caller commits or rolls back."""
 
@@ -247,7 +269,8 @@ class RowWriter:
                 if metric_type != key[1] or participant_id != key[0]:
                     key = (participant_id, metric_type)
                     latest = stored_until.get(metric_type)
-                    series = overlap.setdefault(key, [])
+                    if (series := overlap.get(key)) is None:  # no throwaway list per change
+                        series = overlap[key] = []
                 if latest is None or timestamp > latest:
                     direct.append(format_row(row))
                     if len(direct) >= batch_rows:
@@ -324,16 +347,13 @@ class RowWriter:
                 same = self._stored_identically(cursor, batch)
                 changed = [rows for (rows, _), equal in zip(batch, same, strict=True)
                            if not equal]
-                if not changed:
-                    return 0
-                payload = "".join([format_row(row) for rows in changed for row in rows]).encode()
-            else:
-                payload = batch
+                return sum(self._stage(cursor, copy_text(group))
+                           for group in bounded(changed, self._batch_rows))
             if direct:
                 cursor.execute("SAVEPOINT direct_copy")
                 try:
                     cursor.copy_expert(
-                        f"COPY raw_data {COLUMNS} FROM STDIN", io.BytesIO(payload), COPY_READ_SIZE
+                        f"COPY raw_data {COLUMNS} FROM STDIN", io.BytesIO(batch), COPY_READ_SIZE
                     )
                 except psycopg2.errors.UniqueViolation:
                     cursor.execute("ROLLBACK TO SAVEPOINT direct_copy")
@@ -341,12 +361,16 @@ class RowWriter:
                     copied = cursor.rowcount
                     cursor.execute("RELEASE SAVEPOINT direct_copy")
                     return copied
-            cursor.copy_expert(
-                f"COPY {STAGING} {COLUMNS} FROM STDIN", io.BytesIO(payload), COPY_READ_SIZE
-            )
-            written = self._upsert_changed(cursor)
-            cursor.execute(f"TRUNCATE {STAGING}")
-            return written
+            return self._stage(cursor, batch)
+
+    def _stage(self, cursor, payload: bytes) -> int:
+        """Stage COPY text and upsert what differs from what is stored; rows written."""
+        cursor.copy_expert(
+            f"COPY {STAGING} {COLUMNS} FROM STDIN", io.BytesIO(payload), COPY_READ_SIZE
+        )
+        written = self._upsert_changed(cursor)
+        cursor.execute(f"TRUNCATE {STAGING}")
+        return written
 
     @staticmethod
     def _stored_identically(cursor, batch: list[Series]) -> list[bool]:
