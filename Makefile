@@ -74,8 +74,10 @@ db-start:
 db-stop:
 	$(TSDB) stop
 
+# ruff over the tree, and mypy over the package (pyproject.toml); CI runs this before the tests.
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 run: venv
 	@settings=$$($(TSDB) start)

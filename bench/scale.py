@@ -46,10 +46,11 @@ from fake_google_health import (  # noqa: E402  (tests/ is on the path only from
     respiratory_rate_sleep_summary,
     steps,
 )
-from ingester import credentials, db  # noqa: E402
+from ingester import db  # noqa: E402
 from ingester.model import GOOGLE_HEALTH, Participant, ReadReport  # noqa: E402
-from ingester.quota import Limit, Pacer  # noqa: E402
-from ingester.transform.google_health import DATA_TYPES, rows_from_page  # noqa: E402
+from ingester.sources.google_health import credentials  # noqa: E402
+from ingester.sources.google_health.quota import Limit, Pacer  # noqa: E402
+from ingester.sources.google_health.transform import DATA_TYPES, rows_from_page  # noqa: E402
 
 from bench import report  # noqa: E402
 from bench.databases import Scratch, Server, server_facts  # noqa: E402

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from ingester.model import SYNTHETIC, Participant, ReadReport, Row, Window
-from ingester.sources.synthetic import SyntheticSource
+from ingester.sources.synthetic.source import SyntheticSource
 from ingester.windows import local_midnight, plan_window
 from ingester.writer import format_row
 

@@ -24,7 +24,10 @@ from pathlib import Path
 import psycopg2
 import psycopg2.extensions
 import pytest
+from fake_google_health import FakeGoogleHealth
+from ingester.sources.google_health import http
 from psycopg2 import sql
+from support import ingest_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = REPO_ROOT / "timescaledb" / "init.sql"
@@ -290,3 +293,25 @@ def db_conn(db: ScratchDatabase) -> Iterator[psycopg2.extensions.connection]:
         yield conn
     finally:
         conn.close()
+
+
+@pytest.fixture
+def env(db: ScratchDatabase, tmp_path: Path) -> dict[str, str]:
+    """The environment of ingest.py against the test's database (support.ingest_env)."""
+    return ingest_env(db.env, tmp_path)
+
+
+# --- the Google Health source (tests/test_google_*.py; helpers in tests/google_support.py) --
+
+
+@pytest.fixture
+def fake():
+    with FakeGoogleHealth() as server:
+        yield server
+
+
+@pytest.fixture
+def fast_retries(monkeypatch):
+    """Two retries, 10 ms apart: the transport's behaviour without its production waits."""
+    monkeypatch.setattr(http, "RETRIES", 2)
+    monkeypatch.setattr(http, "BACKOFF_FACTOR", 0.01)

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from ingester import report
 from ingester.model import GOOGLE_HEALTH, SYNTHETIC, Participant, Row, Window
-from ingester.sources.synthetic import SyntheticSource
-from support import ingest_env, load_batch, ok, query, rollup_mismatches, run_ingest, utc
+from ingester.sources.synthetic.source import SyntheticSource
+from support import load_batch, ok, query, rollup_mismatches, run_ingest, utc
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -20,11 +20,6 @@ def local_day(day: date, zone: ZoneInfo) -> Window:
     start = datetime.combine(day, datetime.min.time(), zone).astimezone(UTC)
     end = datetime.combine(day + timedelta(days=1), datetime.min.time(), zone).astimezone(UTC)
     return Window(start, end)
-
-
-@pytest.fixture
-def env(db, tmp_path):
-    return ingest_env(db.env, tmp_path)
 
 
 def enrol(env, pid, zone, start, source=SYNTHETIC):

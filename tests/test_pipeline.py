@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from support import fingerprint, ingest_env, query, run_ingest, start_ingest
+from support import fingerprint, query, run_ingest, start_ingest
 
 pytestmark = pytest.mark.editions("apache", "community")
 
@@ -20,11 +20,6 @@ START = "2026-03-07"
 DAY1 = "2026-03-08T12:00:00Z"  # New York springs forward at 07:00Z that morning
 DAY2 = "2026-03-09T12:00:00Z"
 DAY3 = "2026-03-10T12:00:00Z"
-
-
-@pytest.fixture
-def env(db, tmp_path):
-    return ingest_env(db.env, tmp_path)
 
 
 def enrol(env, cohort=COHORT, start=START):

@@ -18,7 +18,6 @@ from ingester import rollups
 from ingester.model import SYNTHETIC, Participant, Row, Window
 from support import (
     fingerprint,
-    ingest_env,
     load_batch,
     ok,
     query,
@@ -36,11 +35,6 @@ START = "2026-03-07"
 DAY1 = "2026-03-08T12:00:00Z"
 DAY2 = "2026-03-09T12:00:00Z"
 DAY3 = "2026-03-10T12:00:00Z"
-
-
-@pytest.fixture
-def env(db, tmp_path):
-    return ingest_env(db.env, tmp_path)
 
 
 def enrol(env, cohort=COHORT):

@@ -17,10 +17,8 @@ import pytest
 from ingester.errors import PayloadError
 from ingester.metrics import METRICS
 from ingester.model import Participant, ReadReport, Row, Window
-from ingester.sources.synthetic import (
-    SyntheticSource,
-)
-from ingester.transform import synthetic as transform
+from ingester.sources.synthetic import transform
+from ingester.sources.synthetic.source import SyntheticSource
 
 ALWAYS = Window(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 UTC_ZONE = ZoneInfo("UTC")
@@ -426,7 +424,7 @@ def test_every_metric_the_transform_can_emit_is_in_the_vocabulary() -> None:
 
 LOAD_AND_LIST_IMPORTS = """
 import sys
-from ingester.sources.synthetic import load_wearipedia
+from ingester.sources.synthetic.source import load_wearipedia
 generator = load_wearipedia()._generator
 print(generator.__file__)
 print(" ".join(sorted(name.split(".")[0] for name in sys.modules)))

@@ -18,7 +18,7 @@ from fake_google_health import (
     oxygen_saturation,
     steps,
 )
-from ingester.quota import Limit, Schedule
+from ingester.sources.google_health.quota import Limit, Schedule
 from support import fingerprint, ingest_env, query, run_ingest, start_ingest
 
 NOW = "2026-03-03T00:00:00Z"
@@ -85,11 +85,6 @@ def assert_each_participant_once(env, ids):
     assert claims == [(pid, 1, "ok") for pid in sorted(ids)]
     assert query(env, "SELECT count(*), count(*) FILTER (WHERE outcome = 'done') "
                       "FROM ingest_batches") == [(1, 1)]  # the runs shared one batch
-
-
-@pytest.fixture
-def env(db, tmp_path):
-    return ingest_env(db.env, tmp_path)
 
 
 @pytest.fixture

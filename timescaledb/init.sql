@@ -143,7 +143,7 @@ DO $migration$
 BEGIN
     IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = 3) THEN RETURN; END IF;
     -- What users.pairedDevices last said about each of a Google participant's devices
-    -- (ingester/devices.py): the latest state per device, for `status` and the morning
+    -- (ingester/sources/google_health/devices.py): the latest state per device, for `status` and the morning
     -- report. The newest tracker sync bounds the participant's watermarks.
     CREATE TABLE IF NOT EXISTS google_devices (
         participant_id  text        NOT NULL REFERENCES participants ON DELETE CASCADE,
@@ -485,7 +485,7 @@ $migration$;
 -- tables (ingestion/ingester/claims.py): a batch is one pass over the cohort ("a night"),
 -- its items are the participants to load, and a worker claims an item with a session
 -- advisory lock on the participant, which the server releases if the worker dies.
--- request_pacing spaces requests to Google across all of them (ingestion/ingester/quota.py).
+-- request_pacing spaces requests to Google across all of them (ingestion/ingester/sources/google_health/quota.py).
 DO $migration$
 BEGIN
     IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = 7) THEN RETURN; END IF;

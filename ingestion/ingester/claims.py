@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .db import Connection
+from .db import Connection, one_row
 from .errors import IngestError
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def open_or_join(
                 cursor.execute(
                     "SELECT pg_try_advisory_lock(%s, %s)", (BATCH_CLASS, _int4(batch_id))
                 )
-                if cursor.fetchone()[0]:
+                if one_row(cursor)[0]:
                     cursor.execute(
                         "SELECT pg_advisory_unlock(%s, %s)", (BATCH_CLASS, _int4(batch_id))
                     )
@@ -111,7 +111,7 @@ def open_or_join(
             "INSERT INTO ingest_batches (run_now, joinable) VALUES (%s, %s) RETURNING batch_id",
             (now, joinable),
         )
-        (batch_id,) = cursor.fetchone()
+        (batch_id,) = one_row(cursor)
         cursor.execute(
             "INSERT INTO ingest_batch_items (batch_id, participant_id) "
             "SELECT %s, unnest(%s::text[])",
@@ -170,7 +170,7 @@ def claim_next(connection: Connection, batch: Batch, worker: str) -> tuple[str |
         turn = zlib.crc32(worker.encode()) % max(1, len(pending))
         for pid in pending[turn:] + pending[:turn]:
             cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (CLAIM_CLASS, pid))
-            if not cursor.fetchone()[0]:
+            if not one_row(cursor)[0]:
                 continue
             # Another worker may have finished it after the list was read: it marks the item
             # done before it lets the lock go, so under the lock this reads the truth.

@@ -29,9 +29,9 @@ import psycopg2
 from . import adherence, claims, db, monitoring, report, schema, state, workers
 from .cohort import demo_cohort
 from .config import Settings, load_settings, read_environment
-from .credentials import PARTICIPANT_ID
 from .errors import ConfigError, DatabaseUnavailable
-from .model import EARLIEST_START_DATE, SYNTHETIC, Participant
+from .logs import configure_logging
+from .model import EARLIEST_START_DATE, PARTICIPANT_ID, SYNTHETIC, Participant
 from .pipeline import Outcome, RunOptions, preview, run_cohort
 from .report import FORMATS
 from .workers import Job, SourceFactory
@@ -238,15 +238,6 @@ def check_arguments(arguments: argparse.Namespace, clock: datetime) -> str | Non
             return (f"--start-date must be a date from {EARLIEST_START_DATE} to today "
                     f"({today} in {arguments.timezone}), got {first}")
     return None
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S%z",
-        stream=sys.stderr,
-    )
 
 
 def run(connection: db.Connection, settings: Settings, arguments: argparse.Namespace) -> int:
@@ -484,8 +475,8 @@ def manage_participants(
         print(f"removed {arguments.participant_id}; {deleted} rows deleted from raw_data")
         return EXIT_OK
     if action == "needs-consent":
-        from . import credentials
-        from .transform.google_health import SETTINGS
+        from .sources.google_health import credentials
+        from .sources.google_health.transform import SETTINGS
 
         for pid, since, missing in credentials.needs_consent(connection):
             if since is not None:
@@ -502,7 +493,7 @@ def manage_participants(
 
 
 def _enrol(connection: db.Connection, arguments: argparse.Namespace) -> int:
-    from . import credentials
+    from .sources.google_health import credentials
 
     try:
         # The token never comes from argv: `ps` shows every process's arguments to all users.

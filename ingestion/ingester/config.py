@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -66,7 +66,8 @@ class Settings:
     # How long a run waits for a database that refuses connections or is starting up (a
     # `docker compose restart` restarts both containers at once) before it exits 3.
     db_wait: timedelta = timedelta(seconds=120)
-    # The longest Retry-After a run waits out; a longer one fails the stream (http.py).
+    # The longest Retry-After a run waits out; a longer one fails the stream
+    # (sources/google_health/http.py).
     http_max_retry_after: float = 60.0
     valid_day: ValidDay = ValidDay()
     no_upload_hours: int = 48
@@ -79,7 +80,7 @@ class Settings:
     workers: int = 1
     worker_kind: str = "process"  # or "thread" (ingestion/ingester/workers.py)
 
-    def db_params(self) -> dict[str, object]:
+    def db_params(self) -> dict[str, Any]:
         """Keyword arguments for psycopg2.connect."""
         return {
             "host": self.db_host,

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg2
 import psycopg2.errors
@@ -18,6 +19,14 @@ from . import rollups
 from .config import Settings
 from .errors import DatabaseUnavailable
 from .model import Participant
+
+
+def one_row(cursor: psycopg2.extensions.cursor) -> tuple[Any, ...]:
+    """The row of a query that always returns one (an aggregate, an EXISTS, a RETURNING)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise psycopg2.ProgrammingError("a single-row query returned no row")
+    return row
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +129,7 @@ def add_participants(connection: Connection, participants: Iterable[Participant]
 def cohort_is_empty(connection: Connection) -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT NOT EXISTS (SELECT 1 FROM participants)")
-        (empty,) = cursor.fetchone()
+        (empty,) = one_row(cursor)
     connection.commit()
     return empty
 
@@ -134,7 +143,7 @@ def enrol_if_empty(connection: Connection, participants: list[Participant]) -> b
     with connection.cursor() as cursor:
         cursor.execute("LOCK TABLE participants IN SHARE ROW EXCLUSIVE MODE")
         cursor.execute("SELECT EXISTS (SELECT 1 FROM participants)")
-        if cursor.fetchone()[0]:
+        if one_row(cursor)[0]:
             connection.commit()
             return False
     add_participants(connection, participants)
@@ -156,7 +165,7 @@ def remove_participant(connection: Connection, participant_id: str, purge: bool)
             # DELETE above has locked.
             cursor.execute("SELECT count(*) FROM raw_data WHERE participant_id = %s",
                            (participant_id,))
-            (deleted,) = cursor.fetchone()
+            (deleted,) = one_row(cursor)
             cursor.execute("DELETE FROM raw_data WHERE participant_id = %s", (participant_id,))
             rollups.forget(connection, participant_id)
             cursor.execute("DELETE FROM ingest_runs WHERE participant_id = %s", (participant_id,))
@@ -234,7 +243,7 @@ def recover_watermark(connection: Connection, participant_id: str) -> Recovered:
             "FROM ingest_runs WHERE participant_id = %s",
             (participant_id,),
         )
-        logged, watermark = cursor.fetchone()
+        logged, watermark = one_row(cursor)
         origin = "run log" if watermark is not None else None
         if not logged:
             cursor.execute(
@@ -242,7 +251,7 @@ def recover_watermark(connection: Connection, participant_id: str) -> Recovered:
                 "WHERE participant_id = %s GROUP BY metric_type) AS last_points",
                 (participant_id,),
             )
-            (watermark,) = cursor.fetchone()
+            (watermark,) = one_row(cursor)
             origin = "stored data" if watermark is not None else None
     connection.commit()
     return Recovered(watermark, origin)
@@ -260,7 +269,7 @@ def hold_participant(connection: Connection, participant_id: str) -> str | None:
             "SELECT timezone FROM participants WHERE participant_id = %s FOR KEY SHARE",
             (participant_id,),
         )
-        found = cursor.fetchone()
+        found = one_row(cursor)
         return None if found is None else found[0]
 
 

@@ -49,7 +49,7 @@ METRICS: dict[str, Metric] = {
     "fairly_active_minutes_daily": Metric("min", "Minutes of moderate activity in the local day."),
     "lightly_active_minutes_daily": Metric("min", "Minutes of light activity in the local day."),
     "sedentary_minutes_daily": Metric("min", "Minutes without activity in the local day."),
-    # Google Health only (sources/google_health.py):
+    # Google Health only (sources/google_health/):
     "steps": Metric("steps", "Steps counted in the interval starting at the timestamp (1 min)."),
     "breathing_rate_sleep": Metric(
         "breaths/min", "Average breathing rate over one sleep, stamped at its sample time."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -10,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 SYNTHETIC = "synthetic"
 GOOGLE_HEALTH = "google_health"
+
+PARTICIPANT_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # as the CHECK in init.sql
 
 # No participant's data can start earlier. Fitbit's first tracker (the Classic) shipped in
 # autumn 2009, and the wrist heart-rate and sleep data this service loads came years later:

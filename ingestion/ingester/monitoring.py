@@ -32,9 +32,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from . import adherence, db
 from .config import Settings
-from .credentials import needs_consent
+from .db import one_row
 from .metrics import METRICS
 from .pipeline import Outcome
+from .sources.google_health.credentials import needs_consent
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,7 @@ def participant_facts(connection: db.Connection, now: datetime) -> list[Particip
 def failed_runs_in_a_row(connection: db.Connection) -> int:
     with connection.cursor() as cursor:
         cursor.execute(FAILED_RUNS_IN_A_ROW)
-        (count,) = cursor.fetchone()
+        (count,) = one_row(cursor)
     connection.commit()
     return count
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg2.errors
 import psycopg2.extensions
 
+from .db import one_row
 from .errors import IngestError
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def applied_versions(connection: Connection) -> set[int] | None:
     """The versions the database records; None without schema_migrations (old or empty)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
-        (exists,) = cursor.fetchone()
+        (exists,) = one_row(cursor)
         versions = None
         if exists:
             cursor.execute("SELECT version FROM schema_migrations")
@@ -142,7 +143,7 @@ def _apply(connection: Connection, text: str, declared: Mapping[int, str]) -> li
 
 def _versions_in_transaction(cursor: psycopg2.extensions.cursor) -> set[int] | None:
     cursor.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
-    if not cursor.fetchone()[0]:
+    if not one_row(cursor)[0]:
         return None
     cursor.execute("SELECT version FROM schema_migrations")
     return {version for (version,) in cursor.fetchall()}

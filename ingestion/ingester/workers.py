@@ -6,7 +6,7 @@ process-wide random state). Workers are processes by default (WORKER_KIND=proces
 on request (WORKER_KIND=thread):
 
 - synthetic generation is CPU-bound Python, and wearipedia's random state is process-wide
-  (sources/synthetic.py, _RNG_LOCK): threads would take turns on one core;
+  (sources/synthetic/source.py, _RNG_LOCK): threads would take turns on one core;
 - a Google worker mostly waits on the network, but a real page of 10,000 points costs
   ~130 ms of client CPU to parse, flatten and write (bench/scale.py), ~4.7 s a participant
   a night: threads would be bound to one core by the GIL from 2 workers on. A process
@@ -31,48 +31,25 @@ import psycopg2
 from . import claims, db, state
 from .config import Settings
 from .errors import DatabaseUnavailable, IngestError
-from .model import SYNTHETIC
+from .logs import configure_logging
 from .pipeline import Outcome, RunContext, RunOptions, load_participant
-from .quota import Limit, Pacer
-from .sources import Source
+from .sources import Source, build_source
 
 log = logging.getLogger(__name__)
 
 
 class SourceFactory:
-    """Builds each kind of source once, on first use, so a cohort without Google needs no
-    Google settings and a run without synthetic participants never imports wearipedia.
-    One per worker: sources keep per-participant state."""
+    """Builds each kind of source once, on first use (sources.build_source). One per worker:
+    sources keep per-participant state."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._built: dict[str, Source] = {}
-        self._quota: Pacer | None = None
 
     def __call__(self, kind: str) -> Source:
         if kind not in self._built:
-            self._built[kind] = self._build(kind)
+            self._built[kind] = build_source(kind, self._settings)
         return self._built[kind]
-
-    def _build(self, kind: str) -> Source:
-        if kind == SYNTHETIC:
-            from .sources.synthetic import SyntheticSource
-
-            return SyntheticSource()
-        from .credentials import TokenStore
-        from .sources.google_health import GoogleHealthSource
-
-        return GoogleHealthSource(self._settings, TokenStore(self._settings), self._pacer())
-
-    def _pacer(self) -> Pacer:
-        if self._quota is None:
-            settings = self._settings
-            self._quota = Pacer(
-                lambda: db.connect(settings),
-                Limit(settings.google_user_requests_per_minute),
-                Limit(settings.google_project_requests_per_minute),
-            )
-        return self._quota
 
     def __enter__(self) -> SourceFactory:
         return self
@@ -82,12 +59,8 @@ class SourceFactory:
 
     def close(self) -> None:
         for source in self._built.values():
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
-        if self._quota is not None:
-            self._quota.close()
-            self._quota = None
+            source.close()
+        self._built.clear()
 
 
 @dataclass(frozen=True)
@@ -199,13 +172,9 @@ def _processes(job: Job, count: int) -> list[WorkerResult]:
 
 
 def _child(job: Job, index: int, sender: multiprocessing.connection.Connection) -> None:
-    _configure_child_logging(job.settings.log_level)
+    configure_logging(job.settings.log_level)
     sender.send(work(job, index))
     sender.close()
 
 
-def _configure_child_logging(level: str) -> None:
-    from .cli import configure_logging
-
-    configure_logging(level)
 

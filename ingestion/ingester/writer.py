@@ -269,8 +269,8 @@ class RowWriter:
                 if metric_type != key[1] or participant_id != key[0]:
                     key = (participant_id, metric_type)
                     latest = stored_until.get(metric_type)
-                    if (series := overlap.get(key)) is None:  # no throwaway list per change
-                        series = overlap[key] = []
+                    found = overlap.get(key)  # not setdefault: no throwaway list per change
+                    series = found if found is not None else overlap.setdefault(key, [])
                 if latest is None or timestamp > latest:
                     direct.append(format_row(row))
                     if len(direct) >= batch_rows:

@@ -1,15 +1,35 @@
-"""Where rows come from: one module per kind of participant, behind one protocol."""
+"""Where rows come from: one folder per kind of participant, behind one protocol.
+
+A source folder (sources/<kind>/) holds everything that kind needs: how it reads, how its
+payloads become rows, and whatever client, auth or pacing it has. Its `__init__.py` has a
+`build(settings)` that returns a Source. REGISTRY maps each kind, as stored in
+participants.source, to its folder: adding a source is a new folder and one line here
+(docs/ARCHITECTURE.md walks through it).
+
+The folder is imported only when a run first needs that kind, so a cohort without Google
+needs no Google settings, and a run without synthetic participants never imports wearipedia.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ..errors import PayloadError
-from ..model import DeliveryBound, Participant, ReadReport, Row, Window
+from ..errors import ConfigError, PayloadError
+from ..model import GOOGLE_HEALTH, SYNTHETIC, DeliveryBound, Participant, ReadReport, Row, Window
 
-__all__ = ["PayloadError", "Source"]
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["REGISTRY", "PayloadError", "Source", "UnknownSource", "build_source"]
+
+# kind (participants.source) -> the folder below sources/ that builds it.
+REGISTRY: dict[str, str] = {
+    SYNTHETIC: "synthetic",
+    GOOGLE_HEALTH: "google_health",
+}
 
 
 class Source(Protocol):
@@ -33,3 +53,22 @@ class Source(Protocol):
     def read(
         self, participant: Participant, stream: str, window: Window, report: ReadReport
     ) -> Iterator[Row]: ...
+
+    def close(self) -> None:
+        """Release what the source holds (sessions, connections); called once, at the end."""
+        ...
+
+
+class UnknownSource(ConfigError):
+    """A participant's source names no folder in REGISTRY (exit 2)."""
+
+
+def build_source(kind: str, settings: Settings) -> Source:
+    """The Source for participants of `kind`, from its folder's build()."""
+    folder = REGISTRY.get(kind)
+    if folder is None:
+        known = ", ".join(sorted(REGISTRY))
+        raise UnknownSource(f"no source of kind {kind!r} (known kinds: {known})")
+    module = importlib.import_module(f"{__name__}.{folder}")
+    source: Source = module.build(settings)
+    return source

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 from requests.auth import AuthBase
 
-from .errors import NeedsConsent, PayloadError, RequestRejected, SourceUnavailable
+from ...errors import NeedsConsent, PayloadError, RequestRejected, SourceUnavailable
 from .http import describe, send
 
 if TYPE_CHECKING:

@@ -32,9 +32,9 @@ from datetime import datetime, timedelta
 
 import psycopg2.extensions
 
-from .errors import PayloadError
-from .model import DeliveryBound
-from .transform.google_health import PointError, parse_timestamp
+from ...errors import PayloadError
+from ...model import DeliveryBound
+from .transform import PointError, parse_timestamp
 
 TRACKER = "TRACKER"
 SCALE = "SCALE"

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import psycopg2
 
-from .db import Connection
+from ...db import Connection, one_row
 
 # Google's limits are hard: plan to use 80 % of them, leaving the rest for the retries the
 # transport makes without asking the pacer.
@@ -140,7 +140,7 @@ class Pacer:
                 with connection.cursor() as cursor:
                     cursor.execute(RESERVE, {"spacing": limit.spacing,
                                              "tolerance": limit.tolerance})
-                    (wait,) = cursor.fetchone()
+                    (wait,) = one_row(cursor)
                 return float(wait)
             except psycopg2.OperationalError:
                 # A connection that died between requests: one new one, then give up.

@@ -32,7 +32,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
-from .errors import (
+from ...errors import (
     NeedsConsent,
     PayloadError,
     RequestRejected,
@@ -105,7 +105,9 @@ class CappedRetry(Retry):
             if wait is not None and wait > self.max_retry_after:
                 # No retry: urllib3 hands the response back (raise_on_status=False), and
                 # send() turns it into RetryAfterTooLong.
-                raise MaxRetryError(kwargs.get("_pool"), url or "", "Retry-After too long")
+                raise MaxRetryError(
+                    kwargs.get("_pool"), url or "", "Retry-After too long"  # type: ignore[arg-type]
+                )
         return super().increment(method, url, *args, **kwargs)
 
     def get_backoff_time(self) -> float:
@@ -196,7 +198,9 @@ class TimeoutSession(requests.Session):
         self.timeout = timeout
         self.max_retry_after = max_retry_after
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+    def request(  # type: ignore[override]  # passes everything on
+        self, method: str, url: str, *args: Any, **kwargs: Any
+    ) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
         return super().request(method, url, *args, **kwargs)
 

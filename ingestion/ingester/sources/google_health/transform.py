@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import NamedTuple
 
-from ..errors import PayloadError
-from ..model import Participant, ReadReport, Row
-from ..windows import local_midnight
+from ...errors import PayloadError
+from ...model import Participant, ReadReport, Row
+from ...windows import local_midnight
 
 SAMPLE = "sample"  # one instant: {type}.sampleTime.physicalTime
 INTERVAL = "interval"  # a span: {type}.interval.startTime is the row's instant

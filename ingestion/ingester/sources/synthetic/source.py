@@ -26,9 +26,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..errors import ParticipantError
-from ..model import DeliveryBound, Participant, ReadReport, Row, Window
-from ..transform import synthetic as transform
+from ...errors import ParticipantError
+from ...model import DeliveryBound, Participant, ReadReport, Row, Window
+from . import transform
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,9 @@ class SyntheticSource:
 
     def __init__(self) -> None:
         self._library: _Wearipedia | None = None
+
+    def close(self) -> None:
+        """Nothing to release: the generator keeps no connection."""
 
     def delivered_until(self, participant: Participant, now: datetime) -> DeliveryBound:
         # Generated, never synced: every point before now exists the moment it is asked for.

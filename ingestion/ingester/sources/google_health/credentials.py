@@ -33,13 +33,13 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
-from . import db
-from .config import Settings
+from ... import db
+from ...config import Settings
+from ...errors import IngestError, NeedsConsent, SourceUnavailable
+from ...model import GOOGLE_HEALTH, PARTICIPANT_ID
+from ...windows import local_midnight
 from .devices import PairedDevice, save_devices
-from .errors import IngestError, NeedsConsent, SourceUnavailable
-from .model import GOOGLE_HEALTH
-from .transform.google_health import DAILY, DATA_TYPES
-from .windows import local_midnight
+from .transform import DAILY, DATA_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,6 @@ TOKEN_LOCK_CLASS = 4_417_001
 # token request: seconds, unless the token endpoint is failing).
 LOCK_TIMEOUT = "120s"
 
-PARTICIPANT_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # as the CHECK in init.sql
 # Google's refresh tokens are printable ASCII without spaces ("1//0g…"); anything else is a
 # file that holds something other than a token, and must not be stored.
 TOKEN_CHARS = re.compile(r"[\x21-\x7e]{10,4096}")

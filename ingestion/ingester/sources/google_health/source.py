@@ -30,9 +30,12 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from ..config import Settings
-from ..credentials import TokenStore
-from ..devices import (
+from ...config import Settings
+from ...errors import ConfigError, NeedsConsent, ParticipantError, PayloadError, ScopeNotGranted
+from ...model import DeliveryBound, Participant, ReadReport, Row, Window
+from ...windows import local_midnight
+from .credentials import TokenStore
+from .devices import (
     DEVICE_PAGE_SIZE,
     HORIZON,
     MAX_DEVICE_PAGES,
@@ -40,12 +43,10 @@ from ..devices import (
     delivery_bound,
     devices_from_page,
 )
-from ..errors import ConfigError, NeedsConsent, ParticipantError, PayloadError, ScopeNotGranted
-from ..http import build_session, classify, send
-from ..model import DeliveryBound, Participant, ReadReport, Row, Window
-from ..oauth import GoogleOAuth
-from ..quota import Pacer
-from ..transform.google_health import (
+from .http import build_session, classify, send
+from .oauth import GoogleOAuth
+from .quota import Pacer
+from .transform import (
     DAILY,
     DATA_TYPES,
     INTERVAL,
@@ -54,7 +55,6 @@ from ..transform.google_health import (
     DataType,
     candidates_from_page,
 )
-from ..windows import local_midnight
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,11 @@ class GoogleHealthSource:
         raise PayloadError(f"{data_type.name}: more than {MAX_PAGES} pages for one window")
 
     def close(self) -> None:
+        self._drop_client()
+        if self._pacer is not None:
+            self._pacer.close()
+
+    def _drop_client(self) -> None:
         if self._client is not None:
             self._client[1].close()
             self._client = None
@@ -197,7 +202,7 @@ class GoogleHealthSource:
     def _session_for(self, participant_id: str) -> tuple[requests.Session, GoogleOAuth]:
         """The participant's session and auth; one participant's at a time is kept."""
         if self._client is None or self._client[0] != participant_id:
-            self.close()
+            self._drop_client()
             settings = self._settings
             limiter = self._pacer.for_participant(participant_id) if self._pacer else None
             session = build_session(

@@ -18,8 +18,8 @@ from functools import lru_cache, partial
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from ..errors import PayloadError
-from ..model import ReadReport, Row, Window
+from ...errors import PayloadError
+from ...model import ReadReport, Row, Window
 
 DAY = 86_400
 

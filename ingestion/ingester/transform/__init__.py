@@ -1,1 +1,0 @@
-"""Pure functions that turn source payloads into rows: no I/O, testable with plain data."""

@@ -1,0 +1,305 @@
+"""The Google Health source (sources/google_health/source.py): the list filter and civil
+days (pure), then against the fake API on 127.0.0.1 (tests/fake_google_health.py):
+pagination, the filter the server receives, one value per instant, missing scopes.
+"""
+
+from __future__ import annotations
+
+import logging
+import tracemalloc
+from collections.abc import Iterable
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from fake_google_health import (
+    active_zone_minutes,
+    daily_respiratory_rate,
+    heart_rate,
+    heart_rate_variability,
+    oxygen_saturation,
+    respiratory_rate_sleep_summary,
+    steps,
+)
+from google_support import P1, T0, MemoryStore, heart_rate_every, read, settings_for, with_source
+from ingester.config import Settings
+from ingester.errors import ConfigError, PayloadError, ScopeNotGranted
+from ingester.model import ReadReport, Window
+from ingester.sources.google_health import source as google_health_source
+from ingester.sources.google_health.source import GoogleHealthSource, civil_days, list_filter
+from ingester.sources.google_health.transform import ACTIVITY, DATA_TYPES
+from support import utc
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("data_type", "start", "end", "expected"),
+    [
+        (
+            "heart-rate",
+            "2026-03-02T00:00:00",
+            "2026-03-03T00:00:00",
+            (
+                'heart_rate.sample_time.physical_time >= "2026-03-02T00:00:00Z" AND '
+                'heart_rate.sample_time.physical_time < "2026-03-03T00:00:00Z"'
+            ),
+        ),
+        (
+            "steps",
+            "2026-03-02T00:00:00.250000",  # whole seconds, widened outwards
+            "2026-03-02T12:30:15.000001",
+            (
+                'steps.interval.start_time >= "2026-03-02T00:00:00Z" AND '
+                'steps.interval.start_time < "2026-03-02T12:30:16Z"'
+            ),
+        ),
+        (
+            "respiratory-rate-sleep-summary",
+            "2026-03-02T00:00:00",
+            "2026-03-02T06:00:00",
+            (
+                "respiratory_rate_sleep_summary.sample_time.physical_time"
+                ' >= "2026-03-02T00:00:00Z" AND '
+                "respiratory_rate_sleep_summary.sample_time.physical_time"
+                ' < "2026-03-02T06:00:00Z"'
+            ),
+        ),
+        (
+            "daily-respiratory-rate",  # Berlin midnights in the window: 3rd and 4th March
+            "2026-03-02T23:00:00",
+            "2026-03-04T22:30:00",
+            'daily_respiratory_rate.date >= "2026-03-03" AND '
+            'daily_respiratory_rate.date < "2026-03-05"',
+        ),
+    ],
+)
+def test_the_list_filter_has_the_documented_form(data_type, start, end, expected):
+    window = Window(utc(start), utc(end))
+    assert list_filter(DATA_TYPES[data_type], window, BERLIN) == expected
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "first", "stop"),
+    [
+        ("2026-03-01T23:00:00", "2026-03-02T23:00:00", date(2026, 3, 2), date(2026, 3, 3)),
+        ("2026-03-01T23:00:01", "2026-03-02T23:00:01", date(2026, 3, 3), date(2026, 3, 4)),
+        ("2026-03-02T08:00:00", "2026-03-02T20:00:00", date(2026, 3, 3), date(2026, 3, 3)),
+        # Berlin's spring DST change: 29 March starts at 23:00 UTC, 30 March at 22:00 UTC
+        ("2026-03-28T23:00:00", "2026-03-29T22:00:00", date(2026, 3, 29), date(2026, 3, 30)),
+    ],
+)
+def test_civil_days_are_the_dates_whose_local_midnight_is_in_the_window(start, end, first, stop):
+    assert civil_days(Window(utc(start), utc(end)), BERLIN) == (first, stop)
+
+
+def test_no_filter_and_no_request_when_no_day_starts_in_the_window():
+    window = Window(utc("2026-03-02T08:00:00"), utc("2026-03-02T20:00:00"))
+    assert list_filter(DATA_TYPES["daily-respiratory-rate"], window, BERLIN) is None
+    assert list_filter(DATA_TYPES["heart-rate"], Window(T0, T0), BERLIN) is None
+
+
+def test_pagination_is_followed_to_the_end_with_the_maximum_page_size(fake):
+    fake.max_page_size = 100
+    fake.add("heart-rate", heart_rate_every(10, T0, T0 + timedelta(hours=2)))
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    window = Window(T0 + timedelta(minutes=30), T0 + timedelta(minutes=90))
+    rows, report = read(source, "heart-rate", window)
+    assert len(rows) == 360 and report.rejected_total == 0
+    assert {r.timestamp for r in rows} == {
+        window.start + timedelta(seconds=10 * i) for i in range(360)
+    }
+    assert rows[0].timestamp > rows[-1].timestamp  # newest first, as the API documents
+    requests_seen = fake.api_requests("heart-rate")
+    assert len(requests_seen) == 4
+    assert {s.query["pageSize"] for s in requests_seen} == {"10000"}
+    assert "pageToken" not in requests_seen[0].query
+    assert all("pageToken" in s.query for s in requests_seen[1:])
+    assert {s.query["filter"] for s in requests_seen} == {
+        (
+            'heart_rate.sample_time.physical_time >= "2026-03-02T00:30:00Z" AND '
+            'heart_rate.sample_time.physical_time < "2026-03-02T01:30:00Z"'
+        )
+    }
+
+
+def test_every_stream_is_read_with_a_filter_the_server_accepts(fake):
+    fake.add("heart-rate", [heart_rate(T0 + timedelta(hours=1), 70)])
+    fake.add(
+        "steps", [steps(T0 + timedelta(hours=1), 40), steps(T0 + timedelta(hours=1, minutes=1), 0)]
+    )
+    fake.add("oxygen-saturation", [oxygen_saturation(T0 + timedelta(hours=3), 95.0)])
+    fake.add("heart-rate-variability", [heart_rate_variability(T0 + timedelta(hours=3), 38.0)])
+    fake.add("active-zone-minutes", [active_zone_minutes(T0 + timedelta(hours=18), 2, "PEAK")])
+    fake.add(
+        "respiratory-rate-sleep-summary",
+        [respiratory_rate_sleep_summary(T0 + timedelta(hours=6), 14.0)],
+    )
+    fake.add("daily-respiratory-rate", [daily_respiratory_rate(date(2026, 3, 2), 15.0)])
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    window = Window(utc("2026-03-01T23:00:00"), utc("2026-03-02T23:00:00"))  # Berlin's 2 March
+    metrics = []
+    for stream in source.streams:
+        rows, report = read(source, stream, window)
+        assert report.rejected_total == 0, stream
+        metrics += [r.metric_type for r in rows]
+    assert sorted(metrics) == sorted(
+        [
+            "heart_rate",
+            "steps",
+            "steps",
+            "spo2",
+            "hrv_rmssd",
+            "active_zone_minutes",
+            "peak_active_zone_minutes",
+            "breathing_rate_sleep",
+            "breathing_rate",
+        ]
+    )
+    assert len(fake.token_requests()) == 1  # one access token serves every stream
+
+
+def test_points_outside_the_window_are_not_yielded(fake):
+    fake.add(
+        "heart-rate", heart_rate_every(1, T0 - timedelta(seconds=3), T0 + timedelta(seconds=5))
+    )
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    window = Window(T0 + timedelta(microseconds=500_000), T0 + timedelta(seconds=2, microseconds=1))
+    rows, report = read(source, "heart-rate", window)
+    assert sorted(r.timestamp for r in rows) == [
+        T0 + timedelta(seconds=1),
+        T0 + timedelta(seconds=2),
+    ]
+    assert report.rejected_total == 0
+
+
+def test_two_data_sources_at_the_same_instant_keep_one_row(fake):
+    fake.add(
+        "heart-rate",
+        [heart_rate(T0, 70), heart_rate(T0, 71), heart_rate(T0 + timedelta(seconds=1), 72)],
+    )
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    rows, report = read(source, "heart-rate", Window(T0, T0 + timedelta(minutes=1)))
+    assert len(rows) == 2 and len({r.timestamp for r in rows}) == 2
+    assert report.rejected_total == 1
+
+
+def test_each_reason_is_logged_once_per_page_with_an_example(fake, caplog):
+    fake.max_page_size = 3  # two pages
+    fake.add(
+        "heart-rate",
+        [heart_rate(T0 + timedelta(seconds=i), 301 + i) for i in range(5)]
+        + [heart_rate(T0 + timedelta(seconds=10), 70)],
+    )
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    with caplog.at_level(logging.DEBUG, logger=google_health_source.__name__):
+        rows, report = read(source, "heart-rate", Window(T0, T0 + timedelta(minutes=1)))
+    assert len(rows) == 1
+    assert report.rejected == {"heart-rate: beatsPerMinute out of range": 5}
+    lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    # newest first: page 1 holds 70, 305, 304; page 2 holds 303, 302, 301
+    assert lines == [
+        "p1: rejected heart-rate: beatsPerMinute out of range, e.g. 305",
+        "p1: rejected heart-rate: beatsPerMinute out of range, e.g. 303",
+    ]
+
+
+def scripted_pages(monkeypatch, tokens: Iterable[str | None]) -> None:
+    """The source's transport answers pages with these next-page tokens, in turn."""
+    replies = iter(tokens)
+
+    def send(session, method, url, **kwargs):
+        token = next(replies)
+        return {"nextPageToken": token} if token else {}
+
+    monkeypatch.setattr(google_health_source, "send", send)
+    monkeypatch.setattr(google_health_source, "classify", lambda page: page)
+
+
+def test_a_repeated_page_token_is_a_payload_error(monkeypatch):
+    scripted_pages(monkeypatch, ["a", "b", "c", "b", "d", None])
+    source = GoogleHealthSource(settings_for_no_server(), MemoryStore("1//x"))
+    with pytest.raises(PayloadError, match="repeated a page token"):
+        read(source, "heart-rate", Window(T0, T0 + timedelta(hours=1)))
+
+
+def test_memory_for_page_tokens_stays_flat_however_many_pages(monkeypatch):
+    pages, size = 300, 64 * 1024
+    # Each token is made when its page is served, so that only what the source keeps of
+    # them is counted.
+    tokens = (f"{i:06d}".ljust(size, "x") if i < pages - 1 else None for i in range(pages))
+    scripted_pages(monkeypatch, tokens)
+    source = GoogleHealthSource(settings_for_no_server(), MemoryStore("1//x"))
+    tracemalloc.start()
+    try:
+        rows, _ = read(source, "heart-rate", Window(T0, T0 + timedelta(hours=1)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert rows == []
+    assert peak < 50 * size  # keeping every token would hold 300 of them (~19 MB)
+
+
+def settings_for_no_server() -> Settings:
+    return Settings(google_client_id="id", google_client_secret="secret")
+
+
+def test_an_empty_day_is_no_rows_and_no_error(fake):
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    rows, report = read(source, "steps", Window(T0, T0 + timedelta(days=1)))
+    assert rows == [] and report.rejected_total == 0
+    assert len(fake.api_requests("steps")) == 1
+
+
+def test_numbers_written_as_strings_are_read(fake):
+    fake.numbers_as_strings = True
+    fake.add("oxygen-saturation", [oxygen_saturation(T0, 97.25)])
+    fake.add("daily-respiratory-rate", [daily_respiratory_rate(date(2026, 3, 2), 15.5)])
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    window = Window(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    assert [r.value for r in read(source, "oxygen-saturation", window)[0]] == [97.25]
+    assert [r.value for r in read(source, "daily-respiratory-rate", window)[0]] == [15.5]
+
+
+def test_google_settings_missing_is_a_config_error():
+    with pytest.raises(ConfigError, match="GOOGLE_CLIENT_ID"):
+        GoogleHealthSource(Settings(), MemoryStore("1//x"))
+
+
+def test_a_page_that_is_not_the_documented_shape_is_a_payload_error(fake):
+    fake.fail("api", raw_body=b'{"dataPoints": {"heartRate": {}}}')
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    with pytest.raises(PayloadError, match="array"):
+        read(source, "heart-rate", Window(T0, T0 + timedelta(hours=1)))
+
+
+def test_a_missing_scope_refuses_only_its_streams(fake):
+    fake.granted_scopes.discard(ACTIVITY)
+    fake.add("heart-rate", [heart_rate(T0, 70)])
+    fake.add("steps", [steps(T0, 10)])
+    store = MemoryStore(fake.refresh_token)
+    source = GoogleHealthSource(settings_for(fake), store)
+    window = Window(T0, T0 + timedelta(hours=1))
+    with pytest.raises(ScopeNotGranted) as refused:
+        read(source, "steps", window)
+    assert refused.value.scope == ACTIVITY and store.missing_scopes == {ACTIVITY}
+    assert len(read(source, "heart-rate", window)[0]) == 1
+
+
+def test_one_value_per_instant_whatever_the_page_split_and_order():
+    report = ReadReport()
+    watch = {"device": {"displayName": "Charge 6"}, "platform": "FITBIT"}
+    points = [with_source(heart_rate(T0, 70), {"platform": "HEALTH_CONNECT"}),
+              with_source(heart_rate(T0, 200), watch), heart_rate(T0 - timedelta(seconds=1), 60)]
+    results = set()
+    for order in (points, points[1::-1] + points[2:]):
+        for split in (1, 2, 3):
+            pages = [
+                google_health_source.candidates_from_page(
+                    {"dataPoints": chunk}, DATA_TYPES["heart-rate"], P1, report
+                )[0]
+                for chunk in (order[:split], order[split:])
+            ]
+            rows = google_health_source.one_per_instant(pages, report, "duplicate")
+            results.add(tuple(sorted((r.timestamp, r.value) for r in rows)))
+    assert results == {((T0 - timedelta(seconds=1), 60.0), (T0, 200.0))}
