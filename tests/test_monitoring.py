@@ -8,16 +8,21 @@ and unit-tested with promtool.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -460,3 +465,96 @@ def test_the_compose_monitoring_profile_validates_and_is_optional(tmp_path):
     assert "pushgateway:9091" in targets
     assert shipped["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
         "alertmanager:9093"]
+
+
+# --- credentials in PUSHGATEWAY_URL -------------------------------------------------------
+
+PUSH_USER, PUSH_PASSWORD = "metrics", "S3cret:@/x"  # ':', '@' and '/' percent-encoded below
+PUSH_USERINFO = f"{PUSH_USER}:{quote(PUSH_PASSWORD, safe='')}"
+
+
+class BasicAuthGateway(ThreadingHTTPServer):
+    """A stand-in Pushgateway that demands HTTP basic auth and keeps what was pushed."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), BasicAuthHandler)
+        self.pushes: list[tuple[str, str, bytes]] = []  # method, path, body (authorised)
+        self.refused = 0
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+
+class BasicAuthHandler(BaseHTTPRequestHandler):
+    server: BasicAuthGateway
+
+    def _answer(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        expected = base64.b64encode(f"{PUSH_USER}:{PUSH_PASSWORD}".encode()).decode()
+        if self.headers.get("Authorization") != f"Basic {expected}":
+            self.server.refused += 1
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="pushgateway"')
+            self.end_headers()
+            return
+        self.server.pushes.append((self.command, self.path, body))
+        self.send_response(200)
+        self.end_headers()
+
+    do_POST = do_PUT = _answer
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@contextmanager
+def basic_auth_gateway() -> Iterator[BasicAuthGateway]:
+    server = BasicAuthGateway()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_credentials_in_the_pushgateway_url_arrive_as_basic_auth(db, tmp_path):
+    with basic_auth_gateway() as gateway:
+        env = ingest_env(db.env, tmp_path, DEMO_COHORT="false",
+                         PUSHGATEWAY_URL=f"http://{PUSH_USERINFO}@127.0.0.1:{gateway.port}")
+        done = run_ingest(env)
+    assert done.returncode == 0, done.stderr
+    assert gateway.refused == 0, done.stderr
+    assert [(method, path) for method, path, _ in gateway.pushes] == [
+        ("POST", f"/metrics/job/{monitoring.JOB}")]
+    assert b"wearables_ingest_last_run_success" in gateway.pushes[0][2]
+    assert f"metrics pushed to the Pushgateway at http://127.0.0.1:{gateway.port}" in done.stderr
+    assert PUSH_PASSWORD not in done.stderr and quote(PUSH_PASSWORD, safe="") not in done.stderr
+
+
+@pytest.mark.parametrize("failure", ["wrong password", "no port, nothing listens",
+                                     "closed port", "a malformed URL"])
+def test_no_log_line_of_a_failing_push_carries_the_password(db, tmp_path, failure):
+    secret = "S3cretPushPassword"
+    with basic_auth_gateway() as gateway:
+        url = {
+            "wrong password": f"http://{PUSH_USER}:{secret}@127.0.0.1:{gateway.port}",
+            "no port, nothing listens": f"http://{PUSH_USER}:{secret}@127.0.0.1",
+            "closed port": f"http://{PUSH_USER}:{secret}@127.0.0.1:1",
+            "a malformed URL": f"http://{PUSH_USER}:{secret}@127.0.0.1:99999",
+        }[failure]
+        env = ingest_env(db.env, tmp_path, DEMO_COHORT="false", PUSHGATEWAY_URL=url)
+        done = run_ingest(env)
+    lines = (done.stdout + done.stderr).splitlines()
+    assert lines, "the run said nothing"
+    assert [line for line in lines if secret in line] == []
+    if failure == "a malformed URL":  # refused at start, naming the variable
+        assert done.returncode == 2 and len(lines) == 1 and "PUSHGATEWAY_URL" in lines[0]
+        return
+    assert done.returncode == 0, done.stderr
+    assert any("metrics not pushed to the Pushgateway at http://127.0.0.1" in line
+               for line in lines), done.stderr
+    assert gateway.pushes == []

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
@@ -34,6 +34,16 @@ class ValidDay:
 
     def __str__(self) -> str:
         return f"{self.percent:g}%" if self.percent is not None else str(self.minutes)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An http(s) URL without its `user:password@` part, and the HTTP basic-auth credentials
+    that part gave (percent-decoded): the URL can be logged, the password never travels in it."""
+
+    url: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # a secret
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ class Settings:
     google_token_url: str = "https://oauth2.googleapis.com/token"
     http_timeout: float = 30.0
     metrics_file: Path | None = None  # off unless set: node_exporter's textfile collector
-    pushgateway_url: str = ""  # off unless set
+    pushgateway: Endpoint | None = None  # off unless set
     # How long a run waits for a database that refuses connections or is starting up (a
     # `docker compose restart` restarts both containers at once) before it exits 3.
     db_wait: timedelta = timedelta(seconds=120)
@@ -79,6 +89,11 @@ class Settings:
     google_project_requests_per_minute: int = 15_000
     workers: int = 1
     worker_kind: str = "process"  # or "thread" (ingestion/ingester/workers.py)
+
+    @property
+    def pushgateway_url(self) -> str:
+        """The Pushgateway's URL without credentials (safe to log); "" when it is off."""
+        return self.pushgateway.url if self.pushgateway else ""
 
     def db_params(self) -> dict[str, Any]:
         """Keyword arguments for psycopg2.connect."""
@@ -195,6 +210,29 @@ def _url(value: str) -> str:
     return value.strip().rstrip("/")
 
 
+def _endpoint(value: str) -> Endpoint:
+    """An http(s) URL whose `user:password@` becomes basic-auth credentials: urllib (which
+    prometheus_client pushes with) would take it for part of the host."""
+    parts = urlsplit(_url(value))
+    if parts.username is None and parts.password is None:
+        return Endpoint(urlunsplit(parts))
+    host = parts.netloc.rpartition("@")[2]
+    return Endpoint(urlunsplit(parts._replace(netloc=host)), unquote(parts.username or ""),
+                    unquote(parts.password or ""))
+
+
+def _shown(variable: str, value: str) -> str:
+    """A bad value as an error line may show it: a secret not at all, and a URL without the
+    `user:password@` it may carry."""
+    if variable in SECRET_VARIABLES:
+        return "(hidden)"
+    return repr(USERINFO.sub(r"\1(hidden)@", value))
+
+
+# The `user:password@` of anything shaped like a URL, however malformed the rest.
+USERINFO = re.compile(r"(://)[^/?#]*@")
+
+
 PERCENT = re.compile(r"([0-9]{1,3}(?:\.[0-9]+)?)%")
 
 
@@ -234,7 +272,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "HTTP_TIMEOUT": ("http_timeout", _seconds,
                      f"a number of seconds over 0 and at most {MAX_HTTP_TIMEOUT}, like 30 or 2.5"),
     "METRICS_FILE": ("metrics_file", _prom_file, "a file path ending in .prom"),
-    "PUSHGATEWAY_URL": ("pushgateway_url", _url, "an http(s) URL"),
+    "PUSHGATEWAY_URL": ("pushgateway", _endpoint,
+                        "an http(s) URL, with user:password@ for basic auth if it needs it"),
     "DB_WAIT_SECONDS": ("db_wait", lambda v: timedelta(seconds=_int_in(0, 3600)(v)),
                         "a whole number of seconds 0-3600"),
     "HTTP_MAX_RETRY_AFTER": (
@@ -283,8 +322,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         try:
             values[name] = parse(raw)
         except ValueError:
-            shown = "(hidden)" if variable in SECRET_VARIABLES else repr(raw)
-            raise ConfigError(f"{variable} must be {expected}, got {shown}") from None
+            raise ConfigError(f"{variable} must be {expected}, got {_shown(variable, raw)}"
+                              ) from None
     return Settings(**values)  # type: ignore[arg-type]
 
 

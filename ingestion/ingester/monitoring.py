@@ -23,15 +23,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psycopg2
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway, write_to_textfile
+from prometheus_client.exposition import basic_auth_handler, default_handler
 from prometheus_client.parser import text_string_to_metric_families
 
 from . import adherence, db
-from .config import Settings
+from .config import Endpoint, Settings
 from .db import one_row
 from .metrics import METRICS
 from .pipeline import Outcome
@@ -264,8 +265,8 @@ def publish(
         carried = own if own is not None else previous_last_success(settings.metrics_file)
         write_textfile(settings.metrics_file,
                        build_registry(run, people, failed_in_a_row, carried))
-    if settings.pushgateway_url:
-        push(settings.pushgateway_url, build_registry(run, people, failed_in_a_row, own))
+    if settings.pushgateway is not None:
+        push(settings.pushgateway, build_registry(run, people, failed_in_a_row, own))
 
 
 def previous_last_success(path: Path) -> float | None:
@@ -298,21 +299,21 @@ def write_textfile(path: Path, registry: CollectorRegistry) -> None:
     log.info("metrics written to %s", path)
 
 
-def push(url: str, registry: CollectorRegistry) -> None:
+def push(gateway: Endpoint, registry: CollectorRegistry) -> None:
+    """POST the registry; the URL carries no credentials (config.Endpoint), so neither does
+    any error about it."""
+    handler = default_handler
+    if gateway.username is not None:
+        handler = partial(basic_auth_handler, username=gateway.username,
+                          password=gateway.password or "")
     try:
-        pushadd_to_gateway(url, job=JOB, registry=registry, timeout=PUSH_TIMEOUT_SECONDS)
+        pushadd_to_gateway(gateway.url, job=JOB, registry=registry,
+                           timeout=PUSH_TIMEOUT_SECONDS, handler=handler)
     except Exception as error:  # whatever went wrong (refused, timeout, HTTP 4xx/5xx)
-        log.warning("metrics not pushed to the Pushgateway at %s: %s", _where(url),
+        log.warning("metrics not pushed to the Pushgateway at %s: %s", gateway.url,
                     _one_line(error))
         return
-    log.info("metrics pushed to the Pushgateway at %s", _where(url))
-
-
-def _where(url: str) -> str:
-    """The URL without any user:password@ part, for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    log.info("metrics pushed to the Pushgateway at %s", gateway.url)
 
 
 def _one_line(error: BaseException) -> str:
