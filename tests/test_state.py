@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from ingester import state
+from support import run_ingest
 
 T0 = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
 
@@ -39,6 +40,12 @@ def test_missing_file_is_reported_not_raised(tmp_path):
     ('{"version": 1, "watermarks": {"p1": {"hr": "yesterday"}}}', "not a timestamp"),
     ('{"version": 1, "watermarks": {"p1": {"hr": "2026-11-26T01:00:00"}}}', "no UTC offset"),
     ('{"version": 1, "watermarks": []}', "not an object"),
+    ("[" * 100_000 + "]" * 100_000, "not JSON"),  # RecursionError in the parser
+    ('{"version": 1, "watermarks": {"p1": {"hr": ' + "7" * 5000 + "}}}", "not JSON"),
+    ('{"version": ' + "1" * 5000 + ', "watermarks": {}}', "not JSON"),  # int digit limit
+    ('{"version": 1, "watermarks": {"p1": {"hr": ' + "[" * 500 + "]" * 500 + "}}}",
+     "not a timestamp"),
+    ('{"version": 1, "watermarks": {"p1": {"hr": 1e999}}}', "not a timestamp"),
 ])
 def test_corrupt_files_are_named_with_a_reason(tmp_path, text, reason):
     path = tmp_path / "last_run.json"
@@ -87,3 +94,21 @@ def test_another_user_can_share_the_lock_and_replace_the_file():
     assert os.waitstatus_to_exitcode(status) == 0
     assert state.load(path).watermarks == {"p1": {"heart_rate": later}}
     shutil.rmtree(directory)
+
+
+@pytest.mark.parametrize("text", [
+    '{"version": 1, "watermarks": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    '{"version": 1, "watermarks": {"p1": {"hr": ' + "9" * 5000 + "}}}",
+])
+def test_a_state_file_python_cannot_parse_is_set_aside_not_a_crash_loop(env, text):
+    path = Path(env["STATE_FILE"])
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    env = {**env, "DEMO_COHORT": "false"}
+    first = run_ingest(env)
+    assert first.returncode == 1, first.stderr  # flagged, as every corrupt state file
+    assert "Traceback" not in first.stderr and "is corrupt" in first.stderr, first.stderr
+    kept = [p for p in path.parent.iterdir() if p.name.startswith("last_run.json.bad-")]
+    assert [p.read_text() for p in kept] == [text]
+    second = run_ingest(env)
+    assert second.returncode == 0, second.stderr

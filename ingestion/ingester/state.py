@@ -37,6 +37,10 @@ def parse_state(text: str) -> Watermarks:
         document = json.loads(text)
     except json.JSONDecodeError as error:
         raise StateCorrupt(f"not JSON ({error.msg} at line {error.lineno})") from None
+    except (ValueError, RecursionError) as error:
+        # JSON, but not what Python's parser takes: nested deeper than its recursion limit,
+        # or a number over its integer-digit limit. Either way no state this code wrote.
+        raise StateCorrupt(f"not JSON this service wrote ({type(error).__name__})") from None
     if not isinstance(document, dict) or document.get("version") != VERSION:
         raise StateCorrupt(f"not a version {VERSION} state document")
     participants = document.get("watermarks")
@@ -52,11 +56,19 @@ def parse_state(text: str) -> Watermarks:
     return watermarks
 
 
+# The longest piece of a bad value an error line quotes: the file is not ours to print whole.
+SHOWN_CHARS = 40
+
+
 def _instant(participant_id: str, stream: str, value: object) -> datetime:
     try:
-        instant = datetime.fromisoformat(str(value))
+        if not isinstance(value, str):
+            raise ValueError
+        instant = datetime.fromisoformat(value)
     except ValueError:
-        raise StateCorrupt(f"{participant_id}/{stream}: {value!r} is not a timestamp") from None
+        shown = repr(value) if isinstance(value, str) else f"a JSON {type(value).__name__}"
+        raise StateCorrupt(f"{participant_id}/{stream}: {shown[:SHOWN_CHARS]} is not a "
+                           "timestamp") from None
     if instant.tzinfo is None:
         raise StateCorrupt(f"{participant_id}/{stream}: {value!r} has no UTC offset")
     return instant
