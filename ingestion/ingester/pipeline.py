@@ -76,6 +76,15 @@ class Outcome:
     missing_scopes: dict[str, str] = field(default_factory=dict)
 
 
+class DatabaseLost(DatabaseUnavailable):
+    """The database went away while a participant loaded; `outcome` counts the slices that
+    had committed, so that the run's summary still tells what it stored."""
+
+    def __init__(self, message: str, outcome: Outcome) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
 @dataclass(frozen=True)
 class RunContext:
     """What every participant of one run shares."""
@@ -201,14 +210,17 @@ def load_participant(
     run: RunContext, participant: Participant, in_file: Mapping[str, datetime]
 ) -> Outcome:
     """Load one participant's window, slice by slice; never raises for a participant-level
-    problem (containment). Raises DatabaseUnavailable when the database itself is gone.
+    problem (containment). Raises DatabaseLost when the database itself is gone.
     `in_file` are the participant's watermarks in the state file."""
     began = time.monotonic()
     outcome = Outcome(participant.participant_id, "ok")
     try:
         _load(run, participant, in_file, outcome)
-    except DatabaseUnavailable:
-        raise
+    except DatabaseUnavailable as lost:
+        outcome.status, outcome.error = "failed", str(lost)
+        outcome.seconds = time.monotonic() - began
+        _log_outcome(outcome)
+        raise DatabaseLost(str(lost), outcome) from None
     except Exception as error:  # whatever one participant raises stays its own
         _contain(run, participant, outcome, error)
     outcome.seconds = time.monotonic() - began

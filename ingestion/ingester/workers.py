@@ -32,7 +32,7 @@ from . import claims, db, state
 from .config import Settings
 from .errors import DatabaseUnavailable, IngestError
 from .logs import configure_logging
-from .pipeline import Outcome, RunContext, RunOptions, load_participant
+from .pipeline import DatabaseLost, Outcome, RunContext, RunOptions, load_participant
 from .sources import Source, build_source
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,8 @@ def work(job: Job, index: int) -> WorkerResult:
             claims.finish(connection, job.batch, pid, outcome.status)
     except DatabaseUnavailable as error:
         result.error, result.database_lost = str(error), True
+        if isinstance(error, DatabaseLost):  # its committed slices count in the summary
+            result.outcomes.append(error.outcome)
     except claims.ClaimWaitTimeout as error:
         result.error, result.busy = str(error), True
     except IngestError as error:
