@@ -6,9 +6,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 
 from daemons import poll
-from support import ingest_env, query, run_ingest, start_ingest
+from fake_google_health import FakeGoogleHealth
+from google_support import heart_rate_every
+from ingester import db as service_db
+from ingester.sources.google_health import credentials
+from support import ingest_env, query, run_ingest, start_ingest, utc
 
 
 def ok(done):
@@ -76,3 +81,67 @@ def test_a_run_that_loses_the_database_counts_what_it_committed(db, tmp_path):
     assert summary is not None, stderr
     participants, statuses, _read, written = summary.groups()
     assert (participants, statuses, int(written)) == ("1", "1 failed", stored), stderr
+
+
+# --- purge and re-enrol while a run is busy with the participant ---------------------------
+
+NOW = "2026-03-03T00:00:00Z"
+# No request limit in reach: pacing is not what these tests are about.
+UNPACED = {"GOOGLE_USER_REQUESTS_PER_MINUTE": "100000",
+           "GOOGLE_PROJECT_REQUESTS_PER_MINUTE": "1000000"}
+
+
+def google_env(db, fake: FakeGoogleHealth, workdir) -> dict[str, str]:
+    return ingest_env(db.env, workdir, DEMO_COHORT="false", GOOGLE_HEALTH_URL=fake.url,
+                      GOOGLE_TOKEN_URL=fake.token_url, GOOGLE_CLIENT_ID=fake.client_id,
+                      GOOGLE_CLIENT_SECRET=fake.client_secret, **UNPACED)
+
+
+@contextmanager
+def token_lock_held(db, participant_id: str) -> Iterator[object]:
+    """The participant's token lock, held by a session of the test's (session-level, so it
+    outlasts the commits of whatever the test does on that session): a run that refreshes
+    the participant's access token waits there, after it has read the watermarks and before
+    its first slice. The session is yielded; the enrolment it does takes the lock again."""
+    connection = db.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'UTC'")
+            cursor.execute("SELECT pg_advisory_lock(%s, hashtext(%s))",
+                           (credentials.TOKEN_LOCK_CLASS, participant_id))
+        connection.commit()
+        yield connection
+    finally:
+        connection.close()  # ends the session: the lock goes with it
+
+
+def test_a_purge_and_re_enrolment_during_a_run_loses_nothing(db, fake, tmp_path):
+    """A run holds p1's old watermarks (20 Feb on, loaded to the late-sync horizon, 24 Feb)
+    while p1 is purged and enrolled again from 1 Feb. The run must not commit the old
+    enrolment's watermarks, and the next run loads everything from 1 Feb."""
+    first_day = utc("2026-01-31T23:00:00")  # 1 Feb in Berlin
+    fake.add("heart-rate", heart_rate_every(600, first_day, utc("2026-03-03T00:00:00")))
+    env = google_env(db, fake, tmp_path)
+    enrol = ("participant", "enrol", "p1", "--timezone", "Europe/Berlin", "--token-file", "-")
+    ok(run_ingest(env, *enrol, "--start-date", "2026-02-20", stdin=fake.refresh_token))
+    ok(run_ingest(env, "--now", NOW))
+    assert query(db.env, "SELECT max(watermark) FROM ingest_runs")[0][0] is not None
+
+    with token_lock_held(db, "p1") as session:
+        run = start_ingest(env, "--now", NOW)
+        try:
+            poll(lambda: waiting_run(db), "the run to wait for p1's token lock")
+            service_db.remove_participant(session, "p1", purge=True)
+            credentials.enrol(session, "p1", "Europe/Berlin", date(2026, 2, 1),
+                              fake.refresh_token)
+        finally:
+            session.close()  # the run goes on
+            _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 1 and "removed and enrolled again" in stderr, stderr  # said
+    assert query(db.env, "SELECT count(*) FROM ingest_runs WHERE status = 'ok'") == [(0,)]
+
+    ok(run_ingest(env, "--now", NOW))
+    expected = 30 * 144 + 6  # 1 Feb to 2 Mar (Berlin), a point each 10 min, and 2 Mar 23-24 UTC
+    first, count = query(db.env, "SELECT min(\"timestamp\"), count(*) FROM raw_data "
+                                 "WHERE participant_id = 'p1' AND metric_type = 'heart_rate'")[0]
+    assert (first, count) == (first_day, expected)

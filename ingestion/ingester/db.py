@@ -91,6 +91,8 @@ def _ready_phrase(text: str) -> str:
 # --- the cohort -------------------------------------------------------------------------
 
 PARTICIPANT_COLUMNS = "participant_id, timezone, source, start_date, seed"
+# What is read of a participant: the columns an enrolment sets, and which enrolment it is.
+PARTICIPANT_READ = f"{PARTICIPANT_COLUMNS}, enrolment"
 
 
 def load_participants(connection: Connection, ids: Iterable[str] = ()) -> list[Participant]:
@@ -98,12 +100,12 @@ def load_participants(connection: Connection, ids: Iterable[str] = ()) -> list[P
     with connection.cursor() as cursor:
         if wanted:
             cursor.execute(
-                f"SELECT {PARTICIPANT_COLUMNS} FROM participants "
+                f"SELECT {PARTICIPANT_READ} FROM participants "
                 "WHERE participant_id = ANY(%s) ORDER BY participant_id",
                 (wanted,),
             )
         else:
-            cursor.execute(f"SELECT {PARTICIPANT_COLUMNS} FROM participants ORDER BY 1")
+            cursor.execute(f"SELECT {PARTICIPANT_READ} FROM participants ORDER BY 1")
         participants = [Participant(*row) for row in cursor.fetchall()]
     connection.commit()
     return participants
@@ -257,20 +259,29 @@ def recover_watermark(connection: Connection, participant_id: str) -> Recovered:
     return Recovered(watermark, origin)
 
 
-def hold_participant(connection: Connection, participant_id: str) -> str | None:
-    """Keep the participant enrolled until this transaction ends; its zone now, or None if
-    it is gone.
+@dataclass(frozen=True)
+class Enrolled:
+    """A participant as a slice's transaction finds it."""
+
+    timezone: str
+    enrolment: int
+
+
+def hold_participant(connection: Connection, participant_id: str) -> Enrolled | None:
+    """Keep the participant enrolled until this transaction ends; its zone and enrolment
+    now, or None if it is gone.
 
     `participant remove` waits for a participant being loaded, and a participant removed
     while the run was busy with others is not loaded (and its data not restored) after it.
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT timezone FROM participants WHERE participant_id = %s FOR KEY SHARE",
+            "SELECT timezone, enrolment FROM participants WHERE participant_id = %s "
+            "FOR KEY SHARE",
             (participant_id,),
         )
-        found = one_row(cursor)
-        return None if found is None else found[0]
+        found = cursor.fetchone()
+        return None if found is None else Enrolled(*found)
 
 
 # --- the run log ------------------------------------------------------------------------

@@ -28,6 +28,10 @@ class Participant:
     source: str  # SYNTHETIC or GOOGLE_HEALTH
     start_date: date  # first local day to backfill
     seed: int | None = None  # synthetic participants only
+    # Which enrolment under this id (participants.enrolment): a participant removed and
+    # enrolled again is another one. None for one not read from the database (nothing to
+    # check it against).
+    enrolment: int | None = None
 
     @property
     def zone(self) -> ZoneInfo:

@@ -327,17 +327,13 @@ def commit_slice(
     writer: RowWriter | None = None
     try:
         if not options.dry_run:
-            zone = db.hold_participant(connection, pid)
-            if zone is None:
+            enrolled = db.hold_participant(connection, pid)
+            if enrolled is None:
                 connection.rollback()  # removed from the cohort since the run started
                 result.status = "removed"
                 result.error = "removed from the cohort while the run was busy with others"
                 return result
-            if zone != participant.timezone:
-                # Slices planned in the old zone would stamp daily values at its midnights,
-                # beside the ones re-enrolment just moved to the new zone's.
-                raise ParticipantError(f"re-enrolled in {zone} (was {participant.timezone}) "
-                                       "while this run was busy: the next run loads it")
+            _check_enrolment(participant, enrolled)
             # Bounded to the slice: the query opens only the slice's chunks.
             latest = db.stored_until(connection, pid, span.start, span.end)
             writer = RowWriter(connection, options.batch_rows, latest)
@@ -380,6 +376,21 @@ def commit_slice(
             connection.commit()
     result.rejected = report.rejected
     return result
+
+
+def _check_enrolment(participant: Participant, enrolled: db.Enrolled) -> None:
+    """Fail the slice if the participant is not the one this run planned for."""
+    if participant.enrolment is not None and enrolled.enrolment != participant.enrolment:
+        # Removed and enrolled again: the watermarks this run read, and planned from, were
+        # the old enrolment's; committed, they would skip the new one's earlier days.
+        raise ParticipantError("removed and enrolled again while this run was busy: the "
+                               "next run loads the new enrolment")
+    if enrolled.timezone != participant.timezone:
+        # Slices planned in the old zone would stamp daily values at its midnights, beside
+        # the ones re-enrolment just moved to the new zone's.
+        raise ParticipantError(f"re-enrolled in {enrolled.timezone} (was "
+                               f"{participant.timezone}) while this run was busy: the next "
+                               "run loads it")
 
 
 def _add(outcome: Outcome, result: SliceResult) -> None:
