@@ -3,10 +3,11 @@ against the real TimescaleDB (and, for Google participants, the fake Google serv
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from daemons import poll
 from fake_google_health import FakeGoogleHealth
@@ -145,3 +146,41 @@ def test_a_purge_and_re_enrolment_during_a_run_loses_nothing(db, fake, tmp_path)
     first, count = query(db.env, "SELECT min(\"timestamp\"), count(*) FROM raw_data "
                                  "WHERE participant_id = 'p1' AND metric_type = 'heart_rate'")[0]
     assert (first, count) == (first_day, expected)
+
+
+# --- a state file that cannot be written ----------------------------------------------------
+
+RUNS = """
+SELECT run_id, min(window_start), max(watermark) FROM ingest_runs
+WHERE participant_id = 'p1' GROUP BY run_id ORDER BY min(started_at)
+"""
+
+
+def test_an_unwritable_state_file_does_not_make_each_night_re_read_more(db, fake, tmp_path):
+    """Nights 2 to 4 cannot write the state file (its lock file's name is taken by a
+    directory: root may write anything else). Each night still re-reads only the overlap
+    before the watermark the run log committed the night before, and so does night 5, once
+    the file can be written again; then the file mirrors the run log."""
+    fake.add("heart-rate", heart_rate_every(600, utc("2026-02-19T23:00:00"),
+                                            utc("2026-03-07T00:00:00")))
+    env = google_env(db, fake, tmp_path)
+    ok(run_ingest(env, "participant", "enrol", "p1", "--timezone", "Europe/Berlin",
+                  "--start-date", "2026-02-20", "--token-file", "-", stdin=fake.refresh_token))
+    state_file = tmp_path / "state" / "last_run.json"
+    lock = state_file.with_name(state_file.name + ".lock")
+    ok(run_ingest(env, "--now", "2026-03-03T00:00:00Z"))
+    lock.unlink()
+    lock.mkdir()
+    for night in ("2026-03-04", "2026-03-05", "2026-03-06"):
+        done = run_ingest(env, "--now", f"{night}T00:00:00Z")
+        assert done.returncode == 1 and "not written" in done.stderr, done.stderr
+    lock.rmdir()
+    ok(run_ingest(env, "--now", "2026-03-07T00:00:00Z"))
+    runs = query(db.env, RUNS)
+    assert len(runs) == 5
+    overlap = timedelta(hours=24)
+    for (_, _, committed), (_, re_read_from, _) in zip(runs[:-1], runs[1:], strict=True):
+        assert re_read_from == committed - overlap, runs
+    last_mark = runs[-1][2]
+    marks = json.loads(state_file.read_text())["watermarks"]["p1"]
+    assert {datetime.fromisoformat(mark) for mark in marks.values()} == {last_mark}

@@ -97,6 +97,17 @@ def test_the_state_file_never_leads_the_database(in_file, in_database, trusted):
     assert trusted_watermark(in_file, in_database) == trusted
 
 
+@pytest.mark.parametrize("in_file, in_database, in_run_log, trusted", [
+    (NOW - 3 * DAY, NOW, NOW, NOW),  # the file could not be written for two nights
+    (NOW, NOW - DAY, NOW - DAY, NOW - DAY),  # the database was restored from a backup
+    (START, NOW, START, START),  # a stream held at its start: the grant lacks its scope
+    (None, NOW, START, START),  # ... and no state file
+])
+def test_a_streams_own_watermark_in_the_run_log_wins(in_file, in_database, in_run_log,
+                                                       trusted):
+    assert trusted_watermark(in_file, in_database, in_run_log) == trusted
+
+
 def test_window_rejects_naive_instants_and_is_half_open():
     with pytest.raises(ValueError):
         Window(datetime(2026, 1, 1), NOW)
@@ -173,6 +184,7 @@ GENERATED = DeliveryBound(NOW, "generated")
     ({}, Recovered(NOW - DAY, "run log"), NOW - DAY, "run log"),
     ({}, Recovered(NOW - DAY, "stored data"), NOW - DAY, "stored data"),
     ({"s": NOW}, Recovered(None, None), None, "start date"),  # purged and added again
+    ({"s": NOW - 3 * DAY}, Recovered(NOW - DAY, "run log", {"s": NOW}), NOW, "run log"),
 ])
 def test_the_preview_says_where_each_watermark_comes_from(in_file, in_database, mark, origin):
     options = RunOptions(now=NOW, overlap=DAY, batch_rows=1000)

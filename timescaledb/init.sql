@@ -525,13 +525,15 @@ BEGIN
 END
 $migration$;
 
--- migration 11: enrolment identity
--- Which enrolment of a participant id a row of `participants` is: a number drawn when the
--- row is inserted, so a participant removed (say with --purge) and enrolled again under the
--- same id is another enrolment. A run reads it with the participant and checks it again in
--- every slice's transaction: a run that read the old enrolment's watermarks must not commit
--- them into the new one's run log (docs/operations-notes.md). Re-enrolling a participant
--- who is still enrolled (a new grant, a new zone) keeps the number.
+-- migration 11: enrolment identity and stream watermarks
+-- participants.enrolment: which enrolment of a participant id a row is, a number drawn when
+-- the row is inserted, so a participant removed (say with --purge) and enrolled again under
+-- the same id is another enrolment. A run reads it with the participant and checks it again
+-- in every slice's transaction: a run that read the old enrolment's watermarks must not
+-- commit them into the new one's run log. Re-enrolling a participant who is still enrolled
+-- (a new grant, a new zone) keeps the number.
+-- ingest_runs.stream_watermarks: each stream's own watermark once the slice committed
+-- (docs/operations-notes.md has both).
 DO $migration$
 BEGIN
     IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = 11) THEN RETURN; END IF;
@@ -541,6 +543,7 @@ BEGIN
     -- A cohort is small: numbering the participants enrolled before is one short UPDATE.
     UPDATE participants SET enrolment = nextval('participant_enrolments') WHERE enrolment IS NULL;
     ALTER TABLE participants ALTER COLUMN enrolment SET NOT NULL;
-    INSERT INTO schema_migrations (version, name) VALUES (11, 'enrolment identity');
+    ALTER TABLE ingest_runs ADD COLUMN IF NOT EXISTS stream_watermarks jsonb;
+    INSERT INTO schema_migrations (version, name) VALUES (11, 'enrolment identity and stream watermarks');
 END
 $migration$;

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -227,8 +227,10 @@ def stored_until(
 
 @dataclass(frozen=True)
 class Recovered:
-    watermark: datetime | None
+    watermark: datetime | None  # the participant's: the earliest of its streams
     origin: str | None  # "run log", "stored data", or None when the database knows nothing
+    # Each stream's own, where the run log has it (runs since migration 11 record them).
+    streams: dict[str, datetime] = field(default_factory=dict)
 
 
 def recover_watermark(connection: Connection, participant_id: str) -> Recovered:
@@ -247,6 +249,13 @@ def recover_watermark(connection: Connection, participant_id: str) -> Recovered:
         )
         logged, watermark = one_row(cursor)
         origin = "run log" if watermark is not None else None
+        cursor.execute(
+            "SELECT stream.key, max(stream.value::timestamptz) FROM ingest_runs, "
+            "jsonb_each_text(stream_watermarks) AS stream "
+            "WHERE participant_id = %s AND status = 'ok' GROUP BY stream.key",
+            (participant_id,),
+        )
+        streams = dict(cursor.fetchall())
         if not logged:
             cursor.execute(
                 'SELECT min(latest) FROM (SELECT max("timestamp") AS latest FROM raw_data '
@@ -256,7 +265,7 @@ def recover_watermark(connection: Connection, participant_id: str) -> Recovered:
             (watermark,) = one_row(cursor)
             origin = "stored data" if watermark is not None else None
     connection.commit()
-    return Recovered(watermark, origin)
+    return Recovered(watermark, origin, streams)
 
 
 @dataclass(frozen=True)
@@ -300,6 +309,9 @@ class RunRecord:
     rows_rejected: int = 0
     error: str | None = None
     watermark: datetime | None = None
+    # Each stream's watermark once the slice committed (a stream held where the grant lacks
+    # its scope keeps its own, which `watermark` leaves out).
+    stream_watermarks: Mapping[str, datetime] = field(default_factory=dict)
 
 
 def record_run(connection: Connection, record: RunRecord) -> None:
@@ -308,7 +320,8 @@ def record_run(connection: Connection, record: RunRecord) -> None:
         cursor.execute(
             "INSERT INTO ingest_runs (run_id, participant_id, window_start, window_end, "
             "rows_read, rows_written, rows_rejected, status, error, started_at, watermark, "
-            "finished_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
+            "stream_watermarks, finished_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
             (
                 record.run_id,
                 record.participant_id,
@@ -321,6 +334,9 @@ def record_run(connection: Connection, record: RunRecord) -> None:
                 record.error,
                 record.started_at,
                 record.watermark,
+                psycopg2.extras.Json({s: m.isoformat()
+                                      for s, m in record.stream_watermarks.items()})
+                if record.stream_watermarks else None,
             ),
         )
 

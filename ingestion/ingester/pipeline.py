@@ -158,10 +158,13 @@ def preview(
     marks: Marks = {}
     origins: dict[str, str] = {}
     for stream in streams:
-        mark = trusted_watermark(in_file.get(stream), in_database.watermark)
+        logged = in_database.streams.get(stream)
+        mark = trusted_watermark(in_file.get(stream), in_database.watermark, logged)
         marks[stream] = mark
         if mark is None:
             origins[stream] = "start date"
+        elif logged is not None:
+            origins[stream] = "run log"
         elif in_file.get(stream) == mark and mark != in_database.watermark:
             origins[stream] = "state file"
         else:
@@ -362,7 +365,7 @@ def commit_slice(
             if counts.written:  # nothing written, nothing to summarise again
                 rollups.refresh(connection, pid, span)
             db.record_run(connection, _record(run_id, pid, span, started_at, "ok", result,
-                                              watermark))
+                                              watermark, reached))
             connection.commit()
     except Exception as error:
         if writer is not None:
@@ -450,6 +453,7 @@ def _record(
     status: str,
     result: SliceResult,
     watermark: datetime | None = None,
+    reached: Marks | None = None,
 ) -> db.RunRecord:
     return db.RunRecord(
         run_id=run_id,
@@ -463,6 +467,7 @@ def _record(
         rows_rejected=result.rows_rejected,
         error=result.error,
         watermark=watermark,
+        stream_watermarks={s: m for s, m in (reached or {}).items() if m is not None},
     )
 
 

@@ -91,9 +91,19 @@ def next_slice_days(days: int, rows: int) -> int:
     return days
 
 
-def trusted_watermark(in_file: datetime | None, in_database: datetime | None) -> datetime | None:
-    """The state file may lag the database, never lead it: a restored or purged database
-    must be reloaded, whatever the file remembers."""
+def trusted_watermark(
+    in_file: datetime | None, in_database: datetime | None, in_run_log: datetime | None = None
+) -> datetime | None:
+    """One stream's watermark: the run log's own for the stream where it has one
+    (`in_run_log`), committed with the data, so exact whatever the state file says: a file
+    that could not be written lags it, and would make every night re-read one more day.
+
+    Else (a run log written before it kept each stream's) the participant's one watermark
+    of the database, `in_database`, the earliest of its streams: the file may lag it (a
+    stream held where the grant lacks its scope), never lead it: a restored or purged
+    database must be reloaded, whatever the file remembers."""
+    if in_run_log is not None:
+        return in_run_log
     if in_database is None or in_file is None:
         return in_database
     return min(in_file, in_database)
