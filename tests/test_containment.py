@@ -62,9 +62,16 @@ STEPS = ["source_for", "recover_watermark", "delivered_until", "zone", "hold_par
          "stored_until", "read", "rows", "record_run", "state_save", "log_line"]
 
 
+# What each step's failure says: the planted RuntimeError's, or what the bad data raises.
+PLANTED_ERROR = {step: f"planted in {step}" for step in STEPS} | {
+    "zone": "No time zone found with key Mars/Olympus",
+    "rows": "can't compare offset-naive and offset-aware datetimes",
+}
+
+
 @pytest.mark.parametrize("step", STEPS)
 def test_a_failure_in_any_step_of_one_participant_leaves_the_others_loaded(
-    db_conn, tmp_path, monkeypatch, step
+    db_conn, tmp_path, monkeypatch, caplog, step
 ):
     cohort = list(COHORT)
     if step == "zone":
@@ -94,10 +101,12 @@ def test_a_failure_in_any_step_of_one_participant_leaves_the_others_loaded(
             return original(path, updates)
 
         monkeypatch.setattr(state, "save", save)
+    fired = []  # the log line's planted error, each time it is raised
     if step == "log_line":
         class Exploding(logging.Logger):
             def info(self, message, *args, **kwargs):
                 if args and args[0] == "bad":
+                    fired.append(message % args)
                     raise RuntimeError("planted in the log line")
                 super().info(message, *args, **kwargs)
 
@@ -114,9 +123,14 @@ def test_a_failure_in_any_step_of_one_participant_leaves_the_others_loaded(
     if step == "state_save":
         assert bad.status == "ok" and "planted in state.save" in bad.warning
     elif step == "log_line":
+        # The planted error did fire (in the line that reports the participant's load), the
+        # run said so, and it cost nothing: the participant is loaded all the same.
+        assert [line.split(" [")[0] for line in fired] == ["bad ok"], fired
+        assert "bad ok (its log line failed: RuntimeError)" in caplog.messages
         assert bad.status == "ok"
     else:
-        assert bad.status == "failed" and bad.error, bad
+        # Failed by what was planted, not by something else on the way.
+        assert bad.status == "failed" and PLANTED_ERROR[step] in bad.error, bad
     with db_conn.cursor() as cursor:
         cursor.execute("SELECT participant_id, count(*) FROM raw_data GROUP BY 1")
         stored = dict(cursor.fetchall())

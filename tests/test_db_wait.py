@@ -21,7 +21,6 @@ from support import ROOT, ingest_env, run_ingest, start_ingest
 
 TSDB = ROOT / "scripts" / "timescaledb.sh"
 PASSWORD = "right-password"
-DELAY = 10  # seconds the server stays down after the run begins
 
 
 def unused_port() -> int:
@@ -82,14 +81,22 @@ def test_a_run_waits_for_a_database_that_starts_late(server, tmp_path):
     env = ingest_env(server.db_env(), tmp_path, DEMO_COHORT="false", DB_WAIT_SECONDS="120")
     run = start_ingest(env)
     try:
-        time.sleep(DELAY)
-        assert run.poll() is None, run.communicate()  # still waiting, has not given up
+        # The server starts only once the run has met it down and said it waits: the run
+        # connects through a retry, or not at all.
+        said = []
+        for line in run.stderr:
+            said.append(line)
+            if "is not ready (connection refused); waiting up to 120 s for it" in line:
+                break
+        else:
+            pytest.fail("the run ended without waiting for the database: " + "".join(said))
+        assert run.poll() is None  # still waiting, has not given up
         server.tsdb("start")
-        _, stderr = run.communicate(timeout=180)
+        stderr = "".join(said) + run.stderr.read()  # to the end of the run
+        run.wait(timeout=180)
     finally:
         run.kill()
     assert run.returncode == 0, stderr
-    assert "is not ready (connection refused); waiting up to 120 s for it" in stderr
     assert "is ready" in stderr and "run finished: 0 participants" in stderr
     assert "Traceback" not in stderr
 

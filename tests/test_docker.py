@@ -219,6 +219,13 @@ class Stack:
             assert time.monotonic() < deadline, self.logs("timescaledb")[-3000:]
             time.sleep(1)
 
+    def db_password(self) -> str:
+        """The database's password: the .env's, else the compose file's default."""
+        dotenv = self.workdir / ".env"
+        found = re.search(r"^DB_PASSWORD=(.*)$", dotenv.read_text() if dotenv.exists() else "",
+                          re.MULTILINE)
+        return found.group(1) if found else "postgres"
+
     def up(self, *args: str) -> subprocess.CompletedProcess:
         return self.compose("up", "-d", *args, timeout=BUILD_TIMEOUT)
 
@@ -407,16 +414,47 @@ def test_a_changed_password_gives_the_readme_text_and_the_readme_fix_works(stack
 
 
 def test_stop_ends_a_running_job_within_the_grace_period(stack):
-    since = now()
-    stack.readme("docker compose restart ingester", timeout=300)
-    stack.wait_for_log("ingester", re.compile("running once now"), since)
-    time.sleep(2)  # the job is importing or loading now
-    stack.readme("docker compose stop", timeout=300)
+    """`docker compose stop` while a run is busy: both containers exit 0, none killed when
+    Docker's grace period ran out. The run is held (the test locks the cohort table, so the
+    run waits on it inside the database), so it is still running when the stop comes."""
+    holder = psycopg2.connect(host="127.0.0.1", port=stack.port, dbname="wearables",
+                              user="postgres", password=stack.db_password())
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("LOCK TABLE participants IN ACCESS EXCLUSIVE MODE")
+            since = now()
+            stack.readme("docker compose restart ingester", timeout=300)
+            stack.wait_for_log("ingester", re.compile("running once now"), since)
+            deadline = time.monotonic() + RUN_TIMEOUT
+            while True:  # the start-up run waits for the lock: it is mid-run
+                # pg_stat_activity is read once per transaction unless told to read again.
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                               "= 'wearable-ingester' AND wait_event_type = 'Lock'")
+                if cursor.fetchone()[0]:
+                    break
+                assert time.monotonic() < deadline, stack.logs("ingester", since)
+                time.sleep(0.5)
+            stopping = subprocess.Popen(
+                [stack.docker, "compose", "stop"], cwd=stack.workdir, env=stack.env,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            # The run stays held until its container has stopped; then the lock goes, so
+            # that the database can stop too.
+            deadline = time.monotonic() + RUN_TIMEOUT
+            while stack.container("ingester")["State"]["Running"]:
+                assert time.monotonic() < deadline, "the ingester did not stop"
+                time.sleep(0.5)
+    finally:
+        holder.close()
+    output = stopping.communicate(timeout=300)[0]
+    assert stopping.returncode == 0, output
     for service in ("ingester", "timescaledb"):
         state = stack.container(service)["State"]
         # 137 would mean Docker had to SIGKILL it when the grace period ran out.
         assert (state["Status"], state["ExitCode"]) == ("exited", 0), (service, state)
-    assert "entrypoint: stopped" in stack.logs("ingester", since)
+    log = stack.logs("ingester", since)
+    assert "entrypoint: stopped" in log
+    assert not RUN_ENDED.search(log), log  # the run was ended by the stop, not finished
 
 
 def state_and_rows(stack: Stack) -> tuple[str, str]:

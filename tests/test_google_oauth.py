@@ -6,11 +6,15 @@ transaction, needs-consent marking, the refresh lock.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+import requests
 from fake_google_health import FakeGoogleHealth, heart_rate
 from google_support import (
     P1,
@@ -28,6 +32,7 @@ from ingester.model import ReadReport, Window
 from ingester.sources.google_health import credentials, http
 from ingester.sources.google_health.oauth import EXPIRY_MARGIN, GoogleOAuth
 from ingester.sources.google_health.source import GoogleHealthSource
+from requests.adapters import BaseAdapter
 
 
 def test_401_refreshes_once_and_repeats_the_request(fake):
@@ -190,42 +195,94 @@ def test_invalid_grant_sets_needs_consent_in_the_database(db, db_conn, fake):
     assert [c.participant_id for c in credentials.needs_consent(db_conn)] == ["p1"]
 
 
-def db_auth(fake: FakeGoogleHealth, settings: Settings) -> GoogleOAuth:
-    return GoogleOAuth(
-        "p1",
-        credentials.TokenStore(settings),
-        http.build_session(5.0, fake.url),
-        fake.token_url,
-        fake.client_id,
-        fake.client_secret,
-    )
+# Bounds how long a broken test hangs; no test waits it out when the code works.
+DEADLINE_SECONDS = 60.0
 
 
-def wait_for_token_request(fake: FakeGoogleHealth) -> None:
-    deadline = time.monotonic() + 10
-    while not fake.token_requests():
-        assert time.monotonic() < deadline, "no token request"
+class TokenGate:
+    """Holds a session's token requests on their way out until the test lets them go: the
+    refresh is in flight, its lock held, for exactly as long as the test needs, whatever
+    the machine's load. `arrived` is set when the first request reaches the gate."""
+
+    def __init__(self, session: requests.Session, token_url: str) -> None:
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+        inner = session.get_adapter(token_url)
+        gate = self
+
+        class Gated(BaseAdapter):
+            def send(self, request, **kwargs):
+                gate.arrived.set()
+                assert gate.release.wait(DEADLINE_SECONDS), "the token request was never let go"
+                return inner.send(request, **kwargs)
+
+            def close(self) -> None:
+                inner.close()
+
+        session.mount(token_url, Gated())  # the longest matching prefix wins
+
+
+@contextmanager
+def releasing(*gates: TokenGate) -> Iterator[None]:
+    """Lets every request go at the end, so that a failing test does not wait for them."""
+    try:
+        yield
+    finally:
+        for gate in gates:
+            gate.release.set()
+
+
+def gated_auth(fake: FakeGoogleHealth, settings: Settings) -> tuple[GoogleOAuth, TokenGate]:
+    """p1's auth with the token store in the database, its token requests held at a gate."""
+    session = http.build_session(5.0, fake.url)
+    gate = TokenGate(session, fake.token_url)
+    auth = GoogleOAuth("p1", credentials.TokenStore(settings), session, fake.token_url,
+                       fake.client_id, fake.client_secret)
+    return auth, gate
+
+
+def until(condition: Callable[[], object], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
         time.sleep(0.01)
 
 
-@pytest.mark.slow
+def waiting_for_a_token_lock(db) -> bool:
+    """Whether a session of the test's database waits for an advisory lock (the token
+    lock: no other advisory lock is taken here)."""
+    conn = db.connect()
+    try:
+        with conn, conn.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_locks l JOIN pg_database d "
+                           "ON d.oid = l.database WHERE l.locktype = 'advisory' "
+                           "AND NOT l.granted AND d.datname = current_database()")
+            return cursor.fetchone()[0] > 0
+    finally:
+        conn.close()
+
+
 def test_re_enrolment_waits_for_a_refresh_in_flight(db, db_conn, fake):
     # The nightly run refreshes with the old, revoked grant while the operator re-enrols the
     # participant: the run's invalid_grant must not mark the fresh grant.
     enrolled(db_conn, fake.refresh_token)
     fake.revoke_grant()
-    fake.fail("token", delay=1.0)  # the refresh is in flight for a second
-    auth = db_auth(fake, settings_for(fake, **db_settings(db)))
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    auth, gate = gated_auth(fake, settings_for(fake, **db_settings(db)))
+    with ThreadPoolExecutor(max_workers=2) as pool, releasing(gate):
         refreshing = pool.submit(auth.refresh)
-        wait_for_token_request(fake)
-        credentials.enrol(db_conn, "p1", "Europe/Berlin", None, "1//fresh-consent-token")
+        until(gate.arrived.is_set, "the refresh to send its token request")
+        enrolling = pool.submit(credentials.enrol, db_conn, "p1", "Europe/Berlin", None,
+                                "1//fresh-consent-token")
+        until(lambda: enrolling.done() or waiting_for_a_token_lock(db),
+              "enrol to wait for the token lock (or to end)")
+        assert not enrolling.done(), "enrol did not wait for the refresh in flight"
+        gate.release.set()
         with pytest.raises(NeedsConsent):  # the old grant's, marked before enrol replaced it
-            refreshing.result(timeout=30)
+            refreshing.result(timeout=DEADLINE_SECONDS)
+        enrolling.result(timeout=DEADLINE_SECONDS)
     assert stored_grant(db) == ("1//fresh-consent-token", None)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("reply", ["rotated", "invalid_grant"])
 def test_a_refresh_never_updates_a_grant_that_replaced_the_one_it_used(db, db_conn, fake, reply):
     enrolled(db_conn, fake.refresh_token)
@@ -233,46 +290,43 @@ def test_a_refresh_never_updates_a_grant_that_replaced_the_one_it_used(db, db_co
         fake.rotate_refresh_token = True
     else:
         fake.revoke_grant()
-    fake.fail("token", delay=1.0)
-    auth = db_auth(fake, settings_for(fake, **db_settings(db)))
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    auth, gate = gated_auth(fake, settings_for(fake, **db_settings(db)))
+    with ThreadPoolExecutor(max_workers=1) as pool, releasing(gate):
         refreshing = pool.submit(auth.refresh)
-        wait_for_token_request(fake)
+        until(gate.arrived.is_set, "the refresh to send its token request")
         # A writer that does not take the token lock replaces the grant meanwhile.
         with db_conn, db_conn.cursor() as cursor:
             cursor.execute(
                 "UPDATE google_credentials SET refresh_token = '1//replacement-token', "
                 "needs_consent_since = NULL"
             )
+        gate.release.set()
         with pytest.raises(SourceUnavailable, match="replaced"):
-            refreshing.result(timeout=30)
+            refreshing.result(timeout=DEADLINE_SECONDS)
+    assert len(fake.token_requests()) == 1
     assert stored_grant(db) == ("1//replacement-token", None)
 
 
-@pytest.mark.slow
 def test_two_runs_never_refresh_one_participant_at_the_same_time(db, db_conn, fake):
     # With strict rotation, a refresh that read the token before the other stored its
     # replacement would present a dead token and get invalid_grant.
     fake.rotate_refresh_token = True
-    fake.fail("token", delay=0.5)  # the first refresh is slow: the second must wait for it
     enrolled(db_conn, fake.refresh_token)
     settings = settings_for(fake, **db_settings(db))
-
-    def refresh() -> None:
-        session = http.build_session(5.0, fake.url)
-        auth = GoogleOAuth(
-            "p1",
-            credentials.TokenStore(settings),
-            session,
-            fake.token_url,
-            fake.client_id,
-            fake.client_secret,
-        )
-        auth.refresh()
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        runs = [pool.submit(refresh) for _ in range(2)]
-        for run in runs:
-            run.result(timeout=30)  # re-raises a refresh's error, e.g. invalid_grant
-    assert len(fake.token_requests()) == 2
-    assert stored_grant(db) == (next(iter(fake.refresh_tokens)), None)
+    (first, first_gate), (second, second_gate) = (gated_auth(fake, settings) for _ in range(2))
+    with ThreadPoolExecutor(max_workers=2) as pool, releasing(first_gate, second_gate):
+        first_run = pool.submit(first.refresh)
+        until(first_gate.arrived.is_set, "the first refresh to send its token request")
+        second_run = pool.submit(second.refresh)
+        until(lambda: second_gate.arrived.is_set() or waiting_for_a_token_lock(db),
+              "the second refresh to wait for the token lock (or to send its request)")
+        assert not second_gate.arrived.is_set(), "both refreshes were in flight at once"
+        first_gate.release.set()
+        first_run.result(timeout=DEADLINE_SECONDS)
+        until(second_gate.arrived.is_set, "the second refresh, once the first has ended")
+        second_gate.release.set()
+        second_run.result(timeout=DEADLINE_SECONDS)  # re-raises an error, e.g. invalid_grant
+    sent = [seen.form["refresh_token"] for seen in fake.token_requests()]
+    (last,) = fake.refresh_tokens
+    assert sent[0] == "1//test-refresh-token-0" and sent[1] != sent[0], sent
+    assert len(sent) == 2 and stored_grant(db) == (last, None)

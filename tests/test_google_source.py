@@ -173,14 +173,30 @@ def test_points_outside_the_window_are_not_yielded(fake):
     assert report.rejected_total == 0
 
 
-def test_two_data_sources_at_the_same_instant_keep_one_row(fake):
-    fake.add(
-        "heart-rate",
-        [heart_rate(T0, 70), heart_rate(T0, 71), heart_rate(T0 + timedelta(seconds=1), 72)],
-    )
+@pytest.mark.parametrize("watch_first", [True, False], ids=["watch first", "phone first"])
+def test_two_data_sources_at_the_same_instant_keep_the_wearables_value(fake, watch_first):
+    """The documented rule (transform.source_rank): the wearable's own point wins, in
+    whichever order the API lists the pair; the other is counted."""
+    watch = with_source(heart_rate(T0, 71), {"device": {"displayName": "Charge 6"},
+                                             "platform": "FITBIT"})
+    phone = with_source(heart_rate(T0, 70), {"platform": "HEALTH_CONNECT"})
+    pair = [watch, phone] if watch_first else [phone, watch]
+    fake.add("heart-rate", [*pair, heart_rate(T0 + timedelta(seconds=1), 72)])
     source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
     rows, report = read(source, "heart-rate", Window(T0, T0 + timedelta(minutes=1)))
-    assert len(rows) == 2 and len({r.timestamp for r in rows}) == 2
+    assert sorted((r.timestamp, r.value) for r in rows) == [
+        (T0, 71.0), (T0 + timedelta(seconds=1), 72.0)]
+    assert report.rejected == {"heart-rate: a second point at the same instant": 1}
+
+
+@pytest.mark.parametrize("order", [(70, 71), (71, 70)], ids=str)
+def test_two_points_alike_but_for_their_value_keep_the_same_one_in_any_order(fake, order):
+    """No data source to tell them apart: the rule falls back on the values (the lower
+    wins), so every run keeps the same one."""
+    fake.add("heart-rate", [heart_rate(T0, bpm) for bpm in order])
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    rows, report = read(source, "heart-rate", Window(T0, T0 + timedelta(minutes=1)))
+    assert [(r.timestamp, r.value) for r in rows] == [(T0, 70.0)]
     assert report.rejected_total == 1
 
 

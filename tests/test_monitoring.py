@@ -193,17 +193,23 @@ class Stack:
     run_began: float
     run_ended: float
     tmp: Path
+    stopped_now: datetime  # the --now of `stopped`'s one run: its watermark
+    fresh_now: datetime  # the --now of `fresh`'s run, whose metrics are pushed
 
 
 @pytest.fixture(scope="module")
 def stack(db_server, template_db, tmp_path_factory) -> Iterator[Stack]:
     """Two synthetic participants in UTC: `stopped`, enrolled 4 days ago, whose data stopped
-    2 hours into its first day (so its complete days since are not worn either), and
-    `fresh`, loaded up to now; both runs push to a real Pushgateway and write the textfile."""
+    2 hours into its first day (so its complete days since are not worn either), and a later
+    run of it that failed; and `fresh`, enrolled yesterday and loaded up to the last whole
+    minute, in two slices (two local days) whatever the hour. Both runs push to a real
+    Pushgateway and write the textfile; every expected value is known before they run."""
     tmp = tmp_path_factory.mktemp("monitoring")
-    today = datetime.now(UTC).date()
-    starts = {"stopped": today - timedelta(days=4),
-              "fresh": (datetime.now(UTC) - timedelta(hours=3)).date()}
+    fresh_now = datetime.now(UTC).replace(second=0, microsecond=0)
+    today = fresh_now.date()
+    starts = {"stopped": today - timedelta(days=4), "fresh": today - timedelta(days=1)}
+    stopped_now = datetime.combine(starts["stopped"], datetime.min.time(), UTC) + timedelta(
+        hours=2)
     with scratch_database(db_server, template_db) as database, pushgateway(tmp) as gateway:
         metrics_file = tmp / "textfile" / "wearables.prom"
         env = ingest_env(database.env, tmp, DEMO_COHORT="false",
@@ -212,15 +218,18 @@ def stack(db_server, template_db, tmp_path_factory) -> Iterator[Stack]:
             added = run_ingest(env, "participant", "add", pid, "--timezone", "UTC",
                                "--seed", str(seed), "--start-date", start.isoformat())
             assert added.returncode == 0, added.stderr
-        first = run_ingest(env, "--participant", "stopped",
-                           "--now", f"{starts['stopped'].isoformat()}T02:00:00+00:00")
+        first = run_ingest(env, "--participant", "stopped", "--now", stopped_now.isoformat())
         assert first.returncode == 0, first.stderr
+        # A later run of `stopped` failed: its last success is still the run before.
+        query(database.env, "INSERT INTO ingest_runs (run_id, participant_id, status, error, "
+                            "started_at) VALUES (gen_random_uuid(), 'stopped', 'failed', "
+                            "'planted by the test', clock_timestamp()) RETURNING id")
         began = time.time()
-        second = run_ingest(env, "--participant", "fresh")
+        second = run_ingest(env, "--participant", "fresh", "--now", fresh_now.isoformat())
         ended = time.time()
         assert second.returncode == 0, second.stderr
         assert "metrics pushed to the Pushgateway" in second.stderr
-        yield Stack(database, gateway, metrics_file, began, ended, tmp)
+        yield Stack(database, gateway, metrics_file, began, ended, tmp, stopped_now, fresh_now)
 
 
 def instant_query(prometheus_url: str, promql: str) -> list[dict]:
@@ -238,8 +247,7 @@ def test_a_run_pushes_and_prometheus_returns_its_metrics(stack):
             (result,) = instant_query(server.url, f"last_over_time({selector}[10m])")
             return result["metric"], float(result["value"][1])
 
-        # The run's totals are its slices' sums: `fresh` starts 3 hours ago, so between 00:00
-        # and 03:00 UTC its window spans two local days and it commits two slices.
+        # The run's totals are its slices' sums.
         (read, written, rejected), = query(
             stack.database.env,
             "SELECT sum(rows_read), sum(rows_written), sum(rows_rejected) FROM ingest_runs "
@@ -258,36 +266,38 @@ def test_a_run_pushes_and_prometheus_returns_its_metrics(stack):
         assert 0 < one("wearables_ingest_run_duration_seconds")[1] <= (
             stack.run_ended - stack.run_began)
 
-        for pid in ("stopped", "fresh"):
-            (newest, finished, mark), = query(
-                stack.database.env,
-                "SELECT extract(epoch FROM (SELECT max(\"timestamp\") FROM raw_data "
-                "WHERE participant_id = %(p)s)), extract(epoch FROM max(finished_at)), "
-                "extract(epoch FROM max(watermark)) FROM ingest_runs "
-                "WHERE participant_id = %(p)s AND status = 'ok'", {"p": pid})
+        # Per participant, against what the test knows: the watermark is the run's --now,
+        # the newest point the last minute's before it, the last success the end of the
+        # last slice that committed (not of the failed run after it, nor an earlier slice).
+        runs = query(stack.database.env,
+                     "SELECT participant_id, status, extract(epoch FROM finished_at) "
+                     "FROM ingest_runs ORDER BY finished_at")
+        for pid, now, slices in (("stopped", stack.stopped_now, 1),
+                                 ("fresh", stack.fresh_now, 2)):
+            ended = [float(at) for p, status, at in runs if p == pid and status == "ok"]
+            assert len(ended) == slices, runs
             selector = f'{{participant_id="{pid}"}}'
-            assert one("wearables_ingest_participant_newest_data_timestamp_seconds"
-                       + selector)[1] == float(newest)
+            newest = one("wearables_ingest_participant_newest_data_timestamp_seconds"
+                         + selector)[1]
+            assert now.timestamp() - 60 <= newest < now.timestamp(), (pid, newest)
             assert one("wearables_ingest_participant_last_success_timestamp_seconds"
-                       + selector)[1] == float(finished)
+                       + selector)[1] == ended[-1]
             assert one("wearables_ingest_participant_watermark_timestamp_seconds"
-                       + selector)[1] == float(mark)
+                       + selector)[1] == now.timestamp()
             assert one("wearables_ingest_participant_needs_consent" + selector)[1] == 0
-            (invalid, low_wear), = query(
-                stack.database.env, "SELECT invalid_days_of_7, low_wear FROM participant_flags "
-                "WHERE participant_id = %(p)s", {"p": pid})
-            invalid_name = "wearables_ingest_participant_invalid_day_in_last_7"
-            assert one(invalid_name + selector)[1] == invalid
-            assert one("wearables_ingest_participant_low_wear" + selector)[1] == int(low_wear)
-        # 3 complete days since `stopped` stopped, none worn: flagged, as the report says.
-        assert one('wearables_ingest_participant_low_wear{participant_id="stopped"}')[1] == 1
-        assert one('wearables_ingest_participant_invalid_day_in_last_7{participant_id="stopped"}'
-                   )[1] >= 3
-        (oldest,), = query(stack.database.env,
-                           "SELECT extract(epoch FROM max(watermark)) FROM ingest_runs "
-                           "WHERE participant_id = 'stopped'")
+        assert [status for p, status, _ in runs if p == "stopped"] == ["ok", "failed"]
+        assert stack.run_began <= ended[-1] <= stack.run_ended  # fresh's, this run's
+        # `stopped`: its first day (2 hours worn) and the 3 complete days since, none worn;
+        # `fresh` was enrolled yesterday and wore it all day.
+        for pid, invalid, low_wear in (("stopped", 4, 1), ("fresh", 0, 0)):
+            selector = f'{{participant_id="{pid}"}}'
+            assert one("wearables_ingest_participant_invalid_day_in_last_7" + selector
+                       )[1] == invalid
+            assert one("wearables_ingest_participant_low_wear" + selector)[1] == low_wear
+        # The oldest watermark is stopped's, as old as the time since then.
         age = one("wearables_ingest_oldest_watermark_age_seconds")[1]
-        assert stack.run_began - float(oldest) <= age <= stack.run_ended - float(oldest)
+        oldest = stack.stopped_now.timestamp()
+        assert stack.run_began - oldest <= age <= stack.run_ended - oldest
 
         # Every documented metric arrived, and no label but the fixed ones.
         series = api(server.url, "series", **{"match[]": '{__name__=~"wearables_ingest_.*"}'})
