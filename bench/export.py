@@ -32,6 +32,7 @@ import psycopg2
 
 from bench.databases import Scratch, Server
 from bench.measure import INGEST, PEAK_RSS
+from bench.run import positive
 
 log = logging.getLogger("bench.export")
 EXIT_OK, EXIT_FAILED, EXIT_ARGUMENTS, EXIT_DATABASE = 0, 1, 2, 3
@@ -55,20 +56,11 @@ class BenchError(Exception):
     pass
 
 
-def positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="bench/export.py", description=__doc__.split("\n\n")[0])
-    main.add_argument("--days", type=positive, default=7.0, help="the short span (default 7)")
-    main.add_argument("--long-days", type=positive, default=28.0,
+    main.add_argument("--days", type=positive(float), default=7.0,
+                      help="the short span (default 7)")
+    main.add_argument("--long-days", type=positive(float), default=28.0,
                       help="the long span (default 28)")
     main.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     main.add_argument("--dsn", help="server for the benchmark's databases (default: DB_HOST, "

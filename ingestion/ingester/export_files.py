@@ -3,7 +3,7 @@ how one query streams into one Parquet or CSV file.
 
 A data file's query selects exactly the file's columns, in order, with instants as whole
 microseconds since the epoch, so each fetched chunk becomes one Arrow record batch (one
-Parquet row group) without Python looking at a single value. Only `ingest.py export` imports
+Parquet row group) with no per-row code of ours. Only `ingest.py export` imports
 this module: pyarrow costs every other command about 50 MB and most of a second.
 """
 
@@ -22,9 +22,9 @@ import pyarrow.parquet as pq
 from .metrics import METRICS
 
 ROLLUP_TABLES = {"1m": "data_1m", "1h": "data_1h"}  # 1d is data_1d, by local date
-# Rows per FETCH from the server-side cursor, and so per Parquet row group: about 10 MB of
-# Python objects at a time whatever the span, and row groups still small enough for
-# readers to skip by their statistics.
+# Rows per FETCH from the server-side cursor, and so per Parquet row group: the export holds
+# one chunk as Python tuples (some tens of MB) and as Arrow arrays, whatever the span; the
+# row groups stay small enough for readers to skip by their statistics.
 CHUNK_ROWS = 100_000
 
 UTC_TIME = pa.timestamp("us", tz="UTC")
@@ -59,6 +59,8 @@ class Layout:
 
 def micros(instant: str) -> str:
     """A timestamptz (or timestamp) expression as whole microseconds since the epoch."""
+    # extract() is numeric, so exact; date_part() is a double, which has no microsecond
+    # digit left for instants from 2038 on.
     return f"(extract(epoch FROM {instant}) * 1000000)::bigint"
 
 
@@ -202,13 +204,11 @@ SLEEP_FILES = {"sleep_sessions": SLEEP_SESSIONS, "sleep_stages": SLEEP_STAGES}
 
 def batch(schema: pa.Schema, rows: Sequence[tuple[Any, ...]]) -> pa.RecordBatch:
     """One fetched chunk, in the layout's column order, as an Arrow record batch."""
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    columns = zip(*rows, strict=True)
     return pa.record_batch(
         [pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)],
         schema=schema,
     )
-
-
 
 
 class Sink(Protocol):
