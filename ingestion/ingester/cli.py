@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg2
 
-from . import adherence, claims, db, monitoring, report, schema, state, workers
+from . import adherence, claims, db, export, monitoring, report, schema, state, workers
 from .cohort import demo_cohort
 from .config import Settings, load_settings, read_environment
 from .errors import ConfigError, DatabaseUnavailable
@@ -174,6 +174,7 @@ def parser() -> argparse.ArgumentParser:
     remove.add_argument("participant_id", type=participant_id)
     remove.add_argument("--purge", action="store_true",
                         help="also delete its rows from raw_data and its rollups")
+    export.add_parser(commands, participant_id, instant)
     return main
 
 
@@ -204,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return show_report(connection, settings, arguments)
         if arguments.command == "participant":
             return manage_participants(connection, settings, arguments)
+        if arguments.command == "export":
+            return export.run(connection, arguments)
         return run(connection, settings, arguments)
     except schema.SchemaLockTimeout as error:
         log.error("%s", error)
@@ -230,6 +233,8 @@ def check_arguments(arguments: argparse.Namespace, clock: datetime) -> str | Non
             and arguments.since >= arguments.until):
         return (f"--since must be earlier than --until, got {arguments.since.isoformat()} "
                 f"and {arguments.until.isoformat()}")
+    if arguments.command == "export":
+        return export.check(arguments.export_since, arguments.export_until)
     first = getattr(arguments, "start_date", None)
     if first is not None:
         # A start date is a local day: "today" is the participant's.
