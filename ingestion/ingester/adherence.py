@@ -109,13 +109,15 @@ def publish_thresholds(connection: Connection, settings: Settings) -> None:
     connection.commit()
 
 
-def days(connection: Connection, as_of: datetime, first_day: date) -> list[Day]:
-    """Every participant's days from first_day (or its start date) to as_of's local date."""
+def days(connection: Connection, as_of: datetime, first_day: date,
+         participant_id: str | None = None) -> list[Day]:
+    """Every participant's (or one's) days from first_day (or its start date) to as_of's
+    local date."""
     columns = ", ".join(f.name for f in fields(Day))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {columns} FROM adherence_at(%s, %s) ORDER BY participant_id, day",
-            (as_of, first_day),
+            f"SELECT {columns} FROM adherence_at(%s, %s, %s) ORDER BY participant_id, day",
+            (as_of, first_day, participant_id),
         )
         found = [Day(*row) for row in cursor.fetchall()]
     connection.commit()

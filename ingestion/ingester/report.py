@@ -1,7 +1,7 @@
 """`ingest.py report`: the participant x day adherence grid as a table, CSV or PNG heatmap.
 
-Pure functions of what adherence.days() and adherence.flags() read; only `write` touches a
-file. The PNG is drawn with matplotlib's Agg canvas (no display, no pyplot state).
+Pure functions of what adherence.days() and adherence.flags() read (`read` reads them).
+The PNG is drawn with matplotlib's Agg canvas (no display, no pyplot state).
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
+from . import adherence
 from .adherence import INGESTION_STATES, Day, Flags
+from .db import Connection
 
 FORMATS = ("table", "csv", "png")
 CSV_COLUMNS = (
@@ -55,6 +57,14 @@ class Grid:
 def report_dates(today: date, days: int) -> tuple[date, ...]:
     """The `days` dates up to yesterday: the report shows whole days, oldest first."""
     return tuple(today - timedelta(days=n) for n in range(days, 0, -1))
+
+
+def read(connection: Connection, now: datetime, days: int) -> Grid:
+    """The report of the `days` whole days before `now`, as `ingest.py report` and the
+    dashboard's CSV show it (the module's one read)."""
+    dates = report_dates(now.astimezone(UTC).date(), days)
+    return grid(dates, adherence.days(connection, now, dates[0]),
+                adherence.flags(connection, now))
 
 
 def grid(dates: Sequence[date], days: Iterable[Day], flags: Iterable[Flags]) -> Grid:
