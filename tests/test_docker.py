@@ -583,6 +583,8 @@ def dashboard_status(port: int, password: str | None = None) -> tuple[int, str]:
 
 
 def test_the_dashboard_service_needs_a_password_and_is_published_on_127_0_0_1(stack):
+    # The ingester's first run gave the read-only role its password (compose's default).
+    assert stack.wait_for_run(stack.first_up_since) == 0
     port = free_port()
     profile = ("--profile", "dashboard")
     stack.write_env(f"DASHBOARD_PORT={port}\n")

@@ -16,7 +16,7 @@ from ..adherence import Day
 WIDTH, HEIGHT = 9.0, 2.4  # inches; the SVG scales to the page's width
 # The hypnogram's rows, top to bottom (staged and classic nights).
 STAGES = ("awake", "restless", "rem", "light", "asleep", "deep")
-LINE, BAND, BAR, INVALID = "#1f4e96", "#c5d5e8", "#1a9850", "#d73027"
+LINE, BAND, BAR, INVALID, UNJUDGED = "#1f4e96", "#c5d5e8", "#1a9850", "#d73027", "#9e9e9e"
 
 
 def _figure():
@@ -82,8 +82,10 @@ def wear(days: Sequence[Day], valid_minutes: float) -> str | None:
     figure, axes = _figure()
     labels = [f"{d.day:%m-%d}" for d in days]
     hours = [d.wear_minutes / 60 if d.loaded else 0 for d in days]
-    bars = axes.bar(labels, hours, gid="wear-bars",
-                    color=[BAR if d.valid_day else INVALID for d in days])
+    # Red only for a day that is over and loaded and not valid: the others are not judged.
+    bars = axes.bar(labels, hours, gid="wear-bars", color=[
+        BAR if d.valid_day else INVALID if d.complete and d.loaded else UNJUDGED
+        for d in days])
     for bar, day in zip(bars, days, strict=True):
         if not day.complete:
             bar.set_hatch("///")
