@@ -16,6 +16,8 @@ from ingester.model import DeliveryBound, Participant, Row, Window
 
 ROOT = Path(__file__).resolve().parent.parent
 INGEST = ROOT / "ingestion" / "ingest.py"
+# What tests leave for a person to look at (screenshots, images); git-ignored.
+ARTEFACTS = ROOT / "test-artifacts"
 
 
 def ingest_env(db_env: dict[str, str], workdir: Path, **extra: str) -> dict[str, str]:

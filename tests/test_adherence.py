@@ -186,10 +186,10 @@ def test_report_csv_equals_the_view_and_the_png_has_a_row_per_participant(db, en
 
     table = ok(run_ingest(env, "--now", now, "report", "--days", "7")).stdout
     lines = table.splitlines()
-    assert lines[0].split()[:2] == ["participant", "03-02"]
-    assert lines[1].split()[:6] == ["a-full", "100%", "100%", "100%", "100%", "100%"]
-    assert lines[2].split()[:3] == ["b-half", "50%", "50%"]  # 720 minutes: valid at 600
-    assert lines[3].split()[:4] == ["c-none", "0%!", "0%!", "-"]
+    assert lines[0].split()[:3] == ["participant", "ingestion", "03-02"]
+    assert lines[1].split()[:7] == ["a-full", "ok", "100%", "100%", "100%", "100%", "100%"]
+    assert lines[2].split()[:4] == ["b-half", "ok", "50%", "50%"]  # 720 minutes: valid at 600
+    assert lines[3].split()[:5] == ["c-none", "ok", "0%!", "0%!", "-"]
     assert lines[1].endswith("100%") and lines[2].endswith("50%")  # no flags
     assert "low wear on 7 of the last 7 days" in lines[3] and "no upload" in lines[3]
 

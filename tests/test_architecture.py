@@ -16,7 +16,8 @@ from ingester.sources import REGISTRY, UnknownSource, build_source
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ingestion" / "ingester"
 # The generic modules that sit above the sources and drive them: a source never imports them.
-DRIVERS = {"cli", "workers", "pipeline", "monitoring", "report", "adherence", "cohort"}
+DRIVERS = {"cli", "workers", "pipeline", "monitoring", "report", "adherence", "cohort",
+           "dashboard"}
 
 
 def module_name(path: Path) -> str:

@@ -597,3 +597,58 @@ def test_scale_3_start_up_runs_share_the_cohort_like_one_run(stack):
         assert shared == (stack.psql(RUN_LOG), table_digest(stack))
     finally:
         stack.write_env(None)
+
+
+# --- the dashboard (docs/dashboard.md) ---------------------------------------------------
+
+DASHBOARD_PASSWORD = "a-long-test-password"
+
+
+def dashboard_status(port: int, password: str | None = None) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+    from base64 import b64encode
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/")
+    if password is not None:
+        token = b64encode(f"coordinator:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+
+
+def test_the_dashboard_service_needs_a_password_and_is_published_on_127_0_0_1(stack):
+    # The ingester's first run gave the read-only role its password (compose's default).
+    assert stack.wait_for_run(stack.first_up_since) == 0
+    port = free_port()
+    profile = ("--profile", "dashboard")
+    stack.write_env(f"DASHBOARD_PORT={port}\n")
+    try:
+        since = now()
+        stack.compose(*profile, "up", "-d", "dashboard", timeout=BUILD_TIMEOUT)
+        # It listens on all of the container's interfaces: without a password it refuses.
+        stack.wait_for_log("dashboard", re.compile(
+            r"dashboard: DASHBOARD_PASSWORD must be set to serve on 0\.0\.0\.0"), since)
+
+        stack.write_env(f"DASHBOARD_PORT={port}\nDASHBOARD_PASSWORD={DASHBOARD_PASSWORD}\n")
+        since = now()
+        stack.compose(*profile, "up", "-d", "dashboard", timeout=BUILD_TIMEOUT)
+        stack.wait_for_log("dashboard", re.compile(
+            r"dashboard on http://0\.0\.0\.0:8050/ \(password required\), reading the "
+            r"database as dashboard_reader"), since)
+        container = stack.container("dashboard")
+        assert container["HostConfig"]["PortBindings"]["8050/tcp"] == [
+            {"HostIp": "127.0.0.1", "HostPort": str(port)}]
+        assert "DB_PASSWORD=" in container["Config"]["Env"]  # not the owner's password
+        assert container["Config"]["User"] == "ingester"
+        assert dashboard_status(port) == (401, "")
+        assert dashboard_status(port, "wrong")[0] == 401
+        status, page = dashboard_status(port, DASHBOARD_PASSWORD)
+        assert status == 200 and 'data-participant="demo-01"' in page, page[:2000]
+        assert DASHBOARD_PASSWORD not in page
+    finally:
+        stack.compose(*profile, "rm", "-s", "-f", "dashboard", check=False)
+        stack.write_env(None)

@@ -525,6 +525,195 @@ BEGIN
 END
 $migration$;
 
+-- migration 10: dashboard
+-- The dashboard (ingestion/ingester/dashboard/, docs/dashboard.md) reads through the role
+-- dashboard_reader: it may log in and SELECT what the pages show, nothing else. It owns
+-- nothing, is a member of no role (so SET ROLE leads nowhere), may not create roles,
+-- databases or objects, and never sees a refresh token (google_credentials is granted
+-- column by column). Its password is set by the ingester from DASHBOARD_DB_PASSWORD
+-- (ingester/access.py), never written here. A role is the cluster's, not the database's:
+-- it is created once and granted in each database that takes this block. A DB_USER that may
+-- not create roles skips it with a notice; the dashboard then needs a DBA to create it.
+--
+-- And the state of each participant's ingestion, which the report and the dashboard show
+-- on every row: ok, failed (with its error), held, needs_consent, or never_loaded. Days we
+-- failed to load are ours to fix, not the participant's: adherence_at says `loaded` per day,
+-- and participant_flags_at raises no compliance flag on a day that is not loaded.
+DO $migration$
+DECLARE
+    may_create_roles boolean := (SELECT rolsuper OR rolcreaterole FROM pg_roles
+                                 WHERE rolname = current_user);
+BEGIN
+    IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = 10) THEN RETURN; END IF;
+
+    -- The latest run decides the state (the run log has no row for a participant never
+    -- loaded). A held first load is logged as 'failed' with pipeline._held's message, which
+    -- starts "a first load of"; tests/test_report_truth.py runs a real one. loaded_until is
+    -- the committed watermark (as db.recover_watermark reads it), else the end of the last
+    -- window loaded whole.
+    CREATE OR REPLACE FUNCTION participant_ingestion_of(p_participant text)
+    RETURNS TABLE (ingestion_state text, ingestion_error text, last_run_at timestamptz,
+                   last_ok_at timestamptz, loaded_until timestamptz)
+    LANGUAGE sql STABLE AS $ingestion$
+        SELECT CASE WHEN c.needs_consent_since IS NOT NULL OR r.status = 'needs_consent'
+                        THEN 'needs_consent'
+                    WHEN r.status IS NULL THEN 'never_loaded'
+                    WHEN r.status = 'ok' THEN 'ok'
+                    WHEN r.error LIKE 'a first load of % held.%' THEN 'held'
+                    ELSE 'failed' END,
+               CASE WHEN r.status <> 'ok' THEN r.error END,
+               r.finished_at, good.last_ok_at, good.loaded_until
+        FROM (SELECT p_participant AS participant_id) me
+        LEFT JOIN LATERAL (
+            SELECT i.status, i.error, i.finished_at FROM ingest_runs i
+            WHERE i.participant_id = me.participant_id
+            ORDER BY i.finished_at DESC, i.id DESC LIMIT 1) r ON true
+        LEFT JOIN LATERAL (
+            SELECT max(i.finished_at) AS last_ok_at,
+                   COALESCE(max(i.watermark), max(i.window_end)) AS loaded_until
+            FROM ingest_runs i
+            WHERE i.participant_id = me.participant_id AND i.status = 'ok') good ON true
+        LEFT JOIN google_credentials c ON c.participant_id = me.participant_id
+    $ingestion$;
+    CREATE OR REPLACE VIEW participant_ingestion AS
+    SELECT p.participant_id, s.* FROM participants p
+    CROSS JOIN LATERAL participant_ingestion_of(p.participant_id) s;
+
+    -- adherence_at and participant_flags_at as migration 6 made them, and: `loaded` per day
+    -- (the ingestion is ok, or the day ended before loaded_until); low wear counts only
+    -- loaded days; "no upload" is judged at loaded_until, not as_of, while the ingestion is
+    -- not ok (we cannot know of uploads we failed to read); and the ingestion's state.
+    DROP VIEW IF EXISTS adherence;
+    DROP VIEW IF EXISTS participant_flags;
+    DROP FUNCTION IF EXISTS participant_flags_at(timestamptz);
+    DROP FUNCTION IF EXISTS adherence_at(timestamptz, date, text);
+    CREATE FUNCTION adherence_at(as_of timestamptz, from_day date DEFAULT NULL,
+                                 only_participant text DEFAULT NULL)
+    RETURNS TABLE (participant_id text, day date, complete boolean, day_minutes integer,
+                   wear_minutes integer, wear_fraction double precision, valid_day boolean,
+                   has_data boolean, first_sample timestamptz, last_sample timestamptz,
+                   last_sync timestamptz, battery integer, loaded boolean)
+    LANGUAGE sql STABLE AS $adherence$
+        SELECT p.participant_id, g.day, g.day < (as_of AT TIME ZONE p.timezone)::date,
+               m.day_minutes, COALESCE(a.wear_minutes, 0),
+               COALESCE(a.wear_minutes, 0)::double precision / m.day_minutes,
+               CASE WHEN s.valid_day_minutes IS NOT NULL
+                    THEN COALESCE(a.wear_minutes, 0) >= s.valid_day_minutes
+                    ELSE COALESCE(a.wear_minutes, 0) >= s.valid_day_percent / 100 * m.day_minutes
+               END,
+               a.wear_minutes IS NOT NULL OR EXISTS (
+                   SELECT 1 FROM data_1d d WHERE d.participant_id = p.participant_id
+                     AND d.day = g.day),
+               a.first_sample, a.last_sample, dev.last_sync, dev.battery,
+               ing.ingestion_state = 'ok'
+                   OR COALESCE(((g.day + 1)::timestamp AT TIME ZONE p.timezone)
+                               <= ing.loaded_until, false)
+        FROM participants p
+        LEFT JOIN LATERAL participant_tracker(p.participant_id) dev ON true
+        CROSS JOIN LATERAL participant_ingestion_of(p.participant_id) ing
+        CROSS JOIN adherence_settings s
+        CROSS JOIN LATERAL (
+            SELECT d::date AS day
+            FROM generate_series(greatest(p.start_date, from_day)::timestamp,
+                                 (as_of AT TIME ZONE p.timezone)::date::timestamp,
+                                 INTERVAL '1 day') d) g
+        CROSS JOIN LATERAL (
+            SELECT (extract(epoch FROM ((g.day + 1)::timestamp AT TIME ZONE p.timezone)
+                                       - (g.day::timestamp AT TIME ZONE p.timezone)) / 60
+                   )::integer AS day_minutes) m
+        LEFT JOIN adherence_daily a ON a.participant_id = p.participant_id AND a.day = g.day
+        WHERE only_participant IS NULL OR p.participant_id = only_participant
+    $adherence$;
+    CREATE VIEW adherence AS SELECT * FROM adherence_at(now());
+
+    CREATE FUNCTION participant_flags_at(as_of timestamptz)
+    RETURNS TABLE (participant_id text, source text, last_data timestamptz,
+                   days_since_data numeric, last_sync timestamptz, days_since_sync numeric,
+                   battery integer, invalid_days_of_7 integer, no_upload boolean,
+                   low_wear boolean, needs_consent boolean, last_run_status text,
+                   last_run_at timestamptz, ingestion_state text, ingestion_error text,
+                   last_ok_at timestamptz, loaded_until timestamptz)
+    LANGUAGE sql STABLE AS $flags$
+        SELECT p.participant_id, p.source, ld.last_data,
+               round((extract(epoch FROM as_of - ld.last_data) / 86400)::numeric, 1),
+               dev.last_sync,
+               round((extract(epoch FROM as_of - dev.last_sync) / 86400)::numeric, 1),
+               dev.battery, COALESCE(w.invalid, 0),
+               CASE WHEN ing.ingestion_state = 'ok'
+                    THEN COALESCE(dev.last_sync, ld.last_data) IS NULL
+                         OR COALESCE(dev.last_sync, ld.last_data)
+                            < as_of - s.no_upload_hours * INTERVAL '1 hour'
+                    -- Not ok: only what we knew when we last loaded; never when we never did.
+                    ELSE COALESCE(COALESCE(dev.last_sync, ld.last_data)
+                                  < least(as_of, ing.loaded_until)
+                                    - s.no_upload_hours * INTERVAL '1 hour', false)
+               END,
+               COALESCE(w.invalid, 0) >= s.low_wear_days,
+               ing.ingestion_state = 'needs_consent',
+               r.status, r.finished_at,
+               ing.ingestion_state, ing.ingestion_error, ing.last_ok_at, ing.loaded_until
+        FROM participants p
+        CROSS JOIN adherence_settings s
+        CROSS JOIN LATERAL participant_ingestion_of(p.participant_id) ing
+        LEFT JOIN LATERAL (
+            SELECT max(raw."timestamp") AS last_data FROM raw_data raw
+            WHERE raw.participant_id = p.participant_id AND raw."timestamp" <= as_of
+              AND raw."timestamp" >= (SELECT max(h.bucket) FROM data_1h h
+                                      WHERE h.participant_id = p.participant_id
+                                        AND h.bucket <= as_of)) ld ON true
+        LEFT JOIN LATERAL participant_tracker(p.participant_id) dev ON true
+        LEFT JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE NOT a.valid_day)::integer AS invalid
+            FROM adherence_at(as_of, (as_of AT TIME ZONE p.timezone)::date - 7, p.participant_id) a
+            WHERE a.complete AND a.loaded) w ON true
+        LEFT JOIN LATERAL (
+            SELECT i.status, i.finished_at FROM ingest_runs i
+            WHERE i.participant_id = p.participant_id
+            ORDER BY i.finished_at DESC, i.id DESC LIMIT 1) r ON true
+    $flags$;
+    CREATE VIEW participant_flags AS SELECT * FROM participant_flags_at(now());
+
+    -- The reader. Created once per cluster; a concurrent creator (another database taking
+    -- this block at the same moment) wins the race harmlessly.
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dashboard_reader') THEN
+        IF NOT may_create_roles THEN
+            RAISE NOTICE '% may not create roles: skipping the role dashboard_reader (docs/dashboard.md)', current_user;
+        ELSE
+            BEGIN
+                CREATE ROLE dashboard_reader LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE
+                    NOINHERIT NOREPLICATION NOBYPASSRLS CONNECTION LIMIT 20;
+                -- A second fence: a read-only transaction refuses writes even where a
+                -- privilege were granted by mistake.
+                ALTER ROLE dashboard_reader SET default_transaction_read_only = on;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;
+            END;
+        END IF;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dashboard_reader') THEN
+        EXECUTE format('GRANT CONNECT ON DATABASE %I TO dashboard_reader', current_database());
+        GRANT USAGE ON SCHEMA public TO dashboard_reader;
+        -- TimescaleDB passes a hypertable's grants on to its chunks, new ones included.
+        GRANT SELECT ON raw_data, participants, data_1m, data_1h, data_1d, adherence_daily,
+            adherence_settings, ingest_runs, ingest_batches, ingest_batch_items,
+            google_devices, schema_migrations, participant_status, adherence,
+            participant_flags, participant_ingestion TO dashboard_reader;
+        -- Never refresh_token.
+        GRANT SELECT (participant_id, updated_at, needs_consent_since, missing_scopes)
+            ON google_credentials TO dashboard_reader;
+        -- Sleep (the Google issue's migration), when it came first.
+        IF to_regclass('sleep_sessions') IS NOT NULL THEN
+            GRANT SELECT ON sleep_sessions TO dashboard_reader;
+        END IF;
+        IF to_regclass('sleep_stages') IS NOT NULL THEN
+            GRANT SELECT ON sleep_stages TO dashboard_reader;
+        END IF;
+    END IF;
+
+    INSERT INTO schema_migrations (version, name) VALUES (10, 'dashboard');
+END
+$migration$;
+
 -- migration 11: enrolment identity and stream watermarks
 -- participants.enrolment: which enrolment of a participant id a row is, a number drawn when
 -- the row is inserted, so a participant removed (say with --purge) and enrolled again under

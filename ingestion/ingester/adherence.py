@@ -31,6 +31,16 @@ class Day:
     last_sample: datetime | None
     last_sync: datetime | None
     battery: int | None
+    # False for a day we failed to load (the ingestion is not ok and the day ended after
+    # what it loaded): unknown, never counted against the participant.
+    loaded: bool
+
+
+# participant_ingestion_of()'s states, and how the report and the dashboard say them.
+INGESTION_STATES = {
+    "ok": "ok", "failed": "failed", "held": "held", "needs_consent": "needs consent",
+    "never_loaded": "never loaded",
+}
 
 
 @dataclass(frozen=True)
@@ -50,10 +60,25 @@ class Flags:
     needs_consent: bool
     last_run_status: str | None
     last_run_at: datetime | None
+    ingestion_state: str  # a key of INGESTION_STATES
+    ingestion_error: str | None  # the latest run's one-line error, when it did not succeed
+    last_ok_at: datetime | None  # when a run last loaded this participant
+    loaded_until: datetime | None  # what is loaded: the committed watermark
 
     @property
     def flagged(self) -> bool:
+        """A compliance flag: something to ask the participant about."""
         return self.no_upload or self.low_wear or self.needs_consent
+
+    @property
+    def ours(self) -> bool:
+        """The ingestion needs us (failed, held, never loaded), not the participant."""
+        return self.ingestion_state in ("failed", "held", "never_loaded")
+
+    def ingestion(self) -> str:
+        """The state in words, with the error of a run that did not succeed."""
+        words = INGESTION_STATES[self.ingestion_state]
+        return f"{words}: {self.ingestion_error}" if self.ingestion_error else words
 
     def describe(self, no_upload_hours: int) -> str:
         """The raised flags in words, '' when none is."""
@@ -84,13 +109,15 @@ def publish_thresholds(connection: Connection, settings: Settings) -> None:
     connection.commit()
 
 
-def days(connection: Connection, as_of: datetime, first_day: date) -> list[Day]:
-    """Every participant's days from first_day (or its start date) to as_of's local date."""
+def days(connection: Connection, as_of: datetime, first_day: date,
+         participant_id: str | None = None) -> list[Day]:
+    """Every participant's (or one's) days from first_day (or its start date) to as_of's
+    local date."""
     columns = ", ".join(f.name for f in fields(Day))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {columns} FROM adherence_at(%s, %s) ORDER BY participant_id, day",
-            (as_of, first_day),
+            f"SELECT {columns} FROM adherence_at(%s, %s, %s) ORDER BY participant_id, day",
+            (as_of, first_day, participant_id),
         )
         found = [Day(*row) for row in cursor.fetchall()]
     connection.commit()

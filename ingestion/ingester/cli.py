@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg2
 
-from . import adherence, claims, db, export, monitoring, report, schema, state, workers
+from . import access, adherence, claims, db, export, monitoring, report, schema, state, workers
 from .cohort import demo_cohort
 from .config import Settings, load_settings, read_environment
 from .errors import ConfigError, DatabaseUnavailable
@@ -115,6 +115,13 @@ def zone_name(text: str) -> str:
     return text
 
 
+def port(text: str) -> int:
+    number = int(text) if PLAIN_INTEGER.fullmatch(text) else -1
+    if not 0 <= number <= 65535:  # 0: any free port (the log line names it)
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0-65535, got {text!r}")
+    return number
+
+
 def days_back(text: str) -> int:
     days = int(text) if PLAIN_INTEGER.fullmatch(text) else 0
     if not 1 <= days <= 366:
@@ -151,6 +158,13 @@ def parser() -> argparse.ArgumentParser:
     reporting.add_argument("--format", choices=FORMATS, default="table")
     reporting.add_argument("--out", metavar="FILE", default="-",
                         help="where to write it (default -: standard output)")
+    board = commands.add_parser("dashboard", help="serve the read-only web dashboard "
+                                "(docs/dashboard.md)")
+    board.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; any other needs "
+                            "DASHBOARD_PASSWORD)")
+    board.add_argument("--port", type=port, default=8050,
+                       help="TCP port 0-65535 (default 8050; 0: any free one)")
     people = commands.add_parser("participant", help="manage the cohort").add_subparsers(
         dest="action", metavar="ACTION", required=True
     )
@@ -190,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log_level)
+    if arguments.command == "dashboard":  # reads as its own role: no owner connection
+        from .dashboard import serve
+
+        return serve(settings, arguments.host, arguments.port, arguments.now)
     try:
         connection = db.connect(settings)
     except DatabaseUnavailable as error:
@@ -199,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         schema.migrate(connection, next(p for p in SCHEMA_FILES if p.is_file()),
                        monitor=lambda: psycopg2.connect(**settings.db_params()))
         adherence.publish_thresholds(connection, settings)
+        access.publish_reader_password(connection, settings)
         if arguments.command == "status":
             return show_status(connection, settings)
         if arguments.command == "report":
@@ -423,13 +442,11 @@ def show_report(
 ) -> int:
     """The adherence grid of the last --days whole days, as of --now (or the clock)."""
     now = arguments.now or datetime.now(UTC)
-    dates = report.report_dates(now.astimezone(UTC).date(), arguments.days)
     if arguments.format == "png" and arguments.out == "-" and sys.stdout.isatty():
         print("report --format png needs --out FILE (or a redirected standard output)",
               file=sys.stderr)
         return EXIT_CONFIG
-    shown = report.grid(dates, adherence.days(connection, now, dates[0]),
-                        adherence.flags(connection, now))
+    shown = report.read(connection, now, arguments.days)
     if arguments.format == "png":
         payload = report.png_bytes(shown, settings.no_upload_hours)
     elif arguments.format == "csv":
@@ -447,7 +464,7 @@ def show_report(
             print(f"report: cannot write {arguments.out}: {error.strerror}", file=sys.stderr)
             return EXIT_CONFIG
         log.info("report: %s written (%d participants, %d days)", arguments.out,
-                 len(shown.participants), len(dates))
+                 len(shown.participants), len(shown.dates))
     return EXIT_OK
 
 

@@ -89,6 +89,11 @@ class Settings:
     google_project_requests_per_minute: int = 15_000
     workers: int = 1
     worker_kind: str = "process"  # or "thread" (ingestion/ingester/workers.py)
+    # The dashboard (docs/dashboard.md): its HTTP password, and the read-only role it reads
+    # the database as (created by migration 10; the ingester gives it this password).
+    dashboard_password: str = field(default="", repr=False)
+    dashboard_db_user: str = "dashboard_reader"
+    dashboard_db_password: str = field(default="", repr=False)
 
     @property
     def pushgateway_url(self) -> str:
@@ -293,9 +298,13 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     ),
     "WORKERS": ("workers", _int_in(1, 256), "an integer 1-256"),
     "WORKER_KIND": ("worker_kind", _worker_kind, "one of " + ", ".join(WORKER_KINDS)),
+    "DASHBOARD_PASSWORD": ("dashboard_password", str, "a password"),
+    "DASHBOARD_DB_USER": ("dashboard_db_user", _text, "a user name"),
+    "DASHBOARD_DB_PASSWORD": ("dashboard_db_password", str, "a password"),
 }
 
-SECRET_VARIABLES = frozenset({"DB_PASSWORD", "GOOGLE_CLIENT_SECRET", "FITBIT_ACCESS_TOKEN"})
+SECRET_VARIABLES = frozenset({"DB_PASSWORD", "GOOGLE_CLIENT_SECRET", "FITBIT_ACCESS_TOKEN",
+                              "DASHBOARD_PASSWORD", "DASHBOARD_DB_PASSWORD"})
 
 FITBIT_RETIRED = (
     "FITBIT_ACCESS_TOKEN is set, but the Fitbit Web API was turned off in autumn 2026: "

@@ -1,7 +1,7 @@
 """`ingest.py report`: the participant x day adherence grid as a table, CSV or PNG heatmap.
 
-Pure functions of what adherence.days() and adherence.flags() read; only `write` touches a
-file. The PNG is drawn with matplotlib's Agg canvas (no display, no pyplot state).
+Pure functions of what adherence.days() and adherence.flags() read (`read` reads them).
+The PNG is drawn with matplotlib's Agg canvas (no display, no pyplot state).
 """
 
 from __future__ import annotations
@@ -10,24 +10,35 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from .adherence import Day, Flags
+from . import adherence
+from .adherence import INGESTION_STATES, Day, Flags
+from .db import Connection
 
 FORMATS = ("table", "csv", "png")
 CSV_COLUMNS = (
     "participant_id", "day", "complete", "day_minutes", "wear_minutes", "wear_fraction",
     "valid_day", "has_data", "first_sample", "last_sample", "last_sync", "battery",
     "no_upload", "low_wear", "needs_consent",
+    # Ours, not the participant's: was the day loaded, and how the ingestion stands.
+    "loaded", "ingestion_state", "ingestion_error", "last_successful_load",
 )
 # The heatmap's geometry, in inches at DPI: a cell per day and participant, margins for the
 # names, the title and the colour bar. A fixed size (no tight bbox) keeps it predictable.
 DPI = 100
 CELL_WIDTH, CELL_HEIGHT = 0.55, 0.4
 LEFT_MARGIN, RIGHT_MARGIN, TOP_MARGIN, BOTTOM_MARGIN = 2.6, 1.3, 0.7, 1.0
+# Right of the colour bar: each row's ingestion state and flags in words.
+NOTES_WIDTH = 4.6
+NOTE_CHARACTERS = 80  # a longer note (a held run's advice) is cut with an ellipsis
 MISSING_COLOUR = "#9e9e9e"  # a day with no data at all: grey, outside the colour map
 NOT_ENROLLED_COLOUR = "#ffffff"  # before the participant's start date
 FLAG_COLOUR = "#c62828"
+NOT_LOADED_COLOUR = "#c5d5e8"  # a day we failed to load: ours, not the participant's
+OURS_COLOUR = "#1f4e96"
+LEGEND = ("wear % of the day's minutes; ! not a valid day, ~ day not over, "
+          "? not loaded (our failure, not theirs), - no data, blank: not enrolled yet")
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,14 @@ def report_dates(today: date, days: int) -> tuple[date, ...]:
     return tuple(today - timedelta(days=n) for n in range(days, 0, -1))
 
 
+def read(connection: Connection, now: datetime, days: int) -> Grid:
+    """The report of the `days` whole days before `now`, as `ingest.py report` and the
+    dashboard's CSV show it (the module's one read)."""
+    dates = report_dates(now.astimezone(UTC).date(), days)
+    return grid(dates, adherence.days(connection, now, dates[0]),
+                adherence.flags(connection, now))
+
+
 def grid(dates: Sequence[date], days: Iterable[Day], flags: Iterable[Flags]) -> Grid:
     by_participant = {f.participant_id: f for f in flags}
     wanted = set(dates)
@@ -56,32 +75,48 @@ def grid(dates: Sequence[date], days: Iterable[Day], flags: Iterable[Flags]) -> 
 
 
 def table(report: Grid, no_upload_hours: int) -> str:
-    """Wear % per participant and day; '-' no data, '!' not a valid day, '~' day not over,
-    blank before the start date; the flags at the end of the line."""
+    """Per participant: the ingestion's state, wear % per day ('-' no data, '!' not a valid
+    day, '~' day not over, '?' not loaded, blank before the start date), then the flags and
+    the error of a run that failed."""
     name_width = max([len("participant"), *(len(p) for p in report.participants)])
-    header = ["participant".ljust(name_width),
+    state_width = max(len(words) for words in INGESTION_STATES.values())
+    header = ["participant".ljust(name_width), "ingestion".ljust(state_width),
               *(f"{d:%m-%d}".rjust(6) for d in report.dates), "flags"]
     lines = [" ".join(header)]
     for pid in report.participants:
-        cells = []
-        for day in report.dates:
-            found = report.cell(pid, day)
-            cells.append(_table_cell(found).rjust(6))
-        lines.append(" ".join([pid.ljust(name_width), *cells,
-                               report.flags[pid].describe(no_upload_hours)]).rstrip())
-    lines.append("wear % of the day's minutes; ! not a valid day, ~ day not over, "
-                 "- no data, blank: not enrolled yet")
+        flags = report.flags[pid]
+        cells = [_table_cell(report.cell(pid, day)).rjust(6) for day in report.dates]
+        tail = "; ".join(text for text in (flags.describe(no_upload_hours),
+                                           flags.ingestion_error) if text)
+        lines.append(" ".join([pid.ljust(name_width),
+                               INGESTION_STATES[flags.ingestion_state].ljust(state_width),
+                               *cells, tail]).rstrip())
+    lines.append(LEGEND)
     return "\n".join(lines) + "\n"
 
 
-def _table_cell(day: Day | None) -> str:
-    if day is None:
-        return ""
+def cell_text(day: Day) -> str:
+    """A day's wear in a cell: '12%!~', '?' for a day not loaded, '-' for no data."""
     if not day.has_data:
-        return "-"
+        return "-" if day.loaded else "?"
     mark = "" if day.valid_day else "!"
+    if not day.loaded:
+        mark = "?"  # not judged: we may have only part of it
     mark += "" if day.complete else "~"
     return f"{round(day.wear_fraction * 100)}%{mark}"
+
+
+def _table_cell(day: Day | None) -> str:
+    return "" if day is None else cell_text(day)
+
+
+def row_note(flags: Flags, no_upload_hours: int) -> str:
+    """A row's ingestion state, flags and error in one line of at most NOTE_CHARACTERS."""
+    note = INGESTION_STATES[flags.ingestion_state]
+    described = flags.describe(no_upload_hours)
+    note += f"; {described}" if described else ""
+    note += f": {flags.ingestion_error}" if flags.ingestion_error else ""
+    return note if len(note) <= NOTE_CHARACTERS else note[: NOTE_CHARACTERS - 1] + "\u2026"
 
 
 def csv_text(report: Grid) -> str:
@@ -101,6 +136,8 @@ def csv_text(report: Grid) -> str:
                 _iso(day.first_sample), _iso(day.last_sample), _iso(day.last_sync),
                 "" if day.battery is None else day.battery,
                 flag.no_upload, flag.low_wear, flag.needs_consent,
+                day.loaded, flag.ingestion_state, flag.ingestion_error or "",
+                _iso(flag.last_ok_at),
             ])
     return out.getvalue()
 
@@ -111,7 +148,7 @@ def _iso(value) -> str:
 
 def heatmap_size(participants: int, days: int) -> tuple[int, int]:
     """Pixel width and height of the PNG for that many rows and columns."""
-    width = LEFT_MARGIN + RIGHT_MARGIN + CELL_WIDTH * days
+    width = LEFT_MARGIN + RIGHT_MARGIN + NOTES_WIDTH + CELL_WIDTH * days
     height = TOP_MARGIN + BOTTOM_MARGIN + CELL_HEIGHT * max(participants, 1)
     return round(width * DPI), round(height * DPI)
 
@@ -140,7 +177,9 @@ def heatmap(report: Grid, no_upload_hours: int):
             day = report.cell(pid, day_date)
             if day is None:
                 continue
-            if day.has_data:
+            if not day.loaded:
+                background[r, c] = _rgba(NOT_LOADED_COLOUR)
+            elif day.has_data:
                 wear[r, c] = day.wear_fraction
             else:
                 background[r, c] = _rgba(MISSING_COLOUR)
@@ -153,9 +192,19 @@ def heatmap(report: Grid, no_upload_hours: int):
     for r, pid in enumerate(report.participants):
         for c, day_date in enumerate(report.dates):
             day = report.cell(pid, day_date)
-            if day is not None and day.has_data:
-                text = f"{round(day.wear_fraction * 100)}" + ("" if day.valid_day else "!")
-                axes.text(c, r, text, ha="center", va="center", fontsize=7)
+            if day is not None and (day.has_data or not day.loaded):
+                text = cell_text(day).replace("%", "")
+                axes.text(c, r, text, ha="center", va="center", fontsize=7,
+                          fontstyle="normal" if day.complete else "italic")
+    # The notes: in data coordinates, so that each sits on its row, right of the colour bar.
+    notes_x = columns - 0.5 + (RIGHT_MARGIN - 0.1) / CELL_WIDTH
+    axes.text(notes_x, -0.7, "ingestion; flags", ha="left", va="bottom", fontsize=8,
+              fontweight="bold")
+    for r, pid in enumerate(report.participants):
+        flags = report.flags[pid]
+        colour = FLAG_COLOUR if flags.flagged else OURS_COLOUR if flags.ours else "black"
+        axes.text(notes_x, r, row_note(flags, no_upload_hours), ha="left", va="center",
+                  fontsize=7, color=colour, clip_on=False)
     axes.set_xticks(range(columns), [f"{d:%m-%d}" for d in report.dates], rotation=90,
                     fontsize=8)
     labels = []
@@ -185,11 +234,13 @@ def heatmap(report: Grid, no_upload_hours: int):
         handles=[Patch(color=MISSING_COLOUR, label="no data"),
                  Patch(facecolor=NOT_ENROLLED_COLOUR, edgecolor="#bbbbbb",
                        label="not enrolled"),
+                 Patch(color=NOT_LOADED_COLOUR, label="? not loaded (ours)"),
                  Patch(color=FLAG_COLOUR, label=f"\u25b6 flagged (no upload {no_upload_hours} h, "
                                                "low wear, consent)")],
-        loc="lower left", ncol=3, fontsize=7, frameon=False, bbox_to_anchor=(0.01, 0.0),
+        loc="lower left", ncol=4, fontsize=7, frameon=False, bbox_to_anchor=(0.01, 0.0),
     )
-    figure.text(0.99, 0.01, "! not a valid day", ha="right", va="bottom", fontsize=7)
+    figure.text(0.99, 0.01, "! not a valid day, ~ day not over (italic)", ha="right",
+                va="bottom", fontsize=7)
     return figure
 
 
