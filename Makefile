@@ -68,8 +68,19 @@ test: venv
 	fi
 	$(VENV_PY) -m pytest --numprocesses=$(TEST_WORKERS) --dist=loadscope $(PYTEST_ARGS)
 
+# The local TimescaleDB's settings go to .tsdb.env too (git-ignored), which ingest.py reads
+# when neither the environment nor a .env sets them: after `make run` or `make db-start`,
+# `.venv/bin/python ingestion/ingest.py status` from here reaches that database.
+LOCAL_DB_FILE := .tsdb.env
+define start_local_db
+settings=$$($(TSDB) start)
+printf '# Written by make (scripts/timescaledb.sh start): the local database.\n%s\n' "$$settings" >$(LOCAL_DB_FILE)
+eval "$$settings"
+endef
+
 db-start:
-	$(TSDB) start
+	@$(start_local_db)
+	cat $(LOCAL_DB_FILE)
 
 db-stop:
 	$(TSDB) stop
@@ -80,8 +91,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 run: venv
-	@settings=$$($(TSDB) start)
-	eval "$$settings"
+	@$(start_local_db)
 	export DB_HOST DB_PORT DB_NAME DB_USER
 	$(VENV_PY) ingestion/ingest.py
 

@@ -37,6 +37,9 @@ def run_ingest(env: dict[str, str], *args: str, timeout: float = 900, stdin: str
         [sys.executable, str(INGEST), *args],
         env=env, capture_output=True, text=True, timeout=timeout, input=stdin,
         cwd=env.get("HOME"),
+        # Never the terminal pytest may run on: a command that asks (remove --purge) must
+        # see a script, as under cron.
+        **({} if stdin is not None else {"stdin": subprocess.DEVNULL}),
     )
 
 

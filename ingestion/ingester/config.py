@@ -66,6 +66,9 @@ class Settings:
     # How long a run waits for a database that refuses connections or is starting up (a
     # `docker compose restart` restarts both containers at once) before it exits 3.
     db_wait: timedelta = timedelta(seconds=120)
+    # Seconds libpq waits for one address to answer. Not a variable: the command line
+    # shortens it for commands a person waits for (cli.INTERACTIVE_CONNECT_TIMEOUT).
+    db_connect_timeout: int = 10
     # The longest Retry-After a run waits out; a longer one fails the stream
     # (sources/google_health/http.py).
     http_max_retry_after: float = 60.0
@@ -88,7 +91,7 @@ class Settings:
             "dbname": self.db_name,
             "user": self.db_user,
             "password": self.db_password,
-            "connect_timeout": 10,
+            "connect_timeout": self.db_connect_timeout,
             "application_name": "wearable-ingester",
             # A database host that vanishes mid-query must end the run, not hang it: TCP
             # keepalives notice a dead peer within about two minutes.
@@ -296,19 +299,32 @@ def _is_text(value: str) -> bool:
     return "\x00" not in value
 
 
-def read_environment(env_file: Path | None = None) -> dict[str, str]:
-    """The process environment, under values from a .env file (the environment wins)."""
-    import os
+# Written by `make run` and `make db-start` (the Makefile): the connection settings of the
+# local TimescaleDB they started, so that a command run afterwards from the same directory
+# reaches it with nothing set by hand. Its own file, not .env: docker compose reads .env,
+# and a port meant for the host's test server must not become the port Compose publishes.
+LOCAL_DB_FILE = ".tsdb.env"
 
-    from dotenv import dotenv_values
+
+def read_environment(env_file: Path | None = None) -> dict[str, str]:
+    """The process environment, over a .env file, over the .tsdb.env that `make run` wrote:
+    the environment wins, then .env; .tsdb.env only fills what neither sets."""
+    import os
 
     merged: dict[str, str] = {}
     path = env_file if env_file is not None else Path.cwd() / ".env"
-    if path.is_file():
-        values = dotenv_values(stream=io.StringIO(_env_file_text(path)))
-        merged.update({k: v for k, v in values.items() if v is not None})
+    for layer in (path.with_name(LOCAL_DB_FILE), path):
+        if layer.is_file():
+            merged.update(_env_file_values(layer))
     merged.update(os.environ)
     return merged
+
+
+def _env_file_values(path: Path) -> dict[str, str]:
+    from dotenv import dotenv_values
+
+    values = dotenv_values(stream=io.StringIO(_env_file_text(path)))
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _env_file_text(path: Path) -> str:

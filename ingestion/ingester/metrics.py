@@ -14,6 +14,9 @@ from dataclasses import dataclass
 class Metric:
     unit: str
     description: str
+    # One value per local day, stamped at local midnight: a change of the participant's zone
+    # moves it to the new zone's midnight of the same date (db.restamp_daily_values).
+    daily: bool = False
 
 
 METRICS: dict[str, Metric] = {
@@ -39,19 +42,36 @@ METRICS: dict[str, Metric] = {
         "fraction", "Share (0-1) of the minute with usable beat-to-beat data for the HRV values."
     ),
     "spo2": Metric("%", "Blood oxygen saturation during sleep, per minute."),
-    "breathing_rate": Metric("breaths/min", "Average breathing rate over the night's sleep."),
-    "breathing_rate_deep": Metric("breaths/min", "Average breathing rate in deep sleep."),
-    "breathing_rate_light": Metric("breaths/min", "Average breathing rate in light sleep."),
-    "breathing_rate_rem": Metric("breaths/min", "Average breathing rate in REM sleep."),
-    "steps_daily": Metric("steps", "Steps taken over the local day."),
-    "distance_daily": Metric("km", "Distance covered over the local day."),
-    "very_active_minutes_daily": Metric("min", "Minutes of vigorous activity in the local day."),
-    "fairly_active_minutes_daily": Metric("min", "Minutes of moderate activity in the local day."),
-    "lightly_active_minutes_daily": Metric("min", "Minutes of light activity in the local day."),
-    "sedentary_minutes_daily": Metric("min", "Minutes without activity in the local day."),
+    "breathing_rate": Metric(
+        "breaths/min", "Average breathing rate over the night's sleep.", daily=True
+    ),
+    "breathing_rate_deep": Metric(
+        "breaths/min", "Average breathing rate in deep sleep.", daily=True
+    ),
+    "breathing_rate_light": Metric(
+        "breaths/min", "Average breathing rate in light sleep.", daily=True
+    ),
+    "breathing_rate_rem": Metric("breaths/min", "Average breathing rate in REM sleep.", daily=True),
+    "steps_daily": Metric("steps", "Steps taken over the local day.", daily=True),
+    "distance_daily": Metric("km", "Distance covered over the local day.", daily=True),
+    "very_active_minutes_daily": Metric(
+        "min", "Minutes of vigorous activity in the local day.", daily=True
+    ),
+    "fairly_active_minutes_daily": Metric(
+        "min", "Minutes of moderate activity in the local day.", daily=True
+    ),
+    "lightly_active_minutes_daily": Metric(
+        "min", "Minutes of light activity in the local day.", daily=True
+    ),
+    "sedentary_minutes_daily": Metric(
+        "min", "Minutes without activity in the local day.", daily=True
+    ),
     # Google Health only (sources/google_health/):
     "steps": Metric("steps", "Steps counted in the interval starting at the timestamp (1 min)."),
     "breathing_rate_sleep": Metric(
         "breaths/min", "Average breathing rate over one sleep, stamped at its sample time."
     ),
 }
+
+# The metrics a zone change moves (Metric.daily).
+DAILY_METRICS = sorted(name for name, metric in METRICS.items() if metric.daily)
