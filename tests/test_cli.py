@@ -268,3 +268,12 @@ def test_an_edit_start_date_must_not_lie_in_the_future(env):
     later = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
     line = one_line(run_ingest(env, "participant", "edit", "p1", "--start-date", later), 2)
     assert "--start-date" in line
+
+
+def test_rejected_points_are_counted_in_a_sentence(env):
+    ok(add(env, "p1", start="2026-03-07"))
+    log = ok(run_ingest(env, "--now", DAY)).stderr
+    line = next(line for line in log.splitlines() if " p1 ok [" in line)
+    assert re.search(r", (\d+) rejected \(\1 sleep minutes inside the night before's sleep, "
+                     r"which is kept\) in ", line), line
+    assert "{" not in line and "_" not in line.split("rejected")[1], line
