@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -16,6 +17,13 @@ from ingester.model import DeliveryBound, Participant, Row, Window
 
 ROOT = Path(__file__).resolve().parent.parent
 INGEST = ROOT / "ingestion" / "ingest.py"
+
+
+def unused_port() -> int:
+    """A TCP port on 127.0.0.1 where nothing listens (a database that is not there)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def ingest_env(db_env: dict[str, str], workdir: Path, **extra: str) -> dict[str, str]:

@@ -8,22 +8,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from ingester import cli
-from support import INGEST, ingest_env, ok, query, run_ingest
+from support import INGEST, ingest_env, ok, query, run_ingest, unused_port
 
 DAY = "2026-03-10T12:00:00+00:00"  # a run pinned here loads 2026-03-09 and half of the 10th
-
-
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """The command line: `ingest.py` runs one delta ingestion; subcommands inspect and enrol.
 
 Exit codes: 0 all participants loaded; 1 a participant failed (or the state file had to be
-recovered, or could not be written); 2 bad configuration or arguments; 3 the database is
-unreachable (after waiting DB_WAIT_SECONDS for one that is starting) or failed; 4 other
+recovered, or could not be written; or a purge answered no); 2 bad configuration or
+arguments; 3 the database is unreachable (a run waits DB_WAIT_SECONDS for one that is
+starting, other commands do not wait) or failed; 4 other
 workers held the batch's last participants for longer than claims.CLAIM_WAIT; 5 a pending schema
 migration could not get its lock within schema.LOCK_ATTEMPTS tries of schema.LOCK_TIMEOUT
 (the line names the session it waited for).

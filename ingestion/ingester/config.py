@@ -52,7 +52,7 @@ class Settings:
     # can deliver points up to 7 days old and never older (see the Google source).
     late_sync_horizon: timedelta = timedelta(days=7)
     # A first load longer than this is held until asked for with --since: a typo'd start
-    # date must not silently take the night (README, "Limits on one run").
+    # date must not silently take the night (docs/operations.md, "What a run does").
     max_backfill_days: int = 92
     batch_rows: int = 50_000
     log_level: str = "INFO"
@@ -75,9 +75,10 @@ class Settings:
     valid_day: ValidDay = ValidDay()
     no_upload_hours: int = 48
     low_wear_days: int = 3  # flag at this many invalid days among the last 7
-    # Google's limits for the study's app (README, "Before you plan"): an unverified app
-    # gets 150 a minute per user and 15,000 (250 a second) for the project; a verified one
-    # 300 and 120,000. The defaults are the unverified ones, which every app starts with.
+    # Google's limits for the study's app (docs/google-health-notes.md, "Before you plan"):
+    # an unverified app gets 150 a minute per user and 15,000 (250 a second) for the
+    # project; a verified one 300 and 120,000. The defaults are the unverified ones, which
+    # every app starts with.
     google_user_requests_per_minute: int = 150
     google_project_requests_per_minute: int = 15_000
     workers: int = 1
@@ -265,7 +266,7 @@ FITBIT_RETIRED = (
     "FITBIT_ACCESS_TOKEN is set, but the Fitbit Web API was turned off in autumn 2026: "
     "unset it and enrol the participant through the Google Health source "
     "(python ingest.py participant enrol ID --timezone ZONE --token-file FILE; "
-    "README, 'Real participants')"
+    "docs/google-health-notes.md, 'Real participants')"
 )
 
 
