@@ -37,7 +37,7 @@ $(VENV_STAMP): $(REQUIREMENTS)
 	touch $@
 
 # Starts the databases if needed and stops them afterwards only if this run started them, so
-# a developer's running servers stay up. Two editions of TimescaleDB (README, "Both
+# a developer's running servers stay up. Two editions of TimescaleDB (docs/development.md, "Both
 # editions"): Debian's Apache build, and the community edition of the official image when
 # its source is there (../shared/timescaledb-src, or TSDB_COMMUNITY_SOURCE); in CI it must
 # be. Its port and data directory: TSDB_COMMUNITY_PORT, TSDB_COMMUNITY_DATA_DIR. As root it
@@ -58,7 +58,7 @@ test: venv
 		export TEST_COMMUNITY_DB_HOST=$$DB_HOST TEST_COMMUNITY_DB_PORT=$$DB_PORT TEST_COMMUNITY_DB_USER=$$DB_USER
 	else
 		$(COMMUNITY) available || true
-		echo "make test: the community-edition tests skip (README, 'Both editions')" >&2
+		echo "make test: the community-edition tests skip (docs/development.md, 'Both editions')" >&2
 	fi
 	if ((EUID == 0)); then
 		$(DOCKER_TESTBED) status 2>/dev/null || stop_docker=1
@@ -68,8 +68,19 @@ test: venv
 	fi
 	$(VENV_PY) -m pytest --numprocesses=$(TEST_WORKERS) --dist=loadscope $(PYTEST_ARGS)
 
+# The local TimescaleDB's settings go to .tsdb.env too (git-ignored), which ingest.py reads
+# when neither the environment nor a .env sets them: after `make run` or `make db-start`,
+# `.venv/bin/python ingestion/ingest.py status` from here reaches that database.
+LOCAL_DB_FILE := .tsdb.env
+define start_local_db
+settings=$$($(TSDB) start)
+printf '# Written by make (scripts/timescaledb.sh start): the local database.\n%s\n' "$$settings" >$(LOCAL_DB_FILE)
+eval "$$settings"
+endef
+
 db-start:
-	$(TSDB) start
+	@$(start_local_db)
+	cat $(LOCAL_DB_FILE)
 
 db-stop:
 	$(TSDB) stop
@@ -80,8 +91,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 run: venv
-	@settings=$$($(TSDB) start)
-	eval "$$settings"
+	@$(start_local_db)
 	export DB_HOST DB_PORT DB_NAME DB_USER
 	$(VENV_PY) ingestion/ingest.py
 

@@ -7,7 +7,7 @@ two cores, memory per worker, and a projection to 1,000 and 10,000 participants.
 (ingest.py) in a fresh database. It prints tables and writes bench/scale-results.json.
 
 Google: each participant has 4 days to load (NIGHT_DAYS; a night with the device-sync
-scope re-reads 2-3, one without it 8-9: README, "Before you plan"), from the fake server
+scope re-reads 2-3, one without it 8-9: docs/google-health-notes.md), from the fake server
 (tests/fake_google_health.py) with `--latency` seconds a page plus size / `--mb-per-second`.
 Heart rate is served at one point a minute in pages of 160 points, so a day is 9 pages of
 heart rate, as a real 1 Hz day is, without the 1 Hz payloads, whose parsing would make this shared
@@ -59,11 +59,11 @@ PEAK_RSS = ROOT / "bench" / "peak_rss.py"
 INGEST = ROOT / "ingestion" / "ingest.py"
 DEFAULT_JSON = ROOT / "bench" / "scale-results.json"
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
-NIGHT_DAYS = 4  # days a participant loads per night here (README, "Workers at scale")
+NIGHT_DAYS = 4  # days a participant loads per night here (docs/performance.md, "Workers at scale")
 PAGE_POINTS = 160  # heart rate at 1/min: 1,440 points a day in 9 pages, as 1 Hz in pages of 10k
 REAL_PAGE_POINTS = 10_000
 # The writer's rate on the re-read path (rows already stored: upsert, 0 written), from
-# `make bench` (README, Performance: 3b): what each real heart-rate row costs the database.
+# `make bench` (docs/performance.md: 3b): what each real heart-rate row costs the database.
 WRITER_RERUN_ROWS_PER_SECOND = 195_889
 NIGHT_TARGET = 30 * 60  # seconds: the target for 1,000 verified participants
 VERIFIED = (300, 120_000)

@@ -28,7 +28,7 @@ CACHE=${DOCKER_TESTBED_CACHE:-/var/cache/wearables-docker}
 RUN_DIR=/run/wearables-docker
 SOCKET="$RUN_DIR/docker.sock"
 RUNC_ROOT="$CACHE/runc"
-# tests/test_docker.py runs on Docker 26.1 (Debian 13); the README says why these minimums.
+# tests/test_docker.py runs on Docker 26.1 (Debian 13); docs/operations.md says why these minimums.
 MIN_ENGINE=23.0
 MIN_COMPOSE=2.24
 ENGINE=trixie

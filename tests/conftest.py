@@ -7,9 +7,9 @@ TimescaleDB extension (creating the extension takes far longer than copying a da
 
 Two editions of TimescaleDB: `apache` (Debian's build, TEST_DB_*) and `community` (the
 official image's, TEST_COMMUNITY_DB_*, which `make test` starts when the TimescaleDB source
-is beside the repository: README, "Both editions"). A test runs on the Apache edition only,
-unless it is marked `editions(...)`: then once on each edition named. Without the community
-server its runs skip, saying why; in CI (CI=true) they fail instead.
+is beside the repository: docs/development.md, "Both editions"). A test runs on the Apache
+edition only, unless it is marked `editions(...)`: then once on each edition named. Without
+the community server its runs skip, saying why; in CI (CI=true) they fail instead.
 """
 
 from __future__ import annotations
@@ -194,7 +194,8 @@ def db_server(edition: str) -> DbServer:
     if missing and edition == "community" and os.environ.get("CI") != "true":
         pytest.skip(
             "no community-edition server: `make test` starts one when the TimescaleDB source "
-            "is at ../shared/timescaledb-src or TSDB_COMMUNITY_SOURCE (README, 'Both editions')"
+            "is at ../shared/timescaledb-src or TSDB_COMMUNITY_SOURCE "
+            "(docs/development.md, 'Both editions')"
         )
     if missing:
         pytest.fail(

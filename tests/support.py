@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -18,6 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 INGEST = ROOT / "ingestion" / "ingest.py"
 # What tests leave for a person to look at (screenshots, images); git-ignored.
 ARTEFACTS = ROOT / "test-artifacts"
+
+
+def unused_port() -> int:
+    """A TCP port on 127.0.0.1 where nothing listens (a database that is not there)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def ingest_env(db_env: dict[str, str], workdir: Path, **extra: str) -> dict[str, str]:
@@ -39,6 +47,9 @@ def run_ingest(env: dict[str, str], *args: str, timeout: float = 900, stdin: str
         [sys.executable, str(INGEST), *args],
         env=env, capture_output=True, text=True, timeout=timeout, input=stdin,
         cwd=env.get("HOME"),
+        # Never the terminal pytest may run on: a command that asks (remove --purge) must
+        # see a script, as under cron.
+        **({} if stdin is not None else {"stdin": subprocess.DEVNULL}),
     )
 
 

@@ -77,7 +77,7 @@ SCENARIOS = {
     "late_sync": Scenario(("--now", LOADED, "--since", HORIZON_SINCE), unsynced, written=600),
     "newcomer": Scenario(("--now", LOADED), newcomer),
     "corrected": Scenario(("--now", LOADED, "--since", START), miscomputed, written=300),
-    "purge": Scenario(("participant", "remove", "p2", "--purge")),
+    "purge": Scenario(("participant", "remove", "p2", "--purge", "--yes")),
 }
 
 
@@ -212,6 +212,6 @@ def test_purge_counts_the_rows_it_deleted(copy_of_loaded):
     env = copy_of_loaded("purge")
     compress_chunks(env, older_than=COMPRESS_BEFORE)
     (stored,) = query(env, "SELECT count(*) FROM raw_data WHERE participant_id = 'p2'")[0]
-    done = ok(run_ingest(env, "participant", "remove", "p2", "--purge"))
+    done = ok(run_ingest(env, "participant", "remove", "p2", "--purge", "--yes"))
     assert done.stdout.strip() == f"removed p2; {stored} rows deleted from raw_data"
     assert stored > 200_000

@@ -40,3 +40,17 @@ def test_the_retired_fitbit_token_gets_one_clear_line():
         load_settings({"FITBIT_ACCESS_TOKEN": "abc"})
     text = str(raised.value)
     assert "Fitbit Web API was turned off" in text and "enrol" in text and "abc" not in text
+
+
+def test_tsdb_env_only_fills_what_the_environment_and_env_leave_unset(tmp_path, monkeypatch):
+    from ingester.config import read_environment
+
+    (tmp_path / ".tsdb.env").write_text("DB_HOST=127.0.0.1\nDB_PORT=55432\nDB_NAME=from-make\n")
+    (tmp_path / ".env").write_text("DB_PORT=5433\nDB_USER=from-dotenv\n")
+    for name in ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DB_NAME", "from-environment")
+    merged = read_environment(tmp_path / ".env")
+    assert {k: merged[k] for k in ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER")} == {
+        "DB_HOST": "127.0.0.1", "DB_PORT": "5433", "DB_NAME": "from-environment",
+        "DB_USER": "from-dotenv"}

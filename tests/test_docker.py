@@ -1,4 +1,5 @@
-"""The README's Docker section, run for real: `docker compose up` on a Docker engine.
+"""The Docker section of docs/operations.md, run for real: `docker compose up` on a Docker
+engine. (README's first screen keeps four of its commands and points there.)
 
 The engine and the base images come from scripts/docker-testbed.sh (`make test` starts it as
 root and exports DOCKER, DOCKER_HOST and DOCKER_CONFIG; run by hand, this module starts it
@@ -31,7 +32,8 @@ import psycopg2
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
+# The page that holds the Docker path's facts; README keeps only its four commands.
+README = (ROOT / "docs" / "operations.md").read_text()
 TESTBED = ROOT / "scripts" / "docker-testbed.sh"
 PROJECT_PREFIX = "wearables-test-"
 # What the README quotes of the first run's log (section "Running it with Docker").

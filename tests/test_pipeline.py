@@ -286,7 +286,7 @@ def test_a_purged_participant_enrolled_again_is_loaded_from_its_start(env):
     enrol(env, COHORT[:1])
     ok(run_ingest(env, "--now", DAY2))
     first = fingerprint(env)
-    ok(run_ingest(env, "participant", "remove", "p1", "--purge"))
+    ok(run_ingest(env, "participant", "remove", "p1", "--purge", "--yes"))
     assert fingerprint(env)[0] == 0
     enrol(env, COHORT[:1])
     ok(run_ingest(env, "--now", DAY2))
@@ -391,7 +391,7 @@ def test_status_shows_the_watermark_the_next_run_uses_and_where_it_comes_from(en
     assert status_marks(env, "p1") == after_run
     assert {v[1] for v in after_run.values()} == {"run log"}
     ok(run_ingest(env, "--now", DAY1))  # the file again
-    ok(run_ingest(env, "participant", "remove", "p1", "--purge"))
+    ok(run_ingest(env, "participant", "remove", "p1", "--purge", "--yes"))
     enrol(env, COHORT[:1])
     # the file still remembers yesterday, but the next run reloads from the start date
     purged = status_marks(env, "p1")

@@ -149,7 +149,7 @@ def test_purge_removes_the_participants_rollups_and_keeps_the_others(db, env):
     for pid, zone, seed in COHORT:
         participant = Participant(pid, zone, SYNTHETIC, date(2026, 3, 7), int(seed))
         assert load_batch(db, participant, window, rows[pid]).rows_written == 5
-    ok(run_ingest(env, "participant", "remove", "ny", "--purge"))
+    ok(run_ingest(env, "participant", "remove", "ny", "--purge", "--yes"))
     for table in rollups.ROLLUP_TABLES:
         assert query(env, f"SELECT participant_id, count(*) FROM {table} GROUP BY 1") == [
             ("kol", 5 if table == "data_1m" else 1)], table

@@ -7,22 +7,15 @@ also proves that nothing was connected. Nothing may be written either (no state 
 
 from __future__ import annotations
 
-import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support import ingest_env, query, run_ingest
+from support import ingest_env, query, run_ingest, unused_port
 
 TOMORROW = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
 ADD = ("participant", "add", "p1", "--timezone", "UTC", "--seed", "1", "--start-date")
 ENROL = ("participant", "enrol", "g1", "--timezone", "UTC", "--token-file", "-",
          "--start-date")
-
-
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -525,6 +525,38 @@ BEGIN
 END
 $migration$;
 
+-- migration 9: participant status per run
+-- participant_status showed the newest run-log row, and a run commits a participant in
+-- slices, one row each: it said 19,856 rows written where the run wrote 301,756. Now it is
+-- each participant's last run (the run_id of its newest row), its slices summed: still one
+-- row per participant, with the same columns (so that migration 1, which a database whose
+-- schema_migrations was lost runs again, can still replace it). The window spans the run's
+-- slices; the status and error are the last slice's (a participant stops at its first
+-- failed slice); the duration runs from the first slice's start to the last one's end.
+DO $migration$
+BEGIN
+    IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = 9) THEN RETURN; END IF;
+    CREATE OR REPLACE VIEW participant_status AS
+    WITH last_run AS (
+        SELECT DISTINCT ON (participant_id) participant_id, run_id
+        FROM ingest_runs
+        ORDER BY participant_id, finished_at DESC, id DESC
+    )
+    SELECT r.participant_id,
+           (array_agg(r.status ORDER BY r.finished_at DESC, r.id DESC))[1] AS status,
+           min(r.window_start) AS window_start,
+           max(r.window_end) AS window_end,
+           sum(r.rows_written)::bigint AS rows_written,
+           sum(r.rows_rejected)::bigint AS rows_rejected,
+           (array_agg(r.error ORDER BY r.finished_at DESC, r.id DESC))[1] AS error,
+           max(r.finished_at) AS finished_at,
+           max(r.finished_at) - min(r.started_at) AS duration
+    FROM ingest_runs r JOIN last_run USING (participant_id, run_id)
+    GROUP BY r.participant_id, r.run_id;
+    INSERT INTO schema_migrations (version, name) VALUES (9, 'participant status per run');
+END
+$migration$;
+
 -- migration 10: dashboard
 -- The dashboard (ingestion/ingester/dashboard/, docs/dashboard.md) reads through the role
 -- dashboard_reader: it may log in and SELECT what the pages show, nothing else. It owns

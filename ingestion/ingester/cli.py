@@ -1,8 +1,9 @@
 """The command line: `ingest.py` runs one delta ingestion; subcommands inspect and enrol.
 
 Exit codes: 0 all participants loaded; 1 a participant failed (or the state file had to be
-recovered, or could not be written); 2 bad configuration or arguments; 3 the database is
-unreachable (after waiting DB_WAIT_SECONDS for one that is starting) or failed; 4 other
+recovered, or could not be written; or a purge answered no); 2 bad configuration or
+arguments; 3 the database is unreachable (a run waits DB_WAIT_SECONDS for one that is
+starting, other commands do not wait) or failed; 4 other
 workers held the batch's last participants for longer than claims.CLAIM_WAIT; 5 a pending schema
 migration could not get its lock within schema.LOCK_ATTEMPTS tries of schema.LOCK_TIMEOUT
 (the line names the session it waited for).
@@ -25,9 +26,23 @@ from typing import NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg2
+import psycopg2.errors
 
-from . import access, adherence, claims, db, export, monitoring, report, schema, state, workers
-from .cohort import demo_cohort
+from . import (
+    __version__,
+    access,
+    adherence,
+    claims,
+    cli_options,
+    cohort,
+    db,
+    export,
+    monitoring,
+    report,
+    schema,
+    state,
+    workers,
+)
 from .config import Settings, load_settings, read_environment
 from .errors import ConfigError, DatabaseUnavailable
 from .logs import configure_logging
@@ -40,6 +55,9 @@ log = logging.getLogger("ingester")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_DATABASE, EXIT_BUSY, EXIT_SCHEMA = 0, 1, 2, 3, 4, 5
 
+# Seconds an interactive command gives each address of DB_HOST to answer: a stopped server
+# refuses at once, a vanished host is given this long (libpq's minimum is 2).
+INTERACTIVE_CONNECT_TIMEOUT = 2
 # How far --now may lead this machine's clock (clocks of hosts differ a little).
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -134,30 +152,36 @@ def parser() -> argparse.ArgumentParser:
         prog="ingest.py",
         description="Load new wearable data of the cohort into TimescaleDB (one delta run).",
     )
+    main.add_argument("--version", action="version", version=version_text())
     main.add_argument(
         "--participant",
         action="append",
         default=[],
         type=participant_id,
         metavar="ID",
-        help="only this participant (repeatable)",
+        help="only this participant (repeatable); also for status",
     )
-    main.add_argument(
-        "--since", type=instant, help="backfill from this instant (ISO; UTC if no offset)"
-    )
-    main.add_argument("--until", type=instant, help="backfill up to this instant, exclusive")
-    main.add_argument(
-        "--now", type=instant, help="pretend the current time (ISO), for demos and tests"
-    )
+    main.add_argument("--since", type=instant, metavar="TIME",
+                      help="backfill from this instant: an ISO date or date-time, UTC if it "
+                           "has no offset (2026-11-20, 2026-11-20T06:00:00+01:00)")
+    main.add_argument("--until", type=instant, metavar="TIME",
+                      help="backfill up to this instant, exclusive (the form of --since)")
+    main.add_argument("--now", type=instant, metavar="TIME",
+                      help="pretend the current time, for demos and tests (the form of "
+                           "--since; never later than the clock); also for status and report")
     main.add_argument("--dry-run", action="store_true", help="fetch and transform, write nothing")
     commands = main.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("status", help="watermarks, last run and rows stored per participant")
+    status = commands.add_parser(
+        "status", help="watermarks, last run and rows stored per participant")
+    cli_options.add_late_options(status, "status", main)
     reporting = commands.add_parser("report", help="adherence per participant and day")
-    reporting.add_argument("--days", type=days_back, default=14,
-                        help="days up to yesterday (default 14)")
-    reporting.add_argument("--format", choices=FORMATS, default="table")
+    reporting.add_argument("--days", type=days_back, default=14, metavar="N",
+                           help="whole days up to yesterday, 1-366 (default 14)")
+    reporting.add_argument("--format", choices=FORMATS, default="table",
+                           help="table (default), csv or png")
     reporting.add_argument("--out", metavar="FILE", default="-",
-                        help="where to write it (default -: standard output)")
+                           help="where to write it (default -: standard output)")
+    cli_options.add_late_options(reporting, "report", main)
     board = commands.add_parser("dashboard", help="serve the read-only web dashboard "
                                 "(docs/dashboard.md)")
     board.add_argument("--host", default="127.0.0.1",
@@ -169,31 +193,61 @@ def parser() -> argparse.ArgumentParser:
         dest="action", metavar="ACTION", required=True
     )
     add = people.add_parser("add", help="add a synthetic participant")
-    add.add_argument("participant_id", type=participant_id)
-    add.add_argument("--timezone", type=zone_name, required=True)
-    add.add_argument("--seed", type=seed, required=True)
-    add.add_argument("--start-date", type=start_date, required=True)
+    add.add_argument("participant_id", type=participant_id, help=ID_HELP)
+    add.add_argument("--timezone", type=zone_name, required=True, metavar="ZONE", help=ZONE_HELP)
+    add.add_argument("--seed", type=seed, required=True, metavar="N",
+                     help=f"the generator's seed, an integer 0-{MAX_SEED}")
+    add.add_argument("--start-date", type=start_date, required=True, metavar="YYYY-MM-DD",
+                     help=START_HELP)
     enrol = people.add_parser("enrol", help="add a Google Health participant with a refresh token")
-    enrol.add_argument("participant_id", type=participant_id)
-    enrol.add_argument("--timezone", type=zone_name, required=True)
-    enrol.add_argument("--start-date", type=start_date, default=None)
+    enrol.add_argument("participant_id", type=participant_id, help=ID_HELP)
+    enrol.add_argument("--timezone", type=zone_name, required=True, metavar="ZONE",
+                       help=ZONE_HELP)
+    enrol.add_argument("--start-date", type=start_date, default=None, metavar="YYYY-MM-DD",
+                       help=START_HELP + " (default: today there; kept when enrolling again)")
     enrol.add_argument(
         "--token-file",
         required=True,
+        metavar="FILE",
         help="file holding the refresh token, or - for stdin (never the token itself)",
     )
+    edit = people.add_parser("edit", help="change a participant's zone or start date")
+    edit.add_argument("participant_id", type=participant_id, help=ID_HELP)
+    edit.add_argument("--timezone", type=zone_name, metavar="ZONE",
+                      help=ZONE_HELP + "; stored daily values move to its midnight")
+    edit.add_argument("--start-date", type=start_date, metavar="YYYY-MM-DD", help=START_HELP)
     people.add_parser("list", help="the cohort")
     people.add_parser("needs-consent", help="participants whose Google grant was revoked")
     remove = people.add_parser("remove", help="remove from the cohort")
-    remove.add_argument("participant_id", type=participant_id)
+    remove.add_argument("participant_id", type=participant_id, help=ID_HELP)
     remove.add_argument("--purge", action="store_true",
-                        help="also delete its rows from raw_data and its rollups")
+                        help="also delete its rows, rollups and run log (asks on a terminal)")
+    remove.add_argument("--yes", action="store_true",
+                        help="purge without asking (needed where no terminal can answer)")
     export.add_parser(commands, participant_id, instant)
     return main
 
 
+ID_HELP = "the participant's id: 1-64 letters, digits, '_', '.' or '-' (a pseudonym)"
+ZONE_HELP = "the participant's IANA time zone, e.g. Europe/Berlin"
+START_HELP = f"the first local day to load, YYYY-MM-DD, from {EARLIEST_START_DATE} to today"
+
+
+def version_text() -> str:
+    """ingest.py 0.23.0 (schema migration 9): the code, and the schema it brings."""
+    path = next((p for p in SCHEMA_FILES if p.is_file()), None)
+    newest = max(schema.migrations(path.read_text())) if path else "unknown"
+    return f"%(prog)s {__version__} (schema migration {newest})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = parser().parse_args(argv)
+    command_line = parser()
+    given = sys.argv[1:] if argv is None else list(argv)
+    wrong = cli_options.problem(command_line, given)
+    if wrong:
+        print(f"ingest.py: {wrong}", file=sys.stderr)
+        return EXIT_CONFIG
+    arguments = cli_options.merge_late_options(command_line.parse_args(given))
     try:
         settings = load_settings(read_environment())
     except ConfigError as error:
@@ -208,6 +262,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .dashboard import serve
 
         return serve(settings, arguments.host, arguments.port, arguments.now)
+    if arguments.command is not None:
+        # A person waits at a terminal: a database that is not there is said at once. Only
+        # the nightly run waits DB_WAIT_SECONDS, for a server that may still be starting.
+        settings = replace(settings, db_wait=timedelta(0),
+                           db_connect_timeout=INTERACTIVE_CONNECT_TIMEOUT)
     try:
         connection = db.connect(settings)
     except DatabaseUnavailable as error:
@@ -219,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         adherence.publish_thresholds(connection, settings)
         access.publish_reader_password(connection, settings)
         if arguments.command == "status":
-            return show_status(connection, settings)
+            return show_status(connection, settings, arguments)
         if arguments.command == "report":
             return show_report(connection, settings, arguments)
         if arguments.command == "participant":
@@ -255,7 +314,7 @@ def check_arguments(arguments: argparse.Namespace, clock: datetime) -> str | Non
     if arguments.command == "export":
         return export.check(arguments.export_since, arguments.export_until)
     first = getattr(arguments, "start_date", None)
-    if first is not None:
+    if first is not None and arguments.timezone is not None:  # edit: the participant's zone
         # A start date is a local day: "today" is the participant's.
         today = clock.astimezone(ZoneInfo(arguments.timezone)).date()
         if first > today:
@@ -330,7 +389,7 @@ def _cohort(
 ) -> list[Participant]:
     """The participants of this run; an empty cohort gets the demo cohort (DEMO_COHORT)."""
     if settings.demo_cohort and db.cohort_is_empty(connection):
-        demo = demo_cohort(settings.seed, now.date(), settings.backfill_days)
+        demo = cohort.demo_cohort(settings.seed, now.date(), settings.backfill_days)
         if arguments.dry_run:  # a dry run shows what the demo cohort would load, enrols nobody
             wanted = set(arguments.participant)
             return [p for p in demo if not wanted or p.participant_id in wanted]
@@ -371,24 +430,37 @@ def summarise(outcomes: list[Outcome], dry_run: bool, seconds: float) -> None:
     )
 
 
-def show_status(connection: db.Connection, settings: Settings) -> int:
+def show_status(
+    connection: db.Connection, settings: Settings, arguments: argparse.Namespace
+) -> int:
     """Per participant and stream: the watermark the next run starts from and where it comes
-    from, the rule that bounds it, and a first load the next run would hold."""
+    from, the rule that bounds it, and a first load the next run would hold; then the rows
+    stored per metric, removed participants' included."""
+    wanted = set(arguments.participant)
+    participants = {p.participant_id: p
+                    for p in db.load_participants(connection, arguments.participant)}
+    counts = {key: value for key, value in db.stored_counts(connection).items()
+              if not wanted or key[0] in wanted}
+    unknown = wanted - set(participants) - {pid for pid, _ in counts}
+    if unknown:
+        print(f"status: no participant {', '.join(sorted(unknown))} (enrolled or stored)",
+              file=sys.stderr)
+        return EXIT_CONFIG
     loaded = state.load(settings.state_file)
     if loaded.problem:
         print(f"state file {settings.state_file}: {loaded.problem}")
-    now = datetime.now(UTC)
+    now = arguments.now or datetime.now(UTC)
     options = RunOptions(now=now, overlap=settings.overlap, batch_rows=settings.batch_rows,
                          max_backfill_days=settings.max_backfill_days)
-    participants = {p.participant_id: p for p in db.load_participants(connection)}
     notes: list[str] = []
-    counts = db.stored_counts(connection)
     print("participant\tsource\tlast run\trun ended\tconsent\tmissing scopes\tbound\tstream\t"
           "watermark\tfrom")
     with SourceFactory(settings) as sources:
         for pid, source_kind, status, finished, error, consent, missing in db.participant_report(
             connection
         ):
+            if pid not in participants:
+                continue
             consent_text = f"needed since {consent:%Y-%m-%d}" if consent else "ok"
             consent_text += "\t" + (" ".join(short_scope(s) for s in missing or ()) or "-")
             last = f"{status or 'never'}" + (f" ({error})" if error else "")
@@ -402,11 +474,19 @@ def show_status(connection: db.Connection, settings: Settings) -> int:
                     f"{pid}\t{source_kind}\t{last}\t{when}\t{consent_text}\t{bound}\t{stream}\t"
                     f"{mark.isoformat() if mark else '-'}\t{origin}"
                 )
+    removed: dict[str, int] = {}
+    for (pid, _), (n, _) in counts.items():
+        if pid not in participants:
+            removed[pid] = removed.get(pid, 0) + n
+    for pid, n in sorted(removed.items()):
+        notes.append(f"{pid}: removed from the cohort; {n} rows still stored "
+                     f"(`participant remove {pid} --purge` deletes them)")
     for note in notes:
         print(note)
-    print("\nparticipant\tmetric_type\trows stored\tlatest")
+    print("\nparticipant\tmetric_type\trows stored\tlatest\tenrolled")
     for (pid, metric), (n, latest) in sorted(counts.items()):
-        print(f"{pid}\t{metric}\t{n}\t{latest.isoformat()}")
+        enrolled = "removed" if pid in removed else "yes"
+        print(f"{pid}\t{metric}\t{n}\t{latest.isoformat()}\t{enrolled}")
     return EXIT_OK
 
 
@@ -473,6 +553,7 @@ def manage_participants(
 ) -> int:
     action = arguments.action
     if action == "list":
+        print("participant\tsource\ttimezone\tstart date\tseed")
         for p in db.load_participants(connection):
             print(
                 f"{p.participant_id}\t{p.source}\t{p.timezone}\t{p.start_date}\t"
@@ -489,13 +570,11 @@ def manage_participants(
         )
         return _insert(connection, participant)
     if action == "remove":
-        try:
-            deleted = db.remove_participant(connection, arguments.participant_id, arguments.purge)
-        except LookupError as error:
-            print(error, file=sys.stderr)
-            return EXIT_CONFIG
-        print(f"removed {arguments.participant_id}; {deleted} rows deleted from raw_data")
-        return EXIT_OK
+        return cohort.remove(connection, arguments.participant_id, arguments.purge,
+                             arguments.yes)
+    if action == "edit":
+        return cohort.edit(connection, arguments.participant_id, arguments.timezone,
+                           arguments.start_date, datetime.now(UTC))
     if action == "needs-consent":
         from .sources.google_health import credentials
         from .sources.google_health.transform import SETTINGS
@@ -533,6 +612,12 @@ def _enrol(connection: db.Connection, arguments: argparse.Namespace) -> int:
 def _insert(connection: db.Connection, participant: Participant) -> int:
     try:
         db.add_participants(connection, [participant])
+    except psycopg2.errors.UniqueViolation:
+        connection.rollback()
+        print(f"cannot add {participant.participant_id}: {participant.participant_id} is "
+              "already enrolled (`participant edit` changes its zone or start date)",
+              file=sys.stderr)
+        return EXIT_CONFIG
     except psycopg2.IntegrityError as error:
         connection.rollback()
         print(

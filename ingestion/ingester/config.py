@@ -62,7 +62,7 @@ class Settings:
     # can deliver points up to 7 days old and never older (see the Google source).
     late_sync_horizon: timedelta = timedelta(days=7)
     # A first load longer than this is held until asked for with --since: a typo'd start
-    # date must not silently take the night (README, "Limits on one run").
+    # date must not silently take the night (docs/operations.md, "What a run does").
     max_backfill_days: int = 92
     batch_rows: int = 50_000
     log_level: str = "INFO"
@@ -76,15 +76,19 @@ class Settings:
     # How long a run waits for a database that refuses connections or is starting up (a
     # `docker compose restart` restarts both containers at once) before it exits 3.
     db_wait: timedelta = timedelta(seconds=120)
+    # Seconds libpq waits for one address to answer. Not a variable: the command line
+    # shortens it for commands a person waits for (cli.INTERACTIVE_CONNECT_TIMEOUT).
+    db_connect_timeout: int = 10
     # The longest Retry-After a run waits out; a longer one fails the stream
     # (sources/google_health/http.py).
     http_max_retry_after: float = 60.0
     valid_day: ValidDay = ValidDay()
     no_upload_hours: int = 48
     low_wear_days: int = 3  # flag at this many invalid days among the last 7
-    # Google's limits for the study's app (README, "Before you plan"): an unverified app
-    # gets 150 a minute per user and 15,000 (250 a second) for the project; a verified one
-    # 300 and 120,000. The defaults are the unverified ones, which every app starts with.
+    # Google's limits for the study's app (docs/google-health-notes.md, "Before you plan"):
+    # an unverified app gets 150 a minute per user and 15,000 (250 a second) for the
+    # project; a verified one 300 and 120,000. The defaults are the unverified ones, which
+    # every app starts with.
     google_user_requests_per_minute: int = 150
     google_project_requests_per_minute: int = 15_000
     workers: int = 1
@@ -108,7 +112,7 @@ class Settings:
             "dbname": self.db_name,
             "user": self.db_user,
             "password": self.db_password,
-            "connect_timeout": 10,
+            "connect_timeout": self.db_connect_timeout,
             "application_name": "wearable-ingester",
             # A database host that vanishes mid-query must end the run, not hang it: TCP
             # keepalives notice a dead peer within about two minutes.
@@ -310,7 +314,7 @@ FITBIT_RETIRED = (
     "FITBIT_ACCESS_TOKEN is set, but the Fitbit Web API was turned off in autumn 2026: "
     "unset it and enrol the participant through the Google Health source "
     "(python ingest.py participant enrol ID --timezone ZONE --token-file FILE; "
-    "README, 'Real participants')"
+    "docs/google-health-notes.md, 'Real participants')"
 )
 
 
@@ -344,19 +348,32 @@ def _is_text(value: str) -> bool:
     return "\x00" not in value
 
 
-def read_environment(env_file: Path | None = None) -> dict[str, str]:
-    """The process environment, under values from a .env file (the environment wins)."""
-    import os
+# Written by `make run` and `make db-start` (the Makefile): the connection settings of the
+# local TimescaleDB they started, so that a command run afterwards from the same directory
+# reaches it with nothing set by hand. Its own file, not .env: docker compose reads .env,
+# and a port meant for the host's test server must not become the port Compose publishes.
+LOCAL_DB_FILE = ".tsdb.env"
 
-    from dotenv import dotenv_values
+
+def read_environment(env_file: Path | None = None) -> dict[str, str]:
+    """The process environment, over a .env file, over the .tsdb.env that `make run` wrote:
+    the environment wins, then .env; .tsdb.env only fills what neither sets."""
+    import os
 
     merged: dict[str, str] = {}
     path = env_file if env_file is not None else Path.cwd() / ".env"
-    if path.is_file():
-        values = dotenv_values(stream=io.StringIO(_env_file_text(path)))
-        merged.update({k: v for k, v in values.items() if v is not None})
+    for layer in (path.with_name(LOCAL_DB_FILE), path):
+        if layer.is_file():
+            merged.update(_env_file_values(layer))
     merged.update(os.environ)
     return merged
+
+
+def _env_file_values(path: Path) -> dict[str, str]:
+    from dotenv import dotenv_values
+
+    values = dotenv_values(stream=io.StringIO(_env_file_text(path)))
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _env_file_text(path: Path) -> str:

@@ -6,9 +6,10 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg2
 import psycopg2.errors
@@ -18,7 +19,9 @@ import psycopg2.extras
 from . import rollups
 from .config import Settings
 from .errors import DatabaseUnavailable
+from .metrics import DAILY_METRICS
 from .model import Participant
+from .windows import local_midnight
 
 
 def one_row(cursor: psycopg2.extensions.cursor) -> tuple[Any, ...]:
@@ -172,9 +175,91 @@ def remove_participant(connection: Connection, participant_id: str, purge: bool)
             rollups.forget(connection, participant_id)
             cursor.execute("DELETE FROM ingest_runs WHERE participant_id = %s", (participant_id,))
     connection.commit()
-    if not found:
+    if not found and not deleted:  # a purge of an id removed before still deletes its data
         raise LookupError(f"no participant {participant_id!r}")
     return deleted
+
+
+def restamp_daily_values(
+    cursor: psycopg2.extensions.cursor, participant_id: str, old: ZoneInfo, new: ZoneInfo
+) -> int:
+    """Move a participant's daily values (metrics.DAILY_METRICS) from old-zone midnight to
+    new-zone midnight of the same local date, in the caller's transaction, with the rollups
+    of both instants; returns how many moved. A change of zone does this whatever the
+    source: a date keeps one value of a daily metric whatever the zone did.
+
+    Delete and insert, not UPDATE: the new instant may lie in another chunk of the
+    hypertable. A value already stored at the new instant is kept (it is the newer one).
+    """
+    cursor.execute(
+        'DELETE FROM raw_data WHERE participant_id = %s AND metric_type = ANY(%s) '
+        'RETURNING "timestamp", metric_type, value',
+        (participant_id, DAILY_METRICS),
+    )
+    old_rows = cursor.fetchall()
+    moved = [
+        (local_midnight(stamp.astimezone(old).date(), new), participant_id, metric, value)
+        for stamp, metric, value in old_rows
+    ]
+    psycopg2.extras.execute_values(
+        cursor,
+        'INSERT INTO raw_data ("timestamp", participant_id, metric_type, value) VALUES %s '
+        "ON CONFLICT ON CONSTRAINT raw_data_key DO NOTHING",
+        moved,
+    )
+    # The zone's UPDATE rebuilt the local days from data_1m, whose minutes still hold the
+    # values at their old instants: recompute the minute (and so hour and day) of each.
+    instants = sorted({stamp for stamp, *_ in old_rows} | {stamp for stamp, *_ in moved})
+    cursor.execute(
+        "SELECT rollups_refresh(%s, instant, instant + INTERVAL '1 minute') "
+        "FROM unnest(%s::timestamptz[]) AS instant",
+        (participant_id, instants),
+    )
+    return len(moved)
+
+
+@dataclass(frozen=True)
+class Edited:
+    before: Participant
+    after: Participant
+    daily_values_moved: int
+
+
+def edit_participant(
+    connection: Connection, participant_id: str, timezone: str | None, start_date: date | None
+) -> Edited:
+    """Change a participant's zone and/or start date in one transaction; a new zone moves
+    the stored daily values (restamp_daily_values). Waits for a run loading them, as
+    remove does. LookupError if there is no such participant."""
+    with connection, connection.cursor() as cursor:
+        cursor.execute(f"SELECT {PARTICIPANT_COLUMNS} FROM participants "
+                       "WHERE participant_id = %s FOR UPDATE", (participant_id,))
+        row = cursor.fetchone()
+        if row is None:
+            raise LookupError(f"no participant {participant_id!r}")
+        before = Participant(*row)
+        after = replace(before, timezone=timezone or before.timezone,
+                        start_date=start_date or before.start_date)
+        cursor.execute("UPDATE participants SET timezone = %s, start_date = %s "
+                       "WHERE participant_id = %s",
+                       (after.timezone, after.start_date, participant_id))
+        moved = 0
+        if after.timezone != before.timezone:
+            moved = restamp_daily_values(cursor, participant_id, ZoneInfo(before.timezone),
+                                         ZoneInfo(after.timezone))
+    return Edited(before, after, moved)
+
+
+def stored_rows(connection: Connection, participant_id: str, before: datetime | None = None
+                ) -> int:
+    """A participant's rows in raw_data (before an instant, if given)."""
+    with connection.cursor() as cursor:
+        cursor.execute('SELECT count(*) FROM raw_data WHERE participant_id = %s '
+                       """AND "timestamp" < coalesce(%s::timestamptz, 'infinity')""",
+                       (participant_id, before))
+        (count,) = one_row(cursor)
+    connection.commit()
+    return count
 
 
 # --- what is stored ---------------------------------------------------------------------

@@ -32,10 +32,10 @@ def guarded(rows: Iterable[Row], window: Window, report: ReadReport, label: str)
     count = 0
     for row in rows:
         if not start <= row.timestamp < end:
-            report.reject("outside_window")
+            report.reject("points outside the window")
             continue
         if not math.isfinite(row.value):
-            report.reject("not_finite")
+            report.reject("values that are not finite numbers")
             continue
         count += 1
         if count % CHECK_CLOCK_EVERY_ROWS == 0:

@@ -23,6 +23,12 @@ class Metric:
     # these against what each source's transform can emit.
     sources: tuple[str, ...] = ()
 
+    @property
+    def daily(self) -> bool:
+        """One value per local day, stamped at local midnight: a change of the participant's
+        zone moves it to the new zone's midnight of the same date (db.restamp_daily_values)."""
+        return self.resolution in (DAY, NIGHT)
+
 
 BOTH = (SYNTHETIC, GOOGLE_HEALTH)
 MINUTE = "1 min"
@@ -106,3 +112,6 @@ METRICS: dict[str, Metric] = {
         "one per sleep", (GOOGLE_HEALTH,),
     ),
 }
+
+# The metrics a zone change moves (Metric.daily).
+DAILY_METRICS = sorted(name for name, metric in METRICS.items() if metric.daily)

@@ -48,7 +48,7 @@ OUTCOMES = ("ok", "failed", "needs_consent", "held", "nothing_to_do", "removed")
 
 LAST_SUCCESS = "wearables_ingest_last_success_timestamp_seconds"
 
-# name -> (help, labels). The README's metric table is checked against this.
+# name -> (help, labels). docs/monitoring.md's metric table is checked against this.
 METRIC_HELP: dict[str, tuple[str, tuple[str, ...]]] = {
     LAST_SUCCESS: ("End of the last run in which no participant failed (Unix time).", ()),
     "wearables_ingest_last_run_timestamp_seconds": ("End of the last run (Unix time).", ()),

@@ -494,6 +494,15 @@ def _text(instant: datetime) -> str:
         return instant.isoformat()
 
 
+def rejected_text(rejected: dict[str, int]) -> str:
+    """' (990 sleep minutes inside the night before's sleep, which is kept; 3 …)': each
+    reason is a phrase of its source's, counted; '' when nothing was rejected."""
+    if not rejected:
+        return ""
+    return " (" + "; ".join(f"{n} {reason}" for reason, n in sorted(
+        rejected.items(), key=lambda item: (-item[1], item[0]))) + ")"
+
+
 def _log_outcome(outcome: Outcome) -> None:
     """One line per participant; a line that cannot be made says so, and the run goes on."""
     try:
@@ -506,7 +515,7 @@ def _log_outcome(outcome: Outcome) -> None:
                 "(%.0f rows/s)",
                 outcome.participant_id, window, outcome.slices, outcome.rows_read,
                 outcome.rows_written, outcome.rows_rejected,
-                f" {outcome.rejected}" if outcome.rejected else "", outcome.seconds, rate,
+                rejected_text(outcome.rejected), outcome.seconds, rate,
             )
         elif outcome.status == "nothing_to_do":
             log.info("%s: nothing to load", outcome.participant_id)

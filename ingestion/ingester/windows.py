@@ -74,7 +74,7 @@ def slice_end(start: datetime, end: datetime, zone: ZoneInfo, days: int) -> date
 # ends by waiting for its last COPY and committing, time in which nothing else runs: one-day
 # slices of 1 Hz heart rate (~94,000 rows) cost the end-to-end run 25-29 %; with these
 # (4-day slices, ~380,000 rows) the run's rate was 1.02 and 0.89 of one transaction a
-# participant in two benchmark runs (README, "Performance"). A sparse history grows to the cap,
+# participant in two benchmark runs (docs/performance.md). A sparse history grows to the cap,
 # so it costs a request per type per two weeks, not per day.
 SLICE_ROWS = 500_000
 # The cap bounds the locks of one transaction: a slice of N days touches at most N + 1 daily

@@ -37,9 +37,7 @@ from ... import db
 from ...config import Settings
 from ...errors import IngestError, NeedsConsent, SourceUnavailable
 from ...model import GOOGLE_HEALTH, PARTICIPANT_ID
-from ...windows import local_midnight
 from .devices import PairedDevice, save_devices
-from .transform import DAILY, DATA_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +275,7 @@ def enrol(
                 (timezone, start_date, participant_id),
             )
             if row[1] != timezone:
-                moved = restamp_daily_values(cursor, participant_id, ZoneInfo(row[1]), zone)
+                moved = db.restamp_daily_values(cursor, participant_id, ZoneInfo(row[1]), zone)
                 log.info("%s: %d daily values moved from %s to %s midnight", participant_id,
                          moved, row[1], timezone)
         cursor.execute(
@@ -287,47 +285,6 @@ def enrol(
             (participant_id, refresh_token),
         )
     log.info("enrolled %s (Google Health, %s)", participant_id, timezone)
-
-
-# The metrics stamped at local midnight of a civil date: the Google source's daily types.
-DAILY_METRICS = sorted(t.metric_type for t in DATA_TYPES.values() if t.kind == DAILY)
-
-
-def restamp_daily_values(
-    cursor: psycopg2.extensions.cursor, participant_id: str, old: ZoneInfo, new: ZoneInfo
-) -> int:
-    """Move a participant's daily values from old-zone midnight to new-zone midnight of the
-    same local date, in the caller's transaction, with the rollups of both instants; returns
-    how many moved.
-
-    Delete and insert, not UPDATE: the new instant may lie in another chunk of the
-    hypertable. A value already stored at the new instant is kept (it is the newer one).
-    """
-    cursor.execute(
-        'DELETE FROM raw_data WHERE participant_id = %s AND metric_type = ANY(%s) '
-        'RETURNING "timestamp", metric_type, value',
-        (participant_id, DAILY_METRICS),
-    )
-    old_rows = cursor.fetchall()
-    moved = [
-        (local_midnight(stamp.astimezone(old).date(), new), participant_id, metric, value)
-        for stamp, metric, value in old_rows
-    ]
-    psycopg2.extras.execute_values(
-        cursor,
-        'INSERT INTO raw_data ("timestamp", participant_id, metric_type, value) VALUES %s '
-        "ON CONFLICT ON CONSTRAINT raw_data_key DO NOTHING",
-        moved,
-    )
-    # The zone's UPDATE rebuilt the local days from data_1m, whose minutes still hold the
-    # values at their old instants: recompute the minute (and so hour and day) of each.
-    instants = sorted({stamp for stamp, *_ in old_rows} | {stamp for stamp, *_ in moved})
-    cursor.execute(
-        "SELECT rollups_refresh(%s, instant, instant + INTERVAL '1 minute') "
-        "FROM unnest(%s::timestamptz[]) AS instant",
-        (participant_id, instants),
-    )
-    return len(moved)
 
 
 class ConsentNeeded(NamedTuple):

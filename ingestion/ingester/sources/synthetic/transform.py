@@ -23,12 +23,13 @@ from ...model import ReadReport, Row, Window
 
 DAY = 86_400
 
-# Reasons a point is counted in the ReadReport instead of stored.
-NONEXISTENT_LOCAL_TIME = "nonexistent_local_time"  # skipped by a DST jump
-OVERLAPPING_SLEEP = "overlapping_sleep_session"  # inside the previous night's session
-BAD_VALUE = "bad_value"  # missing, not a number, or not finite
-UNREADABLE_TIME = "unreadable_time"  # the library never sends these two:
-REPEATED_LOCAL_TIME = "repeated_local_time"  # not later than the point before it
+# Reasons a point is counted in the ReadReport instead of stored. The run's log line reads
+# "<count> <reason>", so each is a plural noun phrase that says why (docs/wearipedia-notes.md).
+NONEXISTENT_LOCAL_TIME = "local times that a DST jump skipped"
+OVERLAPPING_SLEEP = "sleep minutes inside the night before's sleep, which is kept"
+BAD_VALUE = "values missing, not numbers or not finite"
+UNREADABLE_TIME = "times that cannot be read"  # the library never sends these two:
+REPEATED_LOCAL_TIME = "local times not later than the point before them"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = _EPOCH.date().toordinal()
