@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The active-zone-minutes rule every source follows: a minute in a zone earns this score in
+# `active_zone_minutes`, and 1 in the zone's own metric.
+AZM_SCORE = {"fat_burn": 1, "cardio": 2, "peak": 2}
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -18,17 +22,21 @@ class Metric:
 
 METRICS: dict[str, Metric] = {
     "heart_rate": Metric("bpm", "Heart rate, one sample per second."),
+    # One rule in every source (AZM_RULE): the score is what the Fitbit app shows, the zone
+    # metrics are minutes spent in the zone.
     "active_zone_minutes": Metric(
-        "min/min", "Active zone minutes earned in the minute starting at the timestamp."
+        "min/min",
+        "Active zone minutes score of the minute starting at the timestamp, as the Fitbit app "
+        "counts it: 1 for a fat-burn minute, 2 for a cardio or peak minute.",
     ),
     "fat_burn_active_zone_minutes": Metric(
-        "min/min", "Active zone minutes of that minute earned in the fat-burn heart-rate zone."
+        "min/min", "Minutes of that minute spent in the fat-burn heart-rate zone (0 or 1)."
     ),
     "cardio_active_zone_minutes": Metric(
-        "min/min", "Active zone minutes of that minute earned in the cardio heart-rate zone."
+        "min/min", "Minutes of that minute spent in the cardio heart-rate zone (0 or 1)."
     ),
     "peak_active_zone_minutes": Metric(
-        "min/min", "Active zone minutes of that minute earned in the peak heart-rate zone."
+        "min/min", "Minutes of that minute spent in the peak heart-rate zone (0 or 1)."
     ),
     "hrv_rmssd": Metric(
         "ms", "Heart rate variability during sleep: RMSSD of beat-to-beat intervals, per minute."
@@ -49,8 +57,16 @@ METRICS: dict[str, Metric] = {
     "fairly_active_minutes_daily": Metric("min", "Minutes of moderate activity in the local day."),
     "lightly_active_minutes_daily": Metric("min", "Minutes of light activity in the local day."),
     "sedentary_minutes_daily": Metric("min", "Minutes without activity in the local day."),
-    # Google Health only (sources/google_health/):
+    "resting_heart_rate": Metric("bpm", "Resting heart rate of the local day (daily)."),
+    "hrv_rmssd_daily": Metric(
+        "ms", "Heart rate variability of the local day's main sleep: its RMSSD (daily)."
+    ),
+    # Google Health only (sources/google_health/), summed over the wearables only:
     "steps": Metric("steps", "Steps counted in the interval starting at the timestamp (1 min)."),
+    "distance": Metric("m", "Distance covered in the minute starting at the timestamp."),
+    "calories": Metric("kcal", "Energy burnt (total, with BMR) in the minute starting at the "
+                       "timestamp."),
+    "floors": Metric("floors", "Floors climbed in the minute starting at the timestamp."),
     "breathing_rate_sleep": Metric(
         "breaths/min", "Average breathing rate over one sleep, stamped at its sample time."
     ),
