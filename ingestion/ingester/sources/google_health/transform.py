@@ -185,13 +185,14 @@ class NoValue(Exception):
     """A readable point without the optional field we store (HRV with SDNN only)."""
 
 
-def parse_page(page: object) -> tuple[list[object], str | None]:
-    """The data points of a list page and the next page token (None on the last page)."""
+def parse_page(page: object, member: str = "dataPoints") -> tuple[list[object], str | None]:
+    """The points of a page (a list's dataPoints, a rollUp's rollupDataPoints) and the next
+    page token (None on the last page)."""
     if not isinstance(page, Mapping):
-        raise PayloadError(f"a dataPoints page must be a JSON object, got {type(page).__name__}")
-    points = page.get("dataPoints", [])
+        raise PayloadError(f"a {member} page must be a JSON object, got {type(page).__name__}")
+    points = page.get(member, [])
     if not isinstance(points, list):
-        raise PayloadError("dataPoints must be a JSON array")
+        raise PayloadError(f"{member} must be a JSON array")
     token = page.get("nextPageToken")
     if token is not None and not isinstance(token, str):
         raise PayloadError("nextPageToken must be a string")
@@ -286,19 +287,6 @@ def rows_from_point(point: object, data_type: DataType, participant: Participant
     return rows
 
 
-def parse_rollup_page(page: object) -> tuple[list[object], str | None]:
-    """The rollupDataPoints of a rollUp page and the next page token (None on the last)."""
-    if not isinstance(page, Mapping):
-        raise PayloadError(f"a rollUp page must be a JSON object, got {type(page).__name__}")
-    points = page.get("rollupDataPoints", [])
-    if not isinstance(points, list):
-        raise PayloadError("rollupDataPoints must be a JSON array")
-    token = page.get("nextPageToken")
-    if token is not None and not isinstance(token, str):
-        raise PayloadError("nextPageToken must be a string")
-    return points, token or None
-
-
 def rows_from_rollup_page(
     page: object,
     data_type: DataType,
@@ -311,7 +299,7 @@ def rows_from_rollup_page(
     A window without the type's member has no data (nothing stored: a minute off the wrist
     is not a minute of 0 steps); a member without its sum is a sum of 0, which proto3 JSON
     leaves out."""
-    points, token = parse_rollup_page(page)
+    points, token = parse_page(page, "rollupDataPoints")
     rows = []
     for point in points:
         try:
