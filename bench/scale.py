@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_google_health import (  # noqa: E402  (tests/ is on the path only from here)
+    EVERYONE,
     FakeGoogleHealth,
     active_zone_minutes,
     daily_respiratory_rate,
@@ -134,20 +135,25 @@ def base_env(server: Server, dbname: str, work: Path, **extra: str) -> dict[str,
 
 
 def night(fake: FakeGoogleHealth) -> None:
+    """The same night for every user (EVERYONE): a load measurement, where whose values
+    they are does not matter and one copy keeps the fake's memory flat at any cohort size."""
     start = NOW - timedelta(days=NIGHT_DAYS)
     minutes = NIGHT_DAYS * 1440
     fake.max_page_size = PAGE_POINTS
     fake.add("heart-rate", [heart_rate(start + timedelta(minutes=m), 60 + m % 40)
-                            for m in range(minutes)])
+                            for m in range(minutes)], user=EVERYONE)
     for day in range(NIGHT_DAYS):
         at = start + timedelta(days=day)
-        fake.add("steps", [steps(at + timedelta(hours=9, minutes=m), 20 + m) for m in range(30)])
-        fake.add("oxygen-saturation", [oxygen_saturation(at + timedelta(hours=3), 96.0)])
-        fake.add("heart-rate-variability", [heart_rate_variability(at + timedelta(hours=3), 40)])
-        fake.add("active-zone-minutes", [active_zone_minutes(at + timedelta(hours=18), 2)])
-        fake.add("respiratory-rate-sleep-summary",
-                 [respiratory_rate_sleep_summary(at + timedelta(hours=5), 15.0)])
-        fake.add("daily-respiratory-rate", [daily_respiratory_rate(at.date(), 15.0)])
+        for data_type, points in (
+            ("steps", [steps(at + timedelta(hours=9, minutes=m), 20 + m) for m in range(30)]),
+            ("oxygen-saturation", [oxygen_saturation(at + timedelta(hours=3), 96.0)]),
+            ("heart-rate-variability", [heart_rate_variability(at + timedelta(hours=3), 40)]),
+            ("active-zone-minutes", [active_zone_minutes(at + timedelta(hours=18), 2)]),
+            ("respiratory-rate-sleep-summary",
+             [respiratory_rate_sleep_summary(at + timedelta(hours=5), 15.0)]),
+            ("daily-respiratory-rate", [daily_respiratory_rate(at.date(), 15.0)]),
+        ):
+            fake.add(data_type, points, user=EVERYONE)
 
 
 def google_run(server: Server, scratch: Scratch, fake: FakeGoogleHealth, participants: int,
@@ -320,7 +326,8 @@ def google_part(arguments, server, scratch, counts, limits, work) -> dict:
             if workers == 8:
                 print("google: WORKERS=8 as threads ...", file=sys.stderr)
                 runs.append(google_run(server, scratch, fake, n, 8, limits, work, "thread"))
-    page_bytes_here = len(json.dumps({"dataPoints": fake.points["heart-rate"][:PAGE_POINTS]}))
+    first_page = fake.data[EVERYONE]["heart-rate"][:PAGE_POINTS]
+    page_bytes_here = len(json.dumps({"dataPoints": first_page}))
     page_seconds = arguments.latency + page_bytes_here / (arguments.mb_per_second * 1e6)
     n = arguments.participants
     for run in runs:

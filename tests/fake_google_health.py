@@ -43,6 +43,7 @@ from typing import Self
 from urllib.parse import parse_qs, urlsplit
 
 API_PATH = re.compile(r"/v4/users/me/dataTypes/([a-z0-9-]+)/dataPoints")
+ROLLUP_PATH = re.compile(r"/v4/users/me/dataTypes/([a-z0-9-]+)/dataPoints:rollUp")
 DEVICES_PATH = "/v4/users/me/pairedDevices"
 DEVICES_DEFAULT_PAGE_SIZE = 5  # documented: default 5, maximum 100
 DEVICES_MAX_PAGE_SIZE = 100
@@ -59,7 +60,38 @@ TYPES = {
     "active-zone-minutes": ("interval", "activeZoneMinutes"),
     "respiratory-rate-sleep-summary": ("sample", "respiratoryRateSleepSummary"),
     "daily-respiratory-rate": ("daily", "dailyRespiratoryRate"),
+    "distance": ("interval", "distance"),
+    "total-calories": ("interval", "totalCalories"),
+    "floors": ("interval", "floors"),
+    "daily-resting-heart-rate": ("daily", "dailyRestingHeartRate"),
+    "daily-heart-rate-variability": ("daily", "dailyHeartRateVariability"),
+    "sleep": ("session", "sleep"),
 }
+# Roll-up types: the raw point's value field -> the rollupDataPoint's member and sum field
+# (the discovery document's StepsRollupValue.countSum, distance.millimetersSum, ...). The
+# raw points' field names of distance, calories and floors are the fake's guess.
+ROLLUPS = {
+    "steps": ("count", "steps", "countSum"),
+    "distance": ("millimeters", "distance", "millimetersSum"),
+    "total-calories": ("kcal", "totalCalories", "kcalSum"),
+    "floors": ("count", "floors", "countSum"),
+}
+# Live (the peer project's findings): `list` refuses these, and returns no wearable-recorded
+# points for these.
+LIST_REFUSED = {"total-calories", "floors"}
+LIST_HIDES_WEARABLE = {"steps", "distance"}
+ROLLUP_MAX_DAYS = {"total-calories": 14}  # 90 for the others
+ROLLUP_DEFAULT_MAX_DAYS = 90
+WEARABLES = "users/me/dataSourceFamilies/google-wearables"
+ALL_SOURCES = "users/me/dataSourceFamilies/all-sources"
+SLEEP_MAX_PAGE_SIZE = 25
+# The recorders a point can come from (DataSource; the form factor is the fake's guess of
+# how the wearables family tells a phone apart).
+WEARABLE = {"platform": "FITBIT", "recordingMethod": "PASSIVELY_MEASURED",
+            "device": {"displayName": "Charge 6", "formFactor": "FITNESS_BAND"}}
+PHONE = {"platform": "FITBIT", "recordingMethod": "PASSIVELY_MEASURED",
+         "device": {"displayName": "Pixel 8", "formFactor": "PHONE"}}
+EVERYONE = "*"  # add(..., user=EVERYONE): points every user sees (the benchmark's cohort)
 SCOPE = "https://www.googleapis.com/auth/googlehealth."
 ACTIVITY = SCOPE + "activity_and_fitness.readonly"
 HEALTH_METRICS = SCOPE + "health_metrics_and_measurements.readonly"
@@ -76,11 +108,18 @@ TYPE_SCOPES = {
     "active-zone-minutes": ACTIVITY,
     "respiratory-rate-sleep-summary": HEALTH_METRICS,
     "daily-respiratory-rate": HEALTH_METRICS,
+    "distance": ACTIVITY,
+    "total-calories": ACTIVITY,
+    "floors": ACTIVITY,
+    "daily-resting-heart-rate": HEALTH_METRICS,
+    "daily-heart-rate-variability": HEALTH_METRICS,
+    "sleep": SLEEP,
 }
 FILTER_FIELD = {
     "sample": "sample_time.physical_time",
     "interval": "interval.start_time",
     "daily": "date",
+    "session": "interval.end_time",  # sleep: a start-time filter is refused
 }
 TERM = re.compile(r'([a-z0-9_]+)\.([a-z_.]+) (>=|<) "([^"]*)"')
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
@@ -94,6 +133,11 @@ FAULT_STATUS = {
     429: "RESOURCE_EXHAUSTED",
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
+}
+# The ErrorInfo reasons of those that Google's APIs document (googleapis error_reason.proto).
+FAULT_REASON = {
+    401: "ACCESS_TOKEN_EXPIRED",
+    429: "RATE_LIMIT_EXCEEDED",
 }
 
 
@@ -125,14 +169,29 @@ def interval(start: datetime, minutes: int = 1) -> dict:
 
 
 def heart_rate(instant: datetime, bpm: int) -> dict:
-    return {"heartRate": {"sampleTime": sample_time(instant), "beatsPerMinute": str(bpm)}}
+    body: dict = {"sampleTime": sample_time(instant)}
+    if bpm:  # proto3 JSON leaves out an int64 that is 0
+        body["beatsPerMinute"] = str(bpm)
+    return {"heartRate": body}
 
 
-def steps(start: datetime, count: int, minutes: int = 1) -> dict:
+def steps(start: datetime, count: int, minutes: int = 1, recorder: dict | None = None) -> dict:
+    """A step count; `recorder` PHONE makes it the phone's (the wearables family leaves it
+    out of a roll-up, all-sources adds it in)."""
+    return activity("steps", start, count, minutes, recorder)
+
+
+def activity(data_type: str, start: datetime, value: float, minutes: int = 1,
+             recorder: dict | None = None) -> dict:
+    """A raw point of a roll-up type (steps, distance in mm, total-calories, floors)."""
+    field_name = ROLLUPS[data_type][0]
     body: dict = {"interval": interval(start, minutes)}
-    if count:  # proto3 JSON leaves out an int64 that is 0
-        body["count"] = str(count)
-    return {"steps": body}
+    if value:  # proto3 JSON leaves out a number that is 0
+        body[field_name] = str(value) if isinstance(value, int) else value
+    point = {TYPES[data_type][1]: body}
+    if recorder is not None:
+        point["dataSource"] = recorder
+    return point
 
 
 def oxygen_saturation(instant: datetime, percentage: float) -> dict:
@@ -151,13 +210,57 @@ def heart_rate_variability(
 
 
 def active_zone_minutes(start: datetime, minutes: int, zone: str = "CARDIO") -> dict:
-    return {
-        "activeZoneMinutes": {
-            "interval": interval(start),
-            "activeZoneMinutes": str(minutes),
-            "heartRateZone": zone,
-        }
-    }
+    body: dict = {"interval": interval(start), "heartRateZone": zone}
+    if minutes:  # proto3 JSON leaves out an int64 that is 0
+        body["activeZoneMinutes"] = str(minutes)
+    return {"activeZoneMinutes": body}
+
+
+def civil_date(day: date) -> dict:
+    return {"year": day.year, "month": day.month, "day": day.day}
+
+
+def daily_resting_heart_rate(day: date, bpm: int) -> dict:
+    return {"dailyRestingHeartRate": {"date": civil_date(day), "beatsPerMinute": str(bpm)}}
+
+
+def daily_heart_rate_variability(day: date, rmssd: float) -> dict:
+    return {"dailyHeartRateVariability": {
+        "date": civil_date(day), "averageHeartRateVariabilityMilliseconds": rmssd}}
+
+
+def sleep(stages: list[tuple[datetime, datetime, str]], kind: str = "STAGES",
+          main: bool = True, processed: bool = True) -> dict:
+    """A sleep session as `list` returns it: its stages (start, end, AWAKE|LIGHT|...), the
+    summary Google computes from them, and the metadata (mainSleep, nap, processed)."""
+    start, end = stages[0][0], stages[-1][1]
+    asleep = {"LIGHT", "DEEP", "REM", "ASLEEP"}
+    minutes: dict[str, int] = {}
+    for first, last, stage in stages:
+        minutes[stage] = minutes.get(stage, 0) + int((last - first).total_seconds() // 60)
+    summary: dict = {"stagesSummary": [{"type": t, "minutes": str(m)}
+                                       for t, m in minutes.items() if m]}
+    asleep_minutes = sum(m for t, m in minutes.items() if t in asleep)
+    awake_minutes = minutes.get("AWAKE", 0)
+    if asleep_minutes:
+        summary["minutesAsleep"] = str(asleep_minutes)
+    if awake_minutes:
+        summary["minutesAwake"] = str(awake_minutes)
+    metadata: dict = {}
+    for key, value in (("mainSleep", main), ("nap", not main), ("processed", processed)):
+        if value:  # proto3 JSON leaves out a false bool
+            metadata[key] = True
+    session_interval = {"startTime": rfc3339(start), "startUtcOffset": offset(start),
+                        "endTime": rfc3339(end), "endUtcOffset": offset(end)}
+    return {"sleep": {
+        "interval": session_interval,
+        "type": kind,
+        "stages": [{"startTime": rfc3339(a), "startUtcOffset": offset(a),
+                    "endTime": rfc3339(b), "endUtcOffset": offset(b), "type": t}
+                   for a, b, t in stages],
+        "summary": summary,
+        "metadata": metadata,
+    }}
 
 
 def respiratory_rate_sleep_summary(instant: datetime, full: float, deep: float = 0.0) -> dict:
@@ -229,6 +332,7 @@ class Seen:
     form: dict[str, str]
     at: float
     user: str | None = None  # whose token it carried (None: no valid token)
+    body: object = None  # a rollUp's JSON request
 
 
 @dataclass
@@ -245,7 +349,9 @@ class FakeGoogleHealth:
     # Points at one instant come in insertion order, or reversed on every other query.
     flip_ties: bool = False
     granted_scopes: set[str] = field(default_factory=lambda: set(DATA_SCOPES))
-    points: dict[str, list[dict]] = field(default_factory=dict)
+    # Every query's first page comes back empty, with a token to the real first page (the
+    # reference allows fewer points than asked, even none, on any page).
+    empty_first_page: bool = False
     devices: list[dict] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     # Called with each API request's Seen before it is answered (e.g. to look at the DB).
@@ -256,13 +362,18 @@ class FakeGoogleHealth:
     user: str = "p1"  # the owner of refresh_token
 
     def __post_init__(self) -> None:
+        # user -> data type -> points: each user's data is their own, found by the user of
+        # the access token the request carries. `points` is the default user's.
+        self.data: dict[str, dict[str, list[dict]]] = {self.user: {}}
+        self.points = self.data[self.user]
+        self._names = 0
         self.refresh_tokens = {self.refresh_token}
         self.users = {self.refresh_token: self.user}  # refresh token -> user
         self.access_tokens: dict[str, float] = {}
         self.access_users: dict[str, str] = {}
-        self._sorted: dict[str, tuple[list[dict], int, list[tuple[str, dict]]]] = {}
+        self._sorted: dict[tuple[str, str], tuple[tuple, list[tuple[str, dict]]]] = {}
         self._faults: dict[str, deque[Fault]] = {
-            "api": deque(),
+            "api": deque(),  # lists and roll-ups
             "token": deque(),
             "devices": deque(),
         }
@@ -317,12 +428,26 @@ class FakeGoogleHealth:
             self.users[token] = name
         return token
 
+    def new_grant(self, refresh_token: str, user: str | None = None) -> None:
+        """The user consented again: only this refresh token of theirs works now."""
+        with self._lock:
+            self.refresh_tokens = {refresh_token}
+            self.users[refresh_token] = user or self.user
+
     # data
 
-    def add(self, data_type: str, points: Iterable[dict]) -> None:
+    def add(self, data_type: str, points: Iterable[dict], user: str | None = None) -> None:
+        """Points of `user` (the default user if None; EVERYONE: seen by every user). A
+        point without a resource name or a data source gets one (the tracker's)."""
         assert data_type in TYPES, data_type
         with self._lock:
-            self.points.setdefault(data_type, []).extend(points)
+            named = []
+            for point in points:
+                self._names += 1
+                named.append({"name": f"users/me/dataTypes/{data_type}/dataPoints/"
+                                      f"{self._names}", "dataSource": WEARABLE, **point})
+            owner = self.user if user is None else user
+            self.data.setdefault(owner, {}).setdefault(data_type, []).extend(named)
 
     # scenarios
 
@@ -342,10 +467,12 @@ class FakeGoogleHealth:
             self.refresh_tokens.clear()
 
     def api_requests(self, data_type: str | None = None) -> list[Seen]:
+        """Data requests: lists and roll-ups."""
         return [
             s
             for s in self.seen
-            if s.route == "api" and (data_type is None or f"/dataTypes/{data_type}/" in s.path)
+            if s.route in ("api", "rollup")
+            and (data_type is None or f"/dataTypes/{data_type}/" in s.path)
         ]
 
     def device_requests(self) -> list[Seen]:
@@ -448,62 +575,145 @@ class FakeGoogleHealth:
             body["nextPageToken"] = str(start + size)
         return 200, body
 
-    def _list(self, data_type: str, query: dict[str, str]) -> tuple[int, dict]:
+    def _list(self, data_type: str, query: dict[str, str], user: str | None
+              ) -> tuple[int, dict]:
         if data_type not in TYPES:
-            return error(400, "INVALID_ARGUMENT", f"Invalid data type ID: {data_type}.")
+            return error(400, "INVALID_ARGUMENT", f"Invalid data type ID: {data_type}.",
+                         "INVALID_DATA_TYPE")
         refused = self._scope_refused(TYPE_SCOPES[data_type])
         if refused is not None:
             return refused
+        if data_type in LIST_REFUSED:
+            return error(400, "INVALID_ARGUMENT",
+                         f"List is not supported for data type {data_type}; use rollUp.",
+                         "UNSUPPORTED_OPERATION")
         kind, member = TYPES[data_type]
         try:
             bounds = parse_filter(query.get("filter", ""), data_type.replace("-", "_"), kind)
             size = int(query.get("pageSize", DEFAULT_PAGE_SIZE))
         except ValueError as problem:
-            return error(400, "INVALID_ARGUMENT", str(problem))
+            return error(400, "INVALID_ARGUMENT", str(problem), "INVALID_FILTER")
         if size <= 0:
-            return error(400, "INVALID_ARGUMENT", "pageSize must be positive.")
+            return error(400, "INVALID_ARGUMENT", "pageSize must be positive.",
+                         "INVALID_PAGE_SIZE")
         size = min(size, MAX_PAGE_SIZE, self.max_page_size)
-        start, flip = 0, False
-        if query.get("pageToken"):
-            try:
-                cursor = json.loads(base64.urlsafe_b64decode(query["pageToken"]))
-                if cursor["filter"] != query.get("filter", ""):
-                    raise ValueError
-                start, flip = int(cursor["offset"]), bool(cursor.get("flip"))
-            except (ValueError, KeyError, TypeError):
-                return error(400, "INVALID_ARGUMENT", "Invalid page token.")
-        elif self.flip_ties:
-            with self._lock:
-                self._queries += 1
-                flip = self._queries % 2 == 0
+        if kind == "session":
+            size = min(size, SLEEP_MAX_PAGE_SIZE)
+        binding = [user, data_type, query.get("filter", ""), query.get("pageSize", "")]
+        cursor = self._cursor(query.get("pageToken"), binding)
+        if cursor is None:
+            return error(400, "INVALID_ARGUMENT", "Invalid page token.", "INVALID_PAGE_TOKEN")
+        start, flip = cursor
         limits = [(op, bound_key(literal)) for op, literal in bounds]
-        keyed = [(key, p) for key, p in self._newest_first(data_type, member, kind)
-                 if in_bounds(key, limits)]
+        keyed = [(key, p) for key, p in self._newest_first(user, data_type, member, kind)
+                 if in_bounds(key, limits)
+                 and not (data_type in LIST_HIDES_WEARABLE and is_wearable(p))]
         if flip:  # reversed, then a stable sort: equal instants come in the other order
             keyed.reverse()
             keyed.sort(key=lambda kp: kp[0], reverse=True)  # newest first
         matching = [p for _, p in keyed]
-        page = matching[start : start + size]
-        body: dict = {}
-        if page:  # proto3 JSON leaves out an empty list
-            body["dataPoints"] = [self._render(p) for p in page]
-        if start + size < len(matching):
-            cursor = {"offset": start + size, "filter": query.get("filter", ""), "flip": flip}
-            body["nextPageToken"] = base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode()
-        return 200, body
+        return 200, self._page("dataPoints", [self._render(p) for p in matching],
+                               start, size, flip, binding)
 
-    def _newest_first(self, data_type: str, member: str, kind: str) -> list[tuple[str, dict]]:
-        """(key, point) of a type, newest first; kept until points are added, so that a
-        cohort of hundreds paging through days of data costs the fake little CPU."""
+    def _cursor(self, token: str | None, binding: list) -> tuple[int, bool] | None:
+        """(offset, flip) of a page token bound to this very request, or of a first page;
+        None for a token that is not one of ours or was issued for another request."""
+        if not token:
+            flip = False
+            if self.flip_ties:
+                with self._lock:
+                    self._queries += 1
+                    flip = self._queries % 2 == 0
+            return (-1 if self.empty_first_page else 0), flip
+        try:
+            cursor = json.loads(base64.urlsafe_b64decode(token))
+            if cursor["bind"] != binding:
+                return None
+            return int(cursor["offset"]), bool(cursor["flip"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    @staticmethod
+    def _page(member: str, items: list[dict], start: int, size: int, flip: bool,
+              binding: list) -> dict:
+        """One page of items from `start` (-1: an empty page before the first)."""
+        body: dict = {}
+        page = items[start : start + size] if start >= 0 else []
+        if page:  # proto3 JSON leaves out an empty list
+            body[member] = page
+        following = 0 if start < 0 else start + size
+        if following < len(items) or start < 0 < len(items):
+            cursor = {"offset": following, "flip": flip, "bind": binding}
+            body["nextPageToken"] = base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode()
+        return body
+
+    def _rollup(self, data_type: str, request: object, user: str | None) -> tuple[int, dict]:
+        """users.dataTypes.dataPoints.rollUp: per window of windowSize, the sum of the
+        family's points whose interval starts in it; windows without points left out."""
+        if data_type not in ROLLUPS:
+            return error(400, "INVALID_ARGUMENT", f"RollUp is not supported for {data_type}.",
+                         "UNSUPPORTED_OPERATION")
+        refused = self._scope_refused(TYPE_SCOPES[data_type])
+        if refused is not None:
+            return refused
+        try:
+            assert isinstance(request, dict)
+            first = datetime.fromisoformat(request["range"]["startTime"])
+            last = datetime.fromisoformat(request["range"]["endTime"])
+            window = int(str(request["windowSize"]).removesuffix("s"))
+            family = request.get("dataSourceFamily", ALL_SOURCES)
+            size = int(request.get("pageSize", DEFAULT_PAGE_SIZE))
+        except (AssertionError, KeyError, TypeError, ValueError):
+            return error(400, "INVALID_ARGUMENT", "Invalid rollUp request.", "INVALID_REQUEST")
+        if family not in (WEARABLES, ALL_SOURCES) or window <= 0 or size <= 0 or last <= first:
+            return error(400, "INVALID_ARGUMENT", "Invalid rollUp request.", "INVALID_REQUEST")
+        if last - first > timedelta(days=ROLLUP_MAX_DAYS.get(data_type, ROLLUP_DEFAULT_MAX_DAYS)):
+            return error(400, "INVALID_ARGUMENT", "The range is longer than allowed.",
+                         "RANGE_TOO_LONG")
+        binding = [user, data_type, request["range"], request["windowSize"], family,
+                   request.get("pageSize")]
+        cursor = self._cursor(request.get("pageToken"), binding)
+        if cursor is None:
+            return error(400, "INVALID_ARGUMENT", "Invalid page token.", "INVALID_PAGE_TOKEN")
+        field_name, member, total = ROLLUPS[data_type]
+        sums: dict[int, float] = {}
+        lo, hi = rfc3339(first), rfc3339(last)
+        for key, point in self._newest_first(user, data_type, TYPES[data_type][1], "interval"):
+            if not lo <= key < hi or family == WEARABLES and not is_wearable(point):
+                continue
+            at = datetime.fromisoformat(key)
+            slot = int((at - first).total_seconds()) // window
+            value = float(point[TYPES[data_type][1]].get(field_name, 0))
+            sums[slot] = sums.get(slot, 0.0) + value
+        windows = []
+        for slot in sorted(sums, reverse=True):  # newest first, like list
+            begin = first + timedelta(seconds=slot * window)
+            summed: dict = {}
+            if sums[slot]:  # proto3 JSON leaves out a 0
+                whole = sums[slot] == int(sums[slot]) and total != "kcalSum"
+                summed[total] = str(int(sums[slot])) if whole else sums[slot]
+            windows.append({"startTime": rfc3339(begin),
+                            "endTime": rfc3339(begin + timedelta(seconds=window)),
+                            member: summed})
+        start, flip = cursor
+        size = min(size, MAX_PAGE_SIZE, self.max_page_size)
+        return 200, self._page("rollupDataPoints", windows, start, size, flip, binding)
+
+    def _newest_first(self, user: str | None, data_type: str, member: str, kind: str
+                      ) -> list[tuple[str, dict]]:
+        """(key, point) of a user's type, newest first; kept until points are added, so that
+        a cohort of hundreds paging through days of data costs the fake little CPU."""
         with self._lock:
-            points = self.points.get(data_type, [])
-            cached = self._sorted.get(data_type)
-            if cached is None or cached[0] is not points or cached[1] != len(points):
-                keyed = sorted(((sort_key(p, member, kind), p) for p in points),
+            mine = self.data.get(user or "", {}).get(data_type, [])
+            shared = self.data.get(EVERYONE, {}).get(data_type, [])
+            version = (id(mine), len(mine), id(shared), len(shared))
+            cached = self._sorted.get((user or "", data_type))
+            if cached is None or cached[0] != version:
+                keyed = sorted(((sort_key(p, member, kind), p) for p in mine + shared),
                                key=lambda kp: kp[0], reverse=True)  # stable, as before
-                cached = (points, len(points), keyed)
-                self._sorted[data_type] = cached
-            return cached[2]
+                cached = (version, keyed)
+                self._sorted[(user or "", data_type)] = cached
+            return cached[1]
 
     def _render(self, point: dict) -> dict:
         if not self.numbers_as_strings:
@@ -511,8 +721,21 @@ class FakeGoogleHealth:
         return json.loads(json.dumps(point), parse_float=str, parse_int=str)
 
 
-def error(code: int, status: str, message: str) -> tuple[int, dict]:
-    return code, {"error": {"code": code, "message": message, "status": status}}
+def is_wearable(point: dict) -> bool:
+    """In the google-wearables family: recorded by a device that is not a phone."""
+    device = (point.get("dataSource") or {}).get("device") or {}
+    return bool(device) and device.get("formFactor") != "PHONE"
+
+
+def error(code: int, status: str, message: str, reason: str | None = None
+          ) -> tuple[int, dict]:
+    """Google's error envelope, with an ErrorInfo detail naming the reason (the reasons
+    for invalid arguments are the fake's own words: the reference lists none)."""
+    body: dict = {"code": code, "message": message, "status": status}
+    if reason is not None:
+        body["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                            "reason": reason, "domain": "health.googleapis.com"}]
+    return code, {"error": body}
 
 
 def parse_filter(expression: str, name: str, kind: str) -> list[tuple[str, str]]:
@@ -540,7 +763,12 @@ def sort_key(point: dict, member: str, kind: str) -> str:
     if kind == "daily":
         d = body["date"]
         return date(d["year"], d["month"], d["day"]).isoformat()
-    raw = body["sampleTime"]["physicalTime"] if kind == "sample" else body["interval"]["startTime"]
+    if kind == "session":
+        raw = body["interval"]["endTime"]
+    elif kind == "sample":
+        raw = body["sampleTime"]["physicalTime"]
+    else:
+        raw = body["interval"]["startTime"]
     return rfc3339(datetime.fromisoformat(raw))
 
 
@@ -577,6 +805,9 @@ def _handler(fake: FakeGoogleHealth) -> type[BaseHTTPRequestHandler]:
             self._handle("POST")
 
         def _handle(self, method: str) -> None:
+            # Taken first: the look-ups below wait for the fake's lock, and a request's
+            # arrival must not move with another thread's work.
+            arrived = time.time()
             if not is_loopback(self.client_address[0]):
                 self.close_connection = True
                 self._reply(403, {"error": {"code": 403, "message": "loopback only"}})
@@ -585,12 +816,16 @@ def _handler(fake: FakeGoogleHealth) -> type[BaseHTTPRequestHandler]:
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            form = {k: v[0] for k, v in parse_qs(raw.decode()).items()} if method == "POST" else {}
             match = API_PATH.fullmatch(parts.path)
+            rollup = ROLLUP_PATH.fullmatch(parts.path)
+            form = ({k: v[0] for k, v in parse_qs(raw.decode()).items()}
+                    if method == "POST" and not rollup else {})
             if method == "POST" and parts.path == TOKEN_PATH:
                 route = "token"
             elif method == "GET" and match:
                 route = "api"
+            elif method == "POST" and rollup:
+                route = "rollup"
             elif method == "GET" and parts.path == DEVICES_PATH:
                 route = "devices"
             else:
@@ -603,11 +838,16 @@ def _handler(fake: FakeGoogleHealth) -> type[BaseHTTPRequestHandler]:
                 query,
                 self.headers.get("Authorization"),
                 form,
-                time.time(),
+                arrived,
                 fake.user_of(self.headers.get("Authorization"), form),
             )
+            if route == "rollup":
+                try:
+                    seen.body = json.loads(raw or b"null")
+                except ValueError:
+                    seen.body = None
             fake.seen.append(seen)
-            fault = fake._next_fault(route)
+            fault = fake._next_fault("api" if route == "rollup" else route)
             if fault is not None and fault.delay and fake._stopping.wait(fault.delay):
                 return
             if fault is not None and fault.status is not None:
@@ -618,7 +858,8 @@ def _handler(fake: FakeGoogleHealth) -> type[BaseHTTPRequestHandler]:
                     )
                 else:
                     status = FAULT_STATUS.get(fault.status, "INTERNAL")
-                    self._reply(*error(fault.status, status, "scripted failure"), headers=headers)
+                    self._reply(*error(fault.status, status, "scripted failure",
+                                       FAULT_REASON.get(fault.status)), headers=headers)
                 return
             if route == "token":
                 reply = fake._token(form)
@@ -640,18 +881,23 @@ def _handler(fake: FakeGoogleHealth) -> type[BaseHTTPRequestHandler]:
                         "UNAUTHENTICATED",
                         "Request had invalid authentication credentials. "
                         "INVALID_AUTHENTICATOR: Token expired",
+                        "ACCESS_TOKEN_EXPIRED",
                     )
                 )
                 return
-            if fake.on_api_request is not None and route == "api":
+            if fake.on_api_request is not None and route in ("api", "rollup"):
                 fake.on_api_request(seen)
             if fault is not None and fault.raw_body is not None:
                 self._send(200, fault.raw_body, {})
                 return
-            if match is None:
+            if route == "devices":
                 self._reply(*fake._devices(query))
                 return
-            status, body = fake._list(match.group(1), query)
+            if rollup is not None:
+                status, body = fake._rollup(rollup.group(1), seen.body, seen.user)
+            else:
+                assert match is not None
+                status, body = fake._list(match.group(1), query, seen.user)
             payload = json.dumps(body).encode()
             delay = fake.latency
             if fake.bytes_per_second:

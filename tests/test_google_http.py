@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 import requests
-from fake_google_health import heart_rate, steps
+from fake_google_health import heart_rate
 from google_support import T0, MemoryStore, read, settings_for
 from ingester.errors import NeedsConsent, PayloadError, SourceUnavailable
 from ingester.model import Window
@@ -143,11 +143,12 @@ def test_a_request_google_rejects_is_not_retried(fake, fast_retries):
 
 
 def test_500_then_success(fake, fast_retries):
-    fake.add("steps", [steps(T0, 10)])
+    # A GET (a list) is retried on any 5xx; a rollUp is a POST, retried on 429 and 503 only.
+    fake.add("heart-rate", [heart_rate(T0, 61)])
     fake.fail("api", status=500)
     source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
-    rows, _ = read(source, "steps", Window(T0, T0 + timedelta(hours=1)))
-    assert [r.value for r in rows] == [10.0]
+    rows, _ = read(source, "heart-rate", Window(T0, T0 + timedelta(hours=1)))
+    assert [r.value for r in rows] == [61.0]
     assert len(fake.api_requests()) == 2
 
 

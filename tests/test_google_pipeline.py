@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fake_google_health import (
+    PHONE,
     FakeGoogleHealth,
     daily_respiratory_rate,
     heart_rate,
@@ -176,7 +177,7 @@ def test_the_command_marks_a_revoked_grant_as_needing_consent(cli, fake, db):
     listed = run_ingest(cli.env, "participant", "needs-consent")
     assert listed.returncode == 0 and "p1" in listed.stdout
     # The participant consents again: re-enrolment with the new grant clears the mark.
-    fake.refresh_tokens = {"1//after-new-consent"}
+    fake.new_grant("1//after-new-consent")
     enrol = ("participant", "enrol", "p1", "--timezone", "Europe/Berlin")
     again = run_ingest(
         cli.env,
@@ -363,3 +364,55 @@ def test_a_missing_scope_does_not_make_every_night_reread_the_whole_history(goog
     # The second night re-reads the horizon (7 days) and the overlap, not from 1 February.
     assert heart_rate_filters and all("2026-02-0" not in f for f in heart_rate_filters), (
         heart_rate_filters)
+
+
+# --- each participant's own data --------------------------------------------------------
+
+
+def a_day_of_their_own(fake: FakeGoogleHealth, user: str, base: int) -> dict:
+    """Berlin's 2 March for one user, with values no other user has (from `base`); returns
+    (metric, instant) -> value as it must be stored."""
+    day = utc("2026-03-01T23:00:00")
+    fake.add("heart-rate", [heart_rate(day + timedelta(minutes=m), base + m) for m in range(30)],
+             user=user)
+    fake.add("steps", [steps(day + timedelta(hours=9, minutes=m), base + 2 * m)
+                       for m in range(10)], user=user)
+    fake.add("steps", [steps(day + timedelta(hours=9), 999, recorder=PHONE)], user=user)
+    expected = {("heart_rate", day + timedelta(minutes=m)): float(base + m) for m in range(30)}
+    expected |= {("steps", day + timedelta(hours=9, minutes=m)): float(base + 2 * m)
+                 for m in range(10)}
+    return expected
+
+
+def stored_of(env: dict[str, str], participant: str) -> dict:
+    return {(metric, at): value for metric, at, value in query(
+        env, "SELECT metric_type, timestamp, value FROM raw_data WHERE participant_id = %s",
+        (participant,))}
+
+
+def enrol(env: dict[str, str], participant: str, token: str) -> None:
+    result = run_ingest(env, "participant", "enrol", participant, "--timezone", "Europe/Berlin",
+                        "--start-date", "2026-03-02", "--token-file", "-", stdin=token + "\n")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("swapped", [False, True])
+def test_each_participant_gets_their_own_data(google_env, fake, swapped):
+    """Loading stores each participant's own, distinct values. Enrolled with each other's
+    tokens (a client that reads one participant with another's grant looks the same), the
+    same check fails: the fake tells users apart by the access token."""
+    fake.empty_first_page = True
+    own = {"a": a_day_of_their_own(fake, "a", 60), "b": a_day_of_their_own(fake, "b", 120)}
+    tokens = {"a": fake.add_user("a"), "b": fake.add_user("b")}
+    if swapped:
+        tokens = {"a": tokens["b"], "b": tokens["a"]}
+    for participant, token in tokens.items():
+        enrol(google_env, participant, token)
+    result = run_at(google_env, datetime.fromisoformat(NOW))
+    assert result.returncode == 0, result.stderr
+    stored = {participant: stored_of(google_env, participant) for participant in own}
+    if swapped:
+        assert stored == {"a": own["b"], "b": own["a"]}  # the check below would catch it
+        assert stored != own
+    else:
+        assert stored == own  # the phone's 999 steps are stored nowhere

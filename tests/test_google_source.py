@@ -13,8 +13,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fake_google_health import (
+    PHONE,
+    WEARABLES,
     active_zone_minutes,
+    activity,
+    daily_heart_rate_variability,
     daily_respiratory_rate,
+    daily_resting_heart_rate,
     heart_rate,
     heart_rate_variability,
     oxygen_saturation,
@@ -46,12 +51,12 @@ BERLIN = ZoneInfo("Europe/Berlin")
             ),
         ),
         (
-            "steps",
+            "active-zone-minutes",
             "2026-03-02T00:00:00.250000",  # whole seconds, widened outwards
             "2026-03-02T12:30:15.000001",
             (
-                'steps.interval.start_time >= "2026-03-02T00:00:00Z" AND '
-                'steps.interval.start_time < "2026-03-02T12:30:16Z"'
+                'active_zone_minutes.interval.start_time >= "2026-03-02T00:00:00Z" AND '
+                'active_zone_minutes.interval.start_time < "2026-03-02T12:30:16Z"'
             ),
         ),
         (
@@ -136,6 +141,12 @@ def test_every_stream_is_read_with_a_filter_the_server_accepts(fake):
         [respiratory_rate_sleep_summary(T0 + timedelta(hours=6), 14.0)],
     )
     fake.add("daily-respiratory-rate", [daily_respiratory_rate(date(2026, 3, 2), 15.0)])
+    fake.add("distance", [activity("distance", T0 + timedelta(hours=1), 800)])
+    fake.add("total-calories", [activity("total-calories", T0 + timedelta(hours=1), 1.5)])
+    fake.add("floors", [activity("floors", T0 + timedelta(hours=1), 1)])
+    fake.add("daily-resting-heart-rate", [daily_resting_heart_rate(date(2026, 3, 2), 55)])
+    fake.add("daily-heart-rate-variability",
+             [daily_heart_rate_variability(date(2026, 3, 2), 40.0)])
     source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
     window = Window(utc("2026-03-01T23:00:00"), utc("2026-03-02T23:00:00"))  # Berlin's 2 March
     metrics = []
@@ -154,6 +165,11 @@ def test_every_stream_is_read_with_a_filter_the_server_accepts(fake):
             "peak_active_zone_minutes",
             "breathing_rate_sleep",
             "breathing_rate",
+            "distance",
+            "calories",
+            "floors",
+            "resting_heart_rate",
+            "hrv_rmssd_daily",
         ]
     )
     assert len(fake.token_requests()) == 1  # one access token serves every stream
@@ -193,7 +209,9 @@ def test_two_data_sources_at_the_same_instant_keep_the_wearables_value(fake, wat
 def test_two_points_alike_but_for_their_value_keep_the_same_one_in_any_order(fake, order):
     """No data source to tell them apart: the rule falls back on the values (the lower
     wins), so every run keeps the same one."""
-    fake.add("heart-rate", [heart_rate(T0, bpm) for bpm in order])
+    # One resource name and data source for both (the fake names each point otherwise).
+    same = "users/me/dataTypes/heart-rate/dataPoints/twin"
+    fake.add("heart-rate", [{**heart_rate(T0, bpm), "name": same} for bpm in order])
     source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
     rows, report = read(source, "heart-rate", Window(T0, T0 + timedelta(minutes=1)))
     assert [(r.timestamp, r.value) for r in rows] == [(T0, 70.0)]
@@ -319,3 +337,91 @@ def test_one_value_per_instant_whatever_the_page_split_and_order():
             rows = google_health_source.one_per_instant(pages, report, "duplicate")
             results.add(tuple(sorted((r.timestamp, r.value) for r in rows)))
     assert results == {((T0 - timedelta(seconds=1), 60.0), (T0, 200.0))}
+
+
+# --- activity by roll-up ----------------------------------------------------------------
+
+
+def test_activity_is_the_wearables_per_minute_sums_and_the_phone_adds_nothing(fake):
+    minute = T0 + timedelta(hours=9)
+    for data_type, watch, phone in (("steps", 40, 300), ("distance", 31_000, 250_000),
+                                    ("total-calories", 1.25, 9.0), ("floors", 1, 3)):
+        fake.add(data_type, [activity(data_type, minute, watch),
+                             activity(data_type, minute + timedelta(seconds=30), watch),
+                             activity(data_type, minute + timedelta(minutes=1), watch),
+                             activity(data_type, minute, phone, recorder=PHONE),
+                             activity(data_type, minute + timedelta(minutes=2), phone,
+                                      recorder=PHONE)])
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    window = Window(T0, T0 + timedelta(days=1))
+    got = {stream: [(r.timestamp, r.value) for r in read(source, stream, window)[0]]
+           for stream in ("steps", "distance", "total-calories", "floors")}
+    later = minute + timedelta(minutes=1)
+    assert got == {  # the two points of the first minute add up; no phone minute at all
+        "steps": [(later, 40.0), (minute, 80.0)],
+        "distance": [(later, 31.0), (minute, 62.0)],
+        "total-calories": [(later, 1.25), (minute, 2.5)],
+        "floors": [(later, 1.0), (minute, 2.0)],
+    }
+    bodies = [s.body for s in fake.api_requests()]
+    assert all(b["dataSourceFamily"] == WEARABLES and b["windowSize"] == "60s" for b in bodies)
+    # `list` would have shown only the phone's steps (the live quirk the fake keeps):
+    assert fake._list("steps", {}, fake.user)[1]["dataPoints"][0]["steps"]["count"] == "300"
+
+
+def test_rollup_ranges_stay_under_the_caps(fake):
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    window = Window(T0 + timedelta(seconds=30), T0 + timedelta(days=30, seconds=1))
+    for stream in ("total-calories", "steps"):
+        rows, report = read(source, stream, window)  # the fake refuses a range over its cap
+        assert rows == [] and not report.rejected
+    ranges = [s.body["range"] for s in fake.api_requests("total-calories")]
+    assert ranges[0]["startTime"] == "2026-03-02T00:00:00Z"  # whole minutes, widened
+    assert ranges[-1]["endTime"] == "2026-04-01T00:01:00Z"
+    assert len(ranges) == 3 and len(fake.api_requests("steps")) == 1
+
+
+def test_a_page_token_seen_before_at_any_distance_ends_the_read(fake, monkeypatch):
+    """A server that cycles through 12 tokens (more than the 8 the client used to keep) is
+    caught at the first repeat, not after 20,000 pages."""
+    fake.add("heart-rate", heart_rate_every(1, T0, T0 + timedelta(seconds=13)))
+    fake.max_page_size = 1
+    original = fake._page
+
+    def cycling(member, items, start, size, flip, binding):
+        body = original(member, items, start, size, flip, binding)
+        if start == 12:  # the 13th page points back to the 2nd
+            body["nextPageToken"] = original(member, items, 0, size, flip, binding)[
+                "nextPageToken"]
+        return body
+
+    monkeypatch.setattr(fake, "_page", cycling)
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    with pytest.raises(PayloadError, match="repeated a page token"):
+        read(source, "heart-rate", Window(T0, T0 + timedelta(minutes=1)))
+    assert len(fake.api_requests("heart-rate")) == 13
+
+
+def test_an_empty_page_with_a_next_page_token_is_followed(fake):
+    fake.empty_first_page = True
+    fake.add("heart-rate", [heart_rate(T0, 70)])
+    fake.add("steps", [steps(T0, 12)])
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    window = Window(T0, T0 + timedelta(hours=1))
+    assert [r.value for r in read(source, "heart-rate", window)[0]] == [70.0]
+    assert [r.value for r in read(source, "steps", window)[0]] == [12.0]
+    assert len(fake.api_requests()) == 4
+
+
+def test_a_page_token_is_bound_to_its_whole_request(fake):
+    fake.max_page_size = 1
+    fake.add("heart-rate", heart_rate_every(1, T0, T0 + timedelta(seconds=3)))
+    query = {"filter": 'heart_rate.sample_time.physical_time >= "2026-03-02T00:00:00Z"',
+             "pageSize": "1"}
+    token = fake._list("heart-rate", query, fake.user)[1]["nextPageToken"]
+    assert fake._list("heart-rate", {**query, "pageToken": token}, fake.user)[0] == 200
+    for changed in ({**query, "pageSize": "2"}, {**query, "filter": ""}):
+        status, body = fake._list("heart-rate", {**changed, "pageToken": token}, fake.user)
+        assert status == 400
+        assert body["error"]["details"][0]["reason"] == "INVALID_PAGE_TOKEN"
+    assert fake._list("heart-rate", {**query, "pageToken": token}, "someone else")[0] == 400

@@ -7,7 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from fake_google_health import (
     active_zone_minutes,
+    daily_heart_rate_variability,
     daily_respiratory_rate,
+    daily_resting_heart_rate,
     heart_rate,
     heart_rate_variability,
     oxygen_saturation,
@@ -18,7 +20,11 @@ from google_support import P1, T0
 from ingester.errors import PayloadError
 from ingester.metrics import METRICS
 from ingester.model import GOOGLE_HEALTH, Participant, ReadReport, Row
-from ingester.sources.google_health.transform import DATA_TYPES, rows_from_page
+from ingester.sources.google_health.transform import (
+    DATA_TYPES,
+    rows_from_page,
+    rows_from_rollup_page,
+)
 from support import utc
 
 
@@ -45,9 +51,6 @@ def test_every_stream_maps_to_a_metric_of_the_vocabulary():
             heart_rate(utc("2026-03-02T10:00:05"), 72),
             [("heart_rate", "2026-03-02T10:00:05", 72.0)],
         ),
-        ("steps", steps(utc("2026-03-02T10:01:00"), 31), [("steps", "2026-03-02T10:01:00", 31.0)]),
-        # proto3 JSON leaves out an int64 that is 0: a minute without steps is a 0, not garbage
-        ("steps", steps(utc("2026-03-02T10:02:00"), 0), [("steps", "2026-03-02T10:02:00", 0.0)]),
         (
             "oxygen-saturation",
             oxygen_saturation(utc("2026-03-02T03:00:00"), 96.5),
@@ -62,9 +65,37 @@ def test_every_stream_maps_to_a_metric_of_the_vocabulary():
             "active-zone-minutes",
             active_zone_minutes(utc("2026-03-02T18:00:00"), 2, "CARDIO"),
             [
+                # The score counts a cardio minute 2; the zone metric holds 1 minute in it.
                 ("active_zone_minutes", "2026-03-02T18:00:00", 2.0),
-                ("cardio_active_zone_minutes", "2026-03-02T18:00:00", 2.0),
+                ("cardio_active_zone_minutes", "2026-03-02T18:00:00", 1.0),
             ],
+        ),
+        (
+            "active-zone-minutes",
+            active_zone_minutes(utc("2026-03-02T18:02:00"), 2, "PEAK"),
+            [
+                ("active_zone_minutes", "2026-03-02T18:02:00", 2.0),
+                ("peak_active_zone_minutes", "2026-03-02T18:02:00", 1.0),
+            ],
+        ),
+        # proto3 JSON leaves out an int64 that is 0: a minute of no score is a 0, not garbage
+        (
+            "active-zone-minutes",
+            active_zone_minutes(utc("2026-03-02T18:03:00"), 0, "FAT_BURN"),
+            [
+                ("active_zone_minutes", "2026-03-02T18:03:00", 0.0),
+                ("fat_burn_active_zone_minutes", "2026-03-02T18:03:00", 0.0),
+            ],
+        ),
+        (
+            "daily-resting-heart-rate",
+            daily_resting_heart_rate(date(2026, 3, 2), 54),
+            [("resting_heart_rate", "2026-03-01T23:00:00", 54.0)],
+        ),
+        (
+            "daily-heart-rate-variability",
+            daily_heart_rate_variability(date(2026, 3, 2), 38.5),
+            [("hrv_rmssd_daily", "2026-03-01T23:00:00", 38.5)],
         ),
         (
             "active-zone-minutes",
@@ -188,9 +219,22 @@ def spoil(point: dict, *path: str, value: object = None, delete: bool = False) -
             "oxygen-saturation",
             spoil(oxygen_saturation(T0, 95), "oxygenSaturation", "percentage", value=None),
         ),
-        ("steps", spoil(steps(T0, 5), "steps", "count", value="-1")),
-        ("steps", spoil(steps(T0, 5), "steps", "interval", delete=True)),
-        ("steps", spoil(steps(T0, 0), "steps", "count", value=None)),  # null is not "left out"
+        # Too large to convert (OverflowError before the fix): counted, not a failed slice.
+        ("heart-rate", spoil(heart_rate(T0, 70), "heartRate", "beatsPerMinute", value=10**400)),
+        (
+            "heart-rate",
+            spoil(heart_rate(T0, 70), "heartRate", "sampleTime", "physicalTime",
+                  value="0001-01-01T00:30:00+05:00"),
+        ),
+        (
+            "heart-rate",
+            spoil(heart_rate(T0, 70), "heartRate", "sampleTime", "physicalTime",
+                  value="9999-12-31T23:30:00-05:00"),
+        ),
+        (
+            "daily-respiratory-rate",
+            daily_respiratory_rate(date(1, 1, 1), 15.0),  # Berlin's midnight is in year 0
+        ),
         (
             "respiratory-rate-sleep-summary",
             spoil(
@@ -235,7 +279,6 @@ def test_an_unreadable_point_is_counted_and_skipped(data_type, point):
     good = {
         "heart-rate": heart_rate(T0, 61),
         "oxygen-saturation": oxygen_saturation(T0, 97.0),
-        "steps": steps(T0, 12),
         "respiratory-rate-sleep-summary": respiratory_rate_sleep_summary(T0, 14.0),
         "daily-respiratory-rate": daily_respiratory_rate(date(2026, 3, 3), 15.0),
     }[data_type]
@@ -315,3 +358,82 @@ def test_a_date_whose_parts_are_strings_is_read():
     point["dailyRespiratoryRate"]["date"] = {"year": "2026", "month": "3", "day": "02"}
     rows, report = page_rows("daily-respiratory-rate", point)
     assert [r.timestamp for r in rows] == [utc("2026-03-01T23:00:00")] and not report.rejected
+
+
+# --- roll-ups ---------------------------------------------------------------------------
+
+
+def rollup_rows(data_type: str, *points: object):
+    report = ReadReport()
+    rows, token = rows_from_rollup_page(
+        {"rollupDataPoints": list(points)}, DATA_TYPES[data_type], P1, report
+    )
+    return rows, report
+
+
+def window_of(start: str, member: str, sums: dict) -> dict:
+    begin = utc(start)
+    return {"startTime": start + "Z", "endTime": (begin + timedelta(minutes=1)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"), member: sums}
+
+
+@pytest.mark.parametrize(
+    ("data_type", "point", "expected"),
+    [
+        ("steps", window_of("2026-03-02T10:01:00", "steps", {"countSum": "31"}),
+         [("steps", 31.0)]),
+        # Distance comes in millimetres and is stored in metres.
+        ("distance", window_of("2026-03-02T10:01:00", "distance", {"millimetersSum": 41500}),
+         [("distance", 41.5)]),
+        ("total-calories", window_of("2026-03-02T10:01:00", "totalCalories", {"kcalSum": 1.25}),
+         [("calories", 1.25)]),
+        ("floors", window_of("2026-03-02T10:01:00", "floors", {"countSum": "2"}),
+         [("floors", 2.0)]),
+        # proto3 JSON leaves out a sum of 0: the minute has data, and it is 0.
+        ("steps", window_of("2026-03-02T10:01:00", "steps", {}), [("steps", 0.0)]),
+        # A window without the member has no data: nothing is stored.
+        ("steps", {"startTime": "2026-03-02T10:01:00Z", "endTime": "2026-03-02T10:02:00Z"},
+         []),
+    ],
+)
+def test_a_rollup_window_becomes_a_row_per_minute(data_type, point, expected):
+    rows, report = rollup_rows(data_type, point)
+    assert [(r.metric_type, r.value) for r in rows] == expected
+    assert all(r.timestamp == utc("2026-03-02T10:01:00") for r in rows)
+    assert not report.rejected
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        window_of("2026-03-02T10:01:00", "steps", {"countSum": "-1"}),
+        window_of("2026-03-02T10:01:00", "steps", {"countSum": 10**400}),
+        window_of("2026-03-02T10:01:00", "steps", "twelve"),
+        {"steps": {"countSum": "3"}},  # no startTime
+        {"startTime": "0001-01-01T00:00:00+01:00", "steps": {"countSum": "3"}},
+        "not an object",
+    ],
+)
+def test_an_unreadable_rollup_window_is_counted_and_skipped(bad):
+    good = window_of("2026-03-02T10:02:00", "steps", {"countSum": "12"})
+    rows, report = rollup_rows("steps", bad, good)
+    assert [r.value for r in rows] == [12.0]
+    assert report.rejected_total == 1
+
+
+def test_a_rollup_page_that_is_not_one_fails_its_slice():
+    for page in ([], {"rollupDataPoints": {}}, {"nextPageToken": 5}):
+        with pytest.raises(PayloadError):
+            rows_from_rollup_page(page, DATA_TYPES["steps"], P1, ReadReport())
+
+
+@pytest.mark.parametrize("zone", ["America/Los_Angeles", "UTC", "Asia/Tokyo"])
+def test_daily_resting_heart_rate_and_hrv_are_stamped_at_local_midnight(zone):
+    who = Participant("p1", zone, GOOGLE_HEALTH, date(2026, 3, 1))
+    midnight = datetime(2026, 3, 2, tzinfo=who.zone).astimezone(UTC)
+    rhr, _ = page_rows("daily-resting-heart-rate",
+                       daily_resting_heart_rate(date(2026, 3, 2), 57), participant=who)
+    hrv, _ = page_rows("daily-heart-rate-variability",
+                       daily_heart_rate_variability(date(2026, 3, 2), 41.75), participant=who)
+    assert rhr + hrv == [Row(midnight, "p1", "resting_heart_rate", 57.0),
+                         Row(midnight, "p1", "hrv_rmssd_daily", 41.75)]

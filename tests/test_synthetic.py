@@ -276,9 +276,13 @@ def test_a_payload_of_another_shape_is_a_payload_error(read, payload) -> None:
 
 
 def test_zone_minutes_list_every_zone_each_minute() -> None:
+    """The one rule (metrics.py): the score counts a cardio or peak minute 2, though the
+    library writes 1; the zone metrics hold minutes in the zone."""
     minutes = [
         ("00:00:00", {"activeZoneMinutes": 0}),
         ("00:01:00", {"cardioActiveZoneMinutes": 1, "activeZoneMinutes": 1}),
+        ("00:02:00", {"fatBurnActiveZoneMinutes": 1, "activeZoneMinutes": 1}),
+        ("00:03:00", {"peakActiveZoneMinutes": 1, "activeZoneMinutes": 1}),
     ]
     rows = transform.active_zone_minutes_rows(
         azm_payload(date(2026, 1, 10), minutes), "p", UTC_ZONE, ALWAYS, ReadReport()
@@ -288,10 +292,18 @@ def test_zone_minutes_list_every_zone_each_minute() -> None:
         (utc(2026, 1, 10, 0, 0), "fat_burn_active_zone_minutes", 0.0),
         (utc(2026, 1, 10, 0, 0), "cardio_active_zone_minutes", 0.0),
         (utc(2026, 1, 10, 0, 0), "peak_active_zone_minutes", 0.0),
-        (utc(2026, 1, 10, 0, 1), "active_zone_minutes", 1.0),
+        (utc(2026, 1, 10, 0, 1), "active_zone_minutes", 2.0),
         (utc(2026, 1, 10, 0, 1), "fat_burn_active_zone_minutes", 0.0),
         (utc(2026, 1, 10, 0, 1), "cardio_active_zone_minutes", 1.0),
         (utc(2026, 1, 10, 0, 1), "peak_active_zone_minutes", 0.0),
+        (utc(2026, 1, 10, 0, 2), "active_zone_minutes", 1.0),
+        (utc(2026, 1, 10, 0, 2), "fat_burn_active_zone_minutes", 1.0),
+        (utc(2026, 1, 10, 0, 2), "cardio_active_zone_minutes", 0.0),
+        (utc(2026, 1, 10, 0, 2), "peak_active_zone_minutes", 0.0),
+        (utc(2026, 1, 10, 0, 3), "active_zone_minutes", 2.0),
+        (utc(2026, 1, 10, 0, 3), "fat_burn_active_zone_minutes", 0.0),
+        (utc(2026, 1, 10, 0, 3), "cardio_active_zone_minutes", 0.0),
+        (utc(2026, 1, 10, 0, 3), "peak_active_zone_minutes", 1.0),
     ]
 
 

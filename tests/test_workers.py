@@ -48,13 +48,26 @@ def add_google(env, fake, ids):
 
 
 def a_day_for_everyone(fake: FakeGoogleHealth) -> None:
-    """Berlin's 2 March 2026, served to every user: heart rate per minute in pages of 200."""
+    """Berlin's 2 March 2026 for every user of the cohort, each with values of their own
+    (user i's heart rate is 60 + i + m % 30): heart rate per minute in pages of 200."""
     day = datetime(2026, 3, 1, 23, tzinfo=UTC)
     fake.max_page_size = 200  # 1,440 heart-rate points: 8 pages, as a real night has ~9
-    fake.add("heart-rate", [heart_rate(day + timedelta(minutes=m), 60 + m % 30)
-                            for m in range(1440)])
-    fake.add("steps", [steps(day + timedelta(hours=9, minutes=m), 20 + m) for m in range(30)])
-    fake.add("oxygen-saturation", [oxygen_saturation(day + timedelta(hours=4), 96.0)])
+    for i, user in enumerate(GOOGLE_COHORT):
+        fake.add("heart-rate", [heart_rate(day + timedelta(minutes=m), 60 + i + m % 30)
+                                for m in range(1440)], user=user)
+        fake.add("steps", [steps(day + timedelta(hours=9, minutes=m), 20 + i + m)
+                           for m in range(30)], user=user)
+        fake.add("oxygen-saturation", [oxygen_saturation(day + timedelta(hours=4), 90.0 + i)],
+                 user=user)
+
+
+def assert_each_has_their_own(env) -> None:
+    """Each participant's stored heart rate is the one the fake holds for their user."""
+    sums = query(env, "SELECT participant_id, sum(value) FROM raw_data "
+                      "WHERE metric_type = 'heart_rate' GROUP BY 1 ORDER BY 1")
+    base = sum(60 + m % 30 for m in range(1440))
+    assert sums == sorted((pid, float(base + 1440 * GOOGLE_COHORT.index(pid)))
+                          for pid in GOOGLE_COHORT)
 
 
 def reset(env):
@@ -119,6 +132,7 @@ def test_two_runs_of_four_thread_workers_share_a_google_cohort(google):
     assert all("thread worker(s)" in err for _, err in outputs), outputs
     shared = query(env, RUN_LOG), fingerprint(env)
     assert shared[1][0] == 8 * (1440 + 30 + 1)
+    assert_each_has_their_own(env)
     assert shared == single_worker_result(env)
 
 

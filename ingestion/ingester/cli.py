@@ -184,10 +184,10 @@ def parser() -> argparse.ArgumentParser:
     cli_options.add_late_options(reporting, "report", main)
     board = commands.add_parser("dashboard", help="serve the read-only web dashboard "
                                 "(docs/dashboard.md)")
-    board.add_argument("--host", default="127.0.0.1",
+    board.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
                        help="address to listen on (default 127.0.0.1; any other needs "
                             "DASHBOARD_PASSWORD)")
-    board.add_argument("--port", type=port, default=8050,
+    board.add_argument("--port", type=port, default=8050, metavar="PORT",
                        help="TCP port 0-65535 (default 8050; 0: any free one)")
     people = commands.add_parser("participant", help="manage the cohort").add_subparsers(
         dest="action", metavar="ACTION", required=True

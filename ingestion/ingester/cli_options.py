@@ -30,13 +30,17 @@ def problem(root: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
     known = set(_option_strings(root))
     options = list(_options(tokens, root))
     command = next((token for at, token in options if at is None), RUN)
+    # A command may have an option of its own by a global option's name (export --since).
+    own = set(_command_options(root, command))
+    after_command = False
     for name, _token in options:
         if name is None:
+            after_command = True
             continue
         if name not in known:
             return _misspelt(name, known)
         where = GLOBAL_OPTIONS.get(name)
-        if where is not None and command not in where:
+        if where is not None and command not in where and not (after_command and name in own):
             return f"{name} does not apply to `{command}`: it is an option of {_either(where)}"
     return None
 
@@ -72,6 +76,12 @@ def _misspelt(name: str, known: set[str]) -> str:
 def _either(where: tuple[str, ...]) -> str:
     """a run; a run or status; a run, status or report"""
     return where[0] if len(where) == 1 else ", ".join(where[:-1]) + " or " + where[-1]
+
+
+def _command_options(root: argparse.ArgumentParser, command: str) -> Iterator[str]:
+    for action in root._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            yield from action.choices[command]._option_string_actions
 
 
 def _commands(root: argparse.ArgumentParser) -> set[str]:

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 from .model import GOOGLE_HEALTH, SYNTHETIC
 
+# The active-zone-minutes rule every source follows: a minute in a zone earns this score in
+# `active_zone_minutes`, and 1 in the zone's own metric.
+AZM_SCORE = {"fat_burn": 1, "cardio": 2, "peak": 2}
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -42,19 +46,21 @@ METRICS: dict[str, Metric] = {
         "1 s (synthetic); as the device records, seconds apart (Google Health)", BOTH,
     ),
     "active_zone_minutes": Metric(
-        "min/min", "Active zone minutes earned in the minute starting at the timestamp.",
+        "min/min",
+        "Active zone minutes score of the minute starting at the timestamp, as the Fitbit app "
+        "counts it: 1 for a fat-burn minute, 2 for a cardio or peak minute.",
         MINUTE, BOTH,
     ),
     "fat_burn_active_zone_minutes": Metric(
-        "min/min", "Active zone minutes of that minute earned in the fat-burn heart-rate zone.",
+        "min/min", "Minutes of that minute spent in the fat-burn heart-rate zone (0 or 1).",
         MINUTE, BOTH,
     ),
     "cardio_active_zone_minutes": Metric(
-        "min/min", "Active zone minutes of that minute earned in the cardio heart-rate zone.",
+        "min/min", "Minutes of that minute spent in the cardio heart-rate zone (0 or 1).",
         MINUTE, BOTH,
     ),
     "peak_active_zone_minutes": Metric(
-        "min/min", "Active zone minutes of that minute earned in the peak heart-rate zone.",
+        "min/min", "Minutes of that minute spent in the peak heart-rate zone (0 or 1).",
         MINUTE, BOTH,
     ),
     "hrv_rmssd": Metric(
@@ -102,9 +108,28 @@ METRICS: dict[str, Metric] = {
     "sedentary_minutes_daily": Metric(
         "min", "Minutes without activity in the local day.", DAY, (SYNTHETIC,),
     ),
-    # Google Health only (sources/google_health/):
+    "resting_heart_rate": Metric(
+        "bpm", "Resting heart rate of the local day (daily).", DAY, (GOOGLE_HEALTH,),
+    ),
+    "hrv_rmssd_daily": Metric(
+        "ms", "Heart rate variability of the local day's main sleep: its RMSSD (daily).",
+        DAY, (GOOGLE_HEALTH,),
+    ),
+    # Google Health only (sources/google_health/), summed over the wearables only:
     "steps": Metric(
         "steps", "Steps counted in the interval starting at the timestamp (1 min).",
+        MINUTE, (GOOGLE_HEALTH,),
+    ),
+    "distance": Metric(
+        "m", "Distance covered in the minute starting at the timestamp.",
+        MINUTE, (GOOGLE_HEALTH,),
+    ),
+    "calories": Metric(
+        "kcal", "Energy burnt (total, with BMR) in the minute starting at the timestamp.",
+        MINUTE, (GOOGLE_HEALTH,),
+    ),
+    "floors": Metric(
+        "floors", "Floors climbed in the minute starting at the timestamp.",
         MINUTE, (GOOGLE_HEALTH,),
     ),
     "breathing_rate_sleep": Metric(

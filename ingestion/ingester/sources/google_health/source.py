@@ -3,9 +3,12 @@
 A stream is read with `users.dataTypes.dataPoints.list`:
     GET {GOOGLE_HEALTH_URL}/v4/users/me/dataTypes/{data-type}/dataPoints
         ?pageSize=10000&filter=<the window>&pageToken=<from the previous page>
-following nextPageToken to the end. The filter uses the documented fields (AIP-160, only
->= and <, joined by AND): sample types on `{type}.sample_time.physical_time`, interval
-types on `{type}.interval.start_time`, daily types on `{type}.date`.
+following nextPageToken to the end. Activity (steps, distance, calories, floors) is read with
+`dataPoints:rollUp` instead, per minute from the google-wearables family (_rollup;
+docs/google-health-notes.md, "Activity by roll-up"). The filter uses the documented
+fields (AIP-160, only >= and <, joined by AND): sample types on
+`{type}.sample_time.physical_time`, interval types on `{type}.interval.start_time`, daily
+types on `{type}.date`.
 
 Each participant gets one session (retries, timeouts, rate limit: http.py) and one OAuth
 auth object (oauth.py), kept while the pipeline reads that participant's streams.
@@ -21,8 +24,8 @@ pipeline skips that stream (its watermark stays) and loads the others.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections import deque
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import quote
@@ -50,10 +53,12 @@ from .transform import (
     DAILY,
     DATA_TYPES,
     INTERVAL,
+    ROLLUP,
     SETTINGS,
     Candidate,
     DataType,
     candidates_from_page,
+    rows_from_rollup_page,
 )
 
 log = logging.getLogger(__name__)
@@ -63,10 +68,14 @@ MAX_PAGE_SIZE = 10_000
 # A day of 1 Hz heart rate is 9 pages; a year is ~3,200. More pages than this for one
 # window means the server keeps handing out tokens: fail rather than loop for ever.
 MAX_PAGES = 20_000
-# A server that hands out a page token again would loop for ever. Remembering the last few
-# tokens catches a repeat at once (a cycle of up to this many pages); a longer cycle still
-# ends at MAX_PAGES. Keeping every token instead would grow with the window.
-RECENT_TOKENS = 8
+# A server that hands out a page token again would loop for ever, so every token of a
+# read is remembered, as its hash (32 bytes, whatever the token's length): a cycle of any
+# length ends the read at its first repeat. A window's pages are at most MAX_PAGES.
+# The body of a rollUp request: the family that holds the tracker's own streams and not the
+# phone's (the default, all-sources, sums both), at one window per minute.
+WEARABLES = "users/me/dataSourceFamilies/google-wearables"
+ROLLUP_WINDOW = "60s"
+MINUTE = timedelta(minutes=1)
 
 
 class GoogleHealthSource:
@@ -135,10 +144,13 @@ class GoogleHealthSource:
         data_type = DATA_TYPES.get(stream)
         if data_type is None:
             raise ValueError(f"unknown Google Health stream {stream!r}")
+        label = f"{participant.participant_id} {stream}"
+        if data_type.kind == ROLLUP:
+            yield from self._rollup(participant, data_type, window, report)
+            return
         expression = list_filter(data_type, window, participant.zone)
         if expression is None:
             return
-        label = f"{participant.participant_id} {stream}"
         pages = self._pages(participant, data_type, expression, report)
         outside = 0
         for row in one_per_instant(pages, report, f"{data_type.name}: a second point at the "
@@ -161,19 +173,9 @@ class GoogleHealthSource:
             f"{quote(data_type.name)}/dataPoints"
         )
         params = {"pageSize": MAX_PAGE_SIZE, "filter": expression}
-        recent_tokens: deque[str] = deque(maxlen=RECENT_TOKENS)
+        tokens = PageTokens(data_type.name)
         for number in range(MAX_PAGES):
-            try:
-                page = classify(send(session, "GET", url, params=params, auth=auth))
-            except ScopeNotGranted as error:
-                if number:  # rows of this stream have gone out already: fail the participant
-                    raise NeedsConsent(f"{data_type.name}: {error}") from error
-                self._store.record_missing_scope(pid, data_type.scope)
-                raise ScopeNotGranted(
-                    f"{data_type.name} needs the scope {data_type.scope}, which the grant "
-                    "lacks; the participant must consent again",
-                    data_type.scope,
-                ) from error
+            page = self._ask(pid, data_type, number, "GET", url, params=params, auth=auth)
             examples: dict[str, str] = {}
             candidates, token = candidates_from_page(
                 page, data_type, participant, report, examples
@@ -183,11 +185,61 @@ class GoogleHealthSource:
             yield candidates
             if token is None:
                 return
-            if token in recent_tokens:
-                raise PayloadError(f"{data_type.name}: the server repeated a page token")
-            recent_tokens.append(token)
+            tokens.check(token)
             params["pageToken"] = token
         raise PayloadError(f"{data_type.name}: more than {MAX_PAGES} pages for one window")
+
+    def _ask(self, pid: str, data_type: DataType, number: int, method: str, url: str,
+             **kwargs: object) -> dict:
+        """One page; a 403 for a missing scope before the first page refuses the stream."""
+        session, _ = self._session_for(pid)
+        try:
+            return classify(send(session, method, url, **kwargs))
+        except ScopeNotGranted as error:
+            if number:  # rows of this stream have gone out already: fail the participant
+                raise NeedsConsent(f"{data_type.name}: {error}") from error
+            self._store.record_missing_scope(pid, data_type.scope)
+            raise ScopeNotGranted(
+                f"{data_type.name} needs the scope {data_type.scope}, which the grant "
+                "lacks; the participant must consent again",
+                data_type.scope,
+            ) from error
+
+    def _rollup(
+        self, participant: Participant, data_type: DataType, window: Window, report: ReadReport
+    ) -> Iterator[Row]:
+        """The per-minute sums of the window from the google-wearables family, in ranges
+        of at most data_type.range_days; the minutes are whole UTC minutes, widened
+        outwards, and what falls outside the window is dropped."""
+        pid = participant.participant_id
+        session, auth = self._session_for(pid)
+        url = (f"{self._settings.google_health_url}/v4/users/me/dataTypes/"
+               f"{quote(data_type.name)}/dataPoints:rollUp")
+        number = 0
+        for start, end in rollup_ranges(window, data_type.range_days):
+            body: dict[str, object] = {
+                "range": {"startTime": rfc3339(start), "endTime": rfc3339(end)},
+                "windowSize": ROLLUP_WINDOW,
+                "dataSourceFamily": WEARABLES,
+                "pageSize": MAX_PAGE_SIZE,
+            }
+            tokens = PageTokens(data_type.name)
+            while True:
+                if number >= MAX_PAGES:
+                    raise PayloadError(
+                        f"{data_type.name}: more than {MAX_PAGES} pages for one window")
+                page = self._ask(pid, data_type, number, "POST", url, json=body, auth=auth)
+                number += 1
+                examples: dict[str, str] = {}
+                rows, token = rows_from_rollup_page(page, data_type, participant, report,
+                                                    examples)
+                for reason, example in examples.items():
+                    log.debug("%s: rejected %s, e.g. %s", pid, reason, example)
+                yield from (row for row in rows if row.timestamp in window)
+                if token is None:
+                    break
+                tokens.check(token)
+                body["pageToken"] = token
 
     def close(self) -> None:
         self._drop_client()
@@ -254,6 +306,36 @@ def one_per_instant(
             yield from candidate.rows
     for candidate in held.values():
         yield from candidate.rows
+
+
+class PageTokens:
+    """The page tokens of one read: a token seen before, at any distance, ends the read."""
+
+    def __init__(self, data_type: str) -> None:
+        self._data_type = data_type
+        self._seen: set[bytes] = set()
+
+    def check(self, token: str) -> None:
+        digest = hashlib.sha256(token.encode()).digest()
+        if digest in self._seen:
+            raise PayloadError(f"{self._data_type}: the server repeated a page token")
+        self._seen.add(digest)
+
+
+def rollup_ranges(window: Window, days: int) -> Iterator[tuple[datetime, datetime]]:
+    """The window in whole UTC minutes (widened outwards), cut into ranges of `days`."""
+    start = floor_minute(window.start)
+    end = floor_minute(window.end)
+    if end < window.end:
+        end += MINUTE
+    step = timedelta(days=days)
+    while start < end:
+        yield start, min(start + step, end)
+        start += step
+
+
+def floor_minute(instant: datetime) -> datetime:
+    return instant.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def list_filter(data_type: DataType, window: Window, zone: ZoneInfo) -> str | None:

@@ -31,6 +31,11 @@ from ...windows import local_midnight
 SAMPLE = "sample"  # one instant: {type}.sampleTime.physicalTime
 INTERVAL = "interval"  # a span: {type}.interval.startTime is the row's instant
 DAILY = "daily"  # a civil day: {type}.date, in the user's zone
+# Read with `dataPoints:rollUp` at 60 s windows from the google-wearables family: a window's
+# rollupDataPoint has startTime/endTime and the type's member with its sum. `list` returns
+# no wearable points for steps and distance and refuses calories and floors (the peer
+# project's live findings; docs/google-health-notes.md, "Activity by roll-up").
+ROLLUP = "rollup"
 
 # What a point whose value field is missing means.
 REJECT = "reject"  # a required field: the point is unreadable
@@ -58,8 +63,11 @@ class DataType:
     high: float
     scope: str  # the OAuth scope that grants reading it
     when_absent: str = REJECT  # the value field missing: REJECT, ZERO or SKIP
-    # Also store the value under a second metric chosen by the point's heartRateZone.
+    # Also store the minutes in the zone under a second metric chosen by the point's
+    # heartRateZone (zone_weights: the score one minute in that zone earns).
     zone_metrics: tuple[tuple[str, str], ...] = ()
+    scale: float = 1.0  # the source's unit into ours (millimetres -> metres: 0.001)
+    range_days: int = 90  # ROLLUP: the longest range one rollUp request may span
 
     @property
     def member(self) -> str:
@@ -79,7 +87,15 @@ DATA_TYPES: dict[str, DataType] = {
     t.name: t
     for t in (
         DataType("heart-rate", SAMPLE, "heart_rate", ("beatsPerMinute",), 1, 300, HEALTH_METRICS),
-        DataType("steps", INTERVAL, "steps", ("count",), 0, 100_000, ACTIVITY, when_absent=ZERO),
+        # A minute's sums; the ranges are per minute (a sprinter's 300 steps, 1 km, ...).
+        DataType("steps", ROLLUP, "steps", ("countSum",), 0, 100_000, ACTIVITY,
+                 when_absent=ZERO),
+        DataType("distance", ROLLUP, "distance", ("millimetersSum",), 0, 10_000, ACTIVITY,
+                 when_absent=ZERO, scale=0.001),
+        DataType("total-calories", ROLLUP, "calories", ("kcalSum",), 0, 1_000, ACTIVITY,
+                 when_absent=ZERO, range_days=14),
+        DataType("floors", ROLLUP, "floors", ("countSum",), 0, 1_000, ACTIVITY,
+                 when_absent=ZERO),
         DataType("oxygen-saturation", SAMPLE, "spo2", ("percentage",), 0, 100, HEALTH_METRICS),
         DataType(
             "heart-rate-variability",
@@ -115,6 +131,17 @@ DATA_TYPES: dict[str, DataType] = {
             100,
             HEALTH_METRICS,
         ),
+        DataType("daily-resting-heart-rate", DAILY, "resting_heart_rate", ("beatsPerMinute",),
+                 1, 300, HEALTH_METRICS),
+        DataType(
+            "daily-heart-rate-variability",
+            DAILY,
+            "hrv_rmssd_daily",
+            ("averageHeartRateVariabilityMilliseconds",),
+            0,
+            2_000,
+            HEALTH_METRICS,
+        ),
         DataType(
             "daily-respiratory-rate",
             DAILY,
@@ -126,6 +153,11 @@ DATA_TYPES: dict[str, DataType] = {
         ),
     )
 }
+
+# The score one minute in a heart-rate zone earns: Google's activeZoneMinutes is the
+# Fitbit app's weighted score (a cardio or peak minute counts 2), while our zone metrics
+# hold minutes spent in the zone (ingester/metrics.py states the rule for every source).
+ZONE_WEIGHTS = {"FAT_BURN": 1, "CARDIO": 2, "PEAK": 2}
 
 # A plain decimal number, as JSON writes one or as proto3 writes an int64 ("72"). Python's
 # float() alone would also take "nan", "inf", " 7 " and "1_000".
@@ -153,13 +185,14 @@ class NoValue(Exception):
     """A readable point without the optional field we store (HRV with SDNN only)."""
 
 
-def parse_page(page: object) -> tuple[list[object], str | None]:
-    """The data points of a list page and the next page token (None on the last page)."""
+def parse_page(page: object, member: str = "dataPoints") -> tuple[list[object], str | None]:
+    """The points of a page (a list's dataPoints, a rollUp's rollupDataPoints) and the next
+    page token (None on the last page)."""
     if not isinstance(page, Mapping):
-        raise PayloadError(f"a dataPoints page must be a JSON object, got {type(page).__name__}")
-    points = page.get("dataPoints", [])
+        raise PayloadError(f"a {member} page must be a JSON object, got {type(page).__name__}")
+    points = page.get(member, [])
     if not isinstance(points, list):
-        raise PayloadError("dataPoints must be a JSON array")
+        raise PayloadError(f"{member} must be a JSON array")
     token = page.get("nextPageToken")
     if token is not None and not isinstance(token, str):
         raise PayloadError("nextPageToken must be a string")
@@ -249,8 +282,50 @@ def rows_from_point(point: object, data_type: DataType, participant: Participant
     zone = body.get("heartRateZone")
     zone_metric = dict(data_type.zone_metrics).get(zone) if isinstance(zone, str) else None
     if zone_metric is not None:
-        rows.append(Row(instant, participant.participant_id, zone_metric, value))
+        minutes = value / ZONE_WEIGHTS[zone]  # type: ignore[index]
+        rows.append(Row(instant, participant.participant_id, zone_metric, minutes))
     return rows
+
+
+def rows_from_rollup_page(
+    page: object,
+    data_type: DataType,
+    participant: Participant,
+    report: ReadReport,
+    examples: dict[str, str] | None = None,
+) -> tuple[list[Row], str | None]:
+    """The rows of one rollUp page (one per window with data) and its next page token.
+
+    A window without the type's member has no data (nothing stored: a minute off the wrist
+    is not a minute of 0 steps); a member without its sum is a sum of 0, which proto3 JSON
+    leaves out."""
+    points, token = parse_page(page, "rollupDataPoints")
+    rows = []
+    for point in points:
+        try:
+            row = row_from_rollup(point, data_type, participant)
+        except PointError as error:
+            reason = f"{data_type.name}: {error.reason}"
+            report.reject(reason)
+            if examples is not None and error.example is not None:
+                examples.setdefault(reason, error.example)
+            continue
+        if row is not None:
+            rows.append(row)
+    return rows, token
+
+
+def row_from_rollup(point: object, data_type: DataType, participant: Participant) -> Row | None:
+    if not isinstance(point, Mapping):
+        raise PointError("point not an object", shown(point))
+    body = point.get(data_type.member)
+    if body is None:
+        return None
+    if not isinstance(body, Mapping):
+        raise PointError(f"{data_type.member} not an object", shown(body))
+    instant = parse_timestamp(point.get("startTime"), "startTime")
+    return Row(instant, participant.participant_id, data_type.metric_type,
+               point_value(body, data_type))
 
 
 def point_instant(body: Mapping, data_type: DataType, participant: Participant) -> datetime:
@@ -260,7 +335,10 @@ def point_instant(body: Mapping, data_type: DataType, participant: Participant) 
         path = ("interval", "startTime")
     else:
         civil_day = parse_date(body.get("date"))
-        return local_midnight(civil_day, participant.zone).astimezone(UTC)
+        try:
+            return local_midnight(civil_day, participant.zone).astimezone(UTC)
+        except (ValueError, OverflowError):  # 0001-01-01 east of UTC, 9999-12-31 west
+            raise PointError("date out of range", shown(civil_day.isoformat())) from None
     return parse_timestamp(dig(body, path), ".".join(path))
 
 
@@ -274,7 +352,7 @@ def point_value(body: Mapping, data_type: DataType) -> float:
             return 0.0
         raise NoValue from None
     field = ".".join(data_type.value_path)
-    value = parse_number(raw, field)
+    value = parse_number(raw, field) * data_type.scale
     if not data_type.low <= value <= data_type.high:
         raise PointError(f"{field} out of range", f"{value:g}")
     return value
@@ -304,10 +382,12 @@ def parse_number(raw: object, field: str) -> float:
     """A JSON number, or a number written as a string (int64 fields always are)."""
     if isinstance(raw, bool):  # bool is an int to Python, never a measurement
         raise PointError(f"{field} not a number", shown(raw))
-    if isinstance(raw, int | float) or isinstance(raw, str) and NUMBER.fullmatch(raw):
-        value = float(raw)
-    else:
+    if not (isinstance(raw, int | float) or isinstance(raw, str) and NUMBER.fullmatch(raw)):
         raise PointError(f"{field} not a number", shown(raw))
+    try:
+        value = float(raw)
+    except OverflowError:  # a JSON integer of hundreds of digits
+        raise PointError(f"{field} not finite", shown(raw)) from None
     if not math.isfinite(value):
         raise PointError(f"{field} not finite", shown(raw))
     return value
@@ -327,9 +407,9 @@ def parse_timestamp(raw: object, field: str) -> datetime:
     fraction = (fraction or "")[:7]
     try:
         instant = datetime.fromisoformat(head + fraction + ("+00:00" if offset == "Z" else offset))
-    except ValueError:
+        return instant.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: an offset past year 1 or 9999
         raise PointError(reason, shown(raw)) from None
-    return instant.astimezone(UTC)
 
 
 # An int32 written as a JSON string, as proto3 JSON parsers accept ("2026", "03").

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from ...errors import PayloadError
+from ...metrics import AZM_SCORE
 from ...model import ReadReport, Row, Window
 
 DAY = 86_400
@@ -250,6 +251,12 @@ _ZONE_MINUTES = (
     ("cardio_active_zone_minutes", "cardioActiveZoneMinutes"),
     ("peak_active_zone_minutes", "peakActiveZoneMinutes"),
 )
+# The score a minute in each zone earns (metrics.AZM_SCORE), by the library's key.
+_ZONE_SCORE = {
+    "fatBurnActiveZoneMinutes": AZM_SCORE["fat_burn"],
+    "cardioActiveZoneMinutes": AZM_SCORE["cardio"],
+    "peakActiveZoneMinutes": AZM_SCORE["peak"],
+}
 
 
 def active_zone_minutes_rows(
@@ -262,7 +269,9 @@ def active_zone_minutes_rows(
     """One day of `intraday_active_zone_minute`: per minute, the minutes earned by zone.
 
     A minute lists only the zones it earned in (like Fitbit's API), so a missing zone is 0;
-    every minute yields all four metrics, to keep each series dense.
+    every minute yields all four metrics, to keep each series dense. The library counts a
+    minute in any zone as 1 in `activeZoneMinutes` too; the score follows the one rule of
+    metrics.py instead (a cardio or peak minute counts 2), from the zone minutes.
     """
     with _readable("intraday_active_zone_minute"):
         azm = payload["activities-active-zone-minutes-intraday"][0]
@@ -272,8 +281,17 @@ def active_zone_minutes_rows(
     def points() -> Iterator[tuple[int, str, Any]]:
         for local, entry in _clock_points(day, minutes, "minute", report):
             earned = _get(entry, "value")
+            if not isinstance(earned, Mapping):
+                for metric, _ in _ZONE_MINUTES:
+                    yield local, metric, None
+                continue
+            try:
+                score: Any = sum(float(earned.get(key, 0)) * weight
+                                 for key, weight in _ZONE_SCORE.items())
+            except (TypeError, ValueError):
+                score = None  # counted as a bad value
             for metric, key in _ZONE_MINUTES:
-                yield local, metric, earned.get(key, 0) if isinstance(earned, Mapping) else None
+                yield local, metric, score if key == "activeZoneMinutes" else earned.get(key, 0)
 
     return _rows(points(), participant_id, zone, window, report)
 
