@@ -71,7 +71,7 @@ def test_a_misspelt_option_is_named_with_the_right_one(offline):
 
 
 @pytest.mark.parametrize("args, option, belongs", [
-    (("participant", "list", "--now", "2026-03-10"), "--now", "a run, status or report"),
+    (("participant", "list", "--now", "2026-03-10"), "--now", "a run, status, report or dashboard"),
     (("--since", "2026-03-01", "status"), "--since", "a run"),
     (("report", "--dry-run"), "--dry-run", "a run"),
     (("--participant", "p1", "report"), "--participant", "a run or status"),

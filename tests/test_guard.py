@@ -39,7 +39,7 @@ def test_a_value_that_is_not_finite_is_counted_not_kept(value):
     kept, report = guard([row(T0, 60.0), row(T0 + timedelta(minutes=1), value),
                           row(T0 + timedelta(minutes=2), 62.0)])
     assert [r.value for r in kept] == [60.0, 62.0]
-    assert report.rejected == {"not_finite": 1}
+    assert report.rejected == {"values that are not finite numbers": 1}
 
 
 @pytest.mark.parametrize("instant", [
@@ -50,7 +50,7 @@ def test_a_value_that_is_not_finite_is_counted_not_kept(value):
 def test_a_row_outside_the_window_is_counted_not_kept(instant):
     kept, report = guard([row(T0, 60.0), row(instant, 61.0)])
     assert kept == [row(T0, 60.0)]
-    assert report.rejected == {"outside_window": 1}
+    assert report.rejected == {"points outside the window": 1}
 
 
 def test_a_window_in_a_participant_zone_bounds_the_same_instants():
@@ -59,7 +59,7 @@ def test_a_window_in_a_participant_zone_bounds_the_same_instants():
     local = Window(WINDOW.start.astimezone(berlin), WINDOW.end.astimezone(berlin))
     kept, report = guard([row(T0, 60.0), row(WINDOW.end, 61.0),
                           row(T0 - timedelta(seconds=1), 59.0)], local)
-    assert kept == [row(T0, 60.0)] and report.rejected == {"outside_window": 2}
+    assert kept == [row(T0, 60.0)] and report.rejected == {"points outside the window": 2}
 
 
 def test_a_naive_timestamp_fails_rather_than_being_stored():

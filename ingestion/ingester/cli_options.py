@@ -19,7 +19,7 @@ GLOBAL_OPTIONS: dict[str, tuple[str, ...]] = {
     "--participant": (RUN, "status"),
     "--since": (RUN,),
     "--until": (RUN,),
-    "--now": (RUN, "status", "report"),
+    "--now": (RUN, "status", "report", "dashboard"),
     "--dry-run": (RUN,),
 }
 
