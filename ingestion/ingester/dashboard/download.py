@@ -7,15 +7,21 @@ only reads the query string and packs the directory (docs/dashboard.md, "The exp
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 from .. import export
 from ..db import Connection
+
+# What a date field of the form sends; strptime would take 2026-3-6, and fromisoformat
+# 2026-W10-5 or 20260306.
+DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
 class BadQuery(ValueError):
@@ -63,10 +69,10 @@ def _day(query: Mapping[str, str], name: str) -> date | None:
     given = query.get(name) or None  # an empty date field of the form: no bound
     if given is None:
         return None
-    try:
-        return datetime.strptime(given, "%Y-%m-%d").date()
-    except ValueError:
-        raise BadQuery(f"{name}: expected a date YYYY-MM-DD, got {given!r}") from None
+    if DAY.fullmatch(given):
+        with contextlib.suppress(ValueError):  # 2026-02-30
+            return date.fromisoformat(given)
+    raise BadQuery(f"{name}: expected a date YYYY-MM-DD, got {given!r}")
 
 
 def write_zip(connection: Connection, participant_id: str, chosen: Wanted,
