@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 from fake_google_health import FakeGoogleHealth, paired_device, sleep
+from google_support import P1, MemoryStore, settings_for
 from ingester import state
 from ingester.dashboard import pages
-from ingester.model import ReadReport
+from ingester.model import ReadReport, Window
 from ingester.sources.google_health.sleep import sessions_from_page
+from ingester.sources.google_health.source import GoogleHealthSource
 from ingester.sources.google_health.transform import SETTINGS
 from support import query, run_ingest, utc
 from test_google_pipeline import enrol_p1, fake_env
@@ -160,3 +162,19 @@ def test_an_unreadable_session_is_counted_and_the_others_kept():
     assert sessions[0].processed and sessions[0].is_main_sleep
     assert report.rejected == {"sleep: unknown stage type": 1,
                                "sleep: type neither STAGES nor CLASSIC": 1}
+
+
+def test_sleep_is_read_25_a_page_and_only_the_sessions_that_end_in_the_window(fake):
+    first = utc("2026-11-01T12:00:00")
+    naps = [night((first + timedelta(hours=n)).isoformat()[:19], (20, "ASLEEP"))
+            for n in range(30)]
+    fake.add("sleep", [sleep(nap, kind="CLASSIC", main=False) for nap in naps])
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    # From the first nap's end to the last one's: the first ends inside, the last outside.
+    window = Window(naps[0][-1][1], naps[-1][-1][1])
+    report = ReadReport()
+    sessions = source.read_sleep(P1, window, report)
+    assert sorted(s.start for s in sessions) == [nap[0][0] for nap in naps[:-1]]
+    requests = fake.api_requests("sleep")
+    assert len(requests) == 2 and {r.query["pageSize"] for r in requests} == {"25"}
+    assert report.rejected_total == 0
