@@ -77,6 +77,17 @@ def test_synthetic_sleep_equals_wearipedias_logs(db, tmp_path):
     ok(run_ingest(env, "--now", (NOW + timedelta(hours=1)).isoformat()))  # the overlap again
     assert query(env, "SELECT * FROM sleep_stages ORDER BY stage_start") == before
 
+    # The dashboard's reader may read them (migration 12; 10 granted them only if there).
+    assert query(env, "SELECT has_table_privilege('dashboard_reader', 'sleep_sessions', "
+                      "'SELECT'), has_table_privilege('dashboard_reader', 'sleep_stages', "
+                      "'SELECT')") == [(True, True)]
+    # Removed, the data stays; purged, it goes (the stages with their sessions).
+    ok(run_ingest(env, "participant", "remove", "p1"))
+    assert query(env, "SELECT count(*) FROM sleep_stages") == [(len(before),)]
+    ok(run_ingest(env, "participant", "remove", "p1", "--purge", "--yes"))
+    assert query(env, "SELECT (SELECT count(*) FROM sleep_sessions), "
+                      "(SELECT count(*) FROM sleep_stages)") == [(0, 0)]
+
 
 def test_a_log_is_cut_to_its_span_and_its_overlaps_are_counted():
     log = {
