@@ -16,7 +16,8 @@ from google_support import P1, MemoryStore, settings_for
 from ingester import state
 from ingester.dashboard import pages
 from ingester.model import ReadReport, Window
-from ingester.sources.google_health.sleep import sessions_from_page
+from ingester.sleep import PENDING_AT_MOST, hold_until
+from ingester.sources.google_health.sleep import session_from_point, sessions_from_page
 from ingester.sources.google_health.source import GoogleHealthSource
 from ingester.sources.google_health.transform import SETTINGS
 from support import query, run_ingest, utc
@@ -178,3 +179,13 @@ def test_sleep_is_read_25_a_page_and_only_the_sessions_that_end_in_the_window(fa
     requests = fake.api_requests("sleep")
     assert len(requests) == 2 and {r.query["pageSize"] for r in requests} == {"25"}
     assert report.rejected_total == 0
+
+
+def test_a_session_pending_for_days_no_longer_holds_the_watermark():
+    pending = session_from_point(sleep(PENDING, kind="CLASSIC", processed=False))
+    done = session_from_point(sleep(STAGED))
+    end = PENDING[-1][1]
+    assert hold_until([done, pending], end + timedelta(hours=1)) == end
+    assert hold_until([done, pending], end + PENDING_AT_MOST) == end
+    assert hold_until([done, pending], end + PENDING_AT_MOST + timedelta(seconds=1)) is None
+    assert hold_until([done], end) is None

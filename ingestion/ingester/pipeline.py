@@ -370,8 +370,8 @@ def commit_slice(
             if counts.written:  # nothing written, nothing to summarise again
                 rollups.refresh(connection, pid, span)
             # After the writer's last COPY: its savepoints must not roll the sleep back.
-            watermark = _store_sleep(connection, participant, nights, watermark, reached,
-                                     held, result)
+            watermark = _store_sleep(connection, participant, nights, options.now, watermark,
+                                     reached, held, result)
             db.record_run(connection, _record(run_id, pid, span, started_at, "ok", result,
                                               watermark, reached))
             connection.commit()
@@ -398,7 +398,8 @@ def read_sleep(source: Source, participant: Participant, window: Window, report:
 
 
 def _store_sleep(connection: db.Connection, participant: Participant,
-                 nights: Mapping[Window, list[SleepSession]], watermark: datetime | None,
+                 nights: Mapping[Window, list[SleepSession]], now: datetime,
+                 watermark: datetime | None,
                  reached: Marks | None, held: Mapping[str, datetime] | None,
                  result: SliceResult) -> datetime | None:
     """Store the slice's sleep; a session still being processed holds the sleep watermark
@@ -408,7 +409,7 @@ def _store_sleep(connection: db.Connection, participant: Participant,
         for window, sessions in nights.items():
             db.store_sleep(cursor, participant.participant_id, participant.source, window,
                            sessions)
-    pending = hold_until(s for sessions in nights.values() for s in sessions)
+    pending = hold_until((s for sessions in nights.values() for s in sessions), now)
     mark = reached.get(SLEEP_STREAM) if reached is not None else None
     if pending is None or reached is None or held is None or mark is None or mark <= pending:
         return watermark

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .model import ReadReport
 
@@ -26,6 +26,10 @@ STAGES_OF = {
 # Time asleep: every stage but awake and restless (Google's minutesAsleep: "for classic sleep
 # the sum of ASLEEP stages (excluding AWAKE and RESTLESS); for stages sleep the sum of
 # LIGHT, REM and DEEP"). Time awake: the awake stages only.
+# Staging runs on Google's servers once the night has synced, within hours. A session still
+# pending after this long is taken as it is, so that a session that never says `processed`
+# cannot hold the sleep watermark (and the run log's) for ever.
+PENDING_AT_MOST = timedelta(days=3)
 ASLEEP_STAGES = frozenset({"light", "deep", "rem", "asleep"})
 AWAKE_STAGES = frozenset({"awake"})
 
@@ -80,10 +84,11 @@ def problem(session: SleepSession) -> str | None:
     return None
 
 
-def hold_until(sessions: Iterable[SleepSession]) -> datetime | None:
+def hold_until(sessions: Iterable[SleepSession], now: datetime) -> datetime | None:
     """The earliest end of a session still being processed: the sleep watermark must not
-    pass it, so the next run reads it again. None: nothing pending."""
-    pending = [s.end for s in sessions if not s.processed]
+    pass it, so the next run reads it again. None: nothing pending. A session pending for
+    longer than PENDING_AT_MOST no longer holds it (it stays stored as it is)."""
+    pending = [s.end for s in sessions if not s.processed and s.end >= now - PENDING_AT_MOST]
     return min(pending) if pending else None
 
 
