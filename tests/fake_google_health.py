@@ -590,15 +590,19 @@ class FakeGoogleHealth:
         kind, member = TYPES[data_type]
         try:
             bounds = parse_filter(query.get("filter", ""), data_type.replace("-", "_"), kind)
-            size = int(query.get("pageSize", DEFAULT_PAGE_SIZE))
+            size = int(query.get("pageSize", SLEEP_MAX_PAGE_SIZE if kind == "session"
+                                 else DEFAULT_PAGE_SIZE))
         except ValueError as problem:
             return error(400, "INVALID_ARGUMENT", str(problem), "INVALID_FILTER")
         if size <= 0:
             return error(400, "INVALID_ARGUMENT", "pageSize must be positive.",
                          "INVALID_PAGE_SIZE")
+        # The documented maximum, refused beyond (not truncated): a client asking for more shows.
+        if kind == "session" and size > SLEEP_MAX_PAGE_SIZE:
+            return error(400, "INVALID_ARGUMENT",
+                         f"pageSize must be at most {SLEEP_MAX_PAGE_SIZE} for {data_type}.",
+                         "INVALID_PAGE_SIZE")
         size = min(size, MAX_PAGE_SIZE, self.max_page_size)
-        if kind == "session":
-            size = min(size, SLEEP_MAX_PAGE_SIZE)
         binding = [user, data_type, query.get("filter", ""), query.get("pageSize", "")]
         cursor = self._cursor(query.get("pageToken"), binding)
         if cursor is None:

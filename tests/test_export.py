@@ -351,27 +351,22 @@ BEGIN
                'Charge 6'::text AS device
         FROM raw_data r JOIN participants p USING (participant_id);
     END IF;
-    IF to_regclass('sleep_sessions') IS NULL THEN
-        CREATE TABLE sleep_sessions (participant_id text, session_start timestamptz,
-            session_end timestamptz, is_main_sleep boolean, minutes_asleep integer,
-            minutes_awake integer, source text);
-    END IF;
-    IF to_regclass('sleep_stages') IS NULL THEN
-        CREATE TABLE sleep_stages (participant_id text, stage_start timestamptz,
-            stage_end timestamptz, stage text, source text);
-    END IF;
 END
 $standin$;
 INSERT INTO participants (participant_id, timezone, source, start_date, seed)
 VALUES ('p-berlin', 'Europe/Berlin', 'synthetic', '2024-03-01', 1);
 INSERT INTO raw_data ("timestamp", participant_id, metric_type, value)
 VALUES ('2024-03-30 12:00Z', 'p-berlin', 'heart_rate', 61);
+-- The sleep tables are migration 12's.
 INSERT INTO sleep_sessions (participant_id, session_start, session_end, is_main_sleep,
-                            minutes_asleep, minutes_awake, source)
-VALUES ('p-berlin', '2024-03-30 22:30Z', '2024-03-31 05:30Z', true, 390, 30, 'synthetic'),
-       ('p-berlin', '2024-03-29 22:30Z', '2024-03-30 05:30Z', true, 400, 20, 'synthetic');
-INSERT INTO sleep_stages (participant_id, stage_start, stage_end, stage, source)
-VALUES ('p-berlin', '2024-03-30 22:30Z', '2024-03-30 23:00Z', 'light', 'synthetic');
+                            minutes_asleep, minutes_awake, source, kind)
+VALUES ('p-berlin', '2024-03-30 22:30Z', '2024-03-31 05:30Z', true, 390, 30, 'synthetic',
+        'stages'),
+       ('p-berlin', '2024-03-29 22:30Z', '2024-03-30 05:30Z', true, 400, 20, 'synthetic',
+        'stages');
+INSERT INTO sleep_stages (participant_id, session_start, stage_start, stage_end, stage, source)
+VALUES ('p-berlin', '2024-03-30 22:30Z', '2024-03-30 22:30Z', '2024-03-30 23:00Z', 'light',
+        'synthetic');
 """
 
 

@@ -768,3 +768,54 @@ BEGIN
     INSERT INTO schema_migrations (version, name) VALUES (11, 'enrolment identity and stream watermarks');
 END
 $migration$;
+
+-- migration 12: sleep
+-- Sleep sessions and their stages, from every source that has them (docs/metrics.md,
+-- "Sleep"). A session is keyed by its source and its start: the same night from two sources
+-- is two rows, told apart by `source`. `processed` is false while Google still stages the
+-- session; the run that reads it processed replaces it (db.store_sleep). Stages belong to
+-- their session and go with it. No foreign key to participants, as raw_data has none:
+-- removing a participant keeps their data, and only --purge deletes it (db.py). New tables
+-- only: nothing a running night holds is locked.
+DO $migration$
+BEGIN
+    IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = 12) THEN RETURN; END IF;
+    CREATE TABLE IF NOT EXISTS sleep_sessions (
+        participant_id  text        NOT NULL,
+        source          text        NOT NULL,
+        session_start   timestamptz NOT NULL,
+        session_end     timestamptz NOT NULL,
+        is_main_sleep   boolean     NOT NULL,
+        minutes_asleep  integer     NOT NULL CHECK (minutes_asleep >= 0),
+        minutes_awake   integer     NOT NULL CHECK (minutes_awake >= 0),
+        kind            text        NOT NULL CHECK (kind IN ('stages', 'classic')),
+        processed       boolean     NOT NULL DEFAULT true,
+        device          text,
+        loaded_at       timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (participant_id, source, session_start),
+        CHECK (session_end > session_start)
+    );
+    CREATE TABLE IF NOT EXISTS sleep_stages (
+        participant_id  text        NOT NULL,
+        source          text        NOT NULL,
+        session_start   timestamptz NOT NULL,
+        stage_start     timestamptz NOT NULL,
+        stage_end       timestamptz NOT NULL,
+        -- Staged nights: awake, light, deep, rem; classic ones: asleep, restless, awake.
+        stage           text        NOT NULL
+            CHECK (stage IN ('awake', 'light', 'deep', 'rem', 'asleep', 'restless')),
+        PRIMARY KEY (participant_id, source, stage_start),
+        FOREIGN KEY (participant_id, source, session_start)
+            REFERENCES sleep_sessions ON DELETE CASCADE,
+        CHECK (stage_end > stage_start)
+    );
+    -- A night's stages by their session (the key above serves the hypnogram's range).
+    CREATE INDEX IF NOT EXISTS sleep_stages_session
+        ON sleep_stages (participant_id, source, session_start);
+    -- Migration 10 granted these only if they existed then.
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dashboard_reader') THEN
+        GRANT SELECT ON sleep_sessions, sleep_stages TO dashboard_reader;
+    END IF;
+    INSERT INTO schema_migrations (version, name) VALUES (12, 'sleep');
+END
+$migration$;

@@ -20,7 +20,8 @@ from . import rollups
 from .config import Settings
 from .errors import DatabaseUnavailable
 from .metrics import DAILY_METRICS
-from .model import Participant
+from .model import Participant, Window
+from .sleep import SleepSession
 from .windows import local_midnight
 
 
@@ -174,6 +175,9 @@ def remove_participant(connection: Connection, participant_id: str, purge: bool)
             cursor.execute("DELETE FROM raw_data WHERE participant_id = %s", (participant_id,))
             rollups.forget(connection, participant_id)
             cursor.execute("DELETE FROM ingest_runs WHERE participant_id = %s", (participant_id,))
+            # Its stages go with each session (ON DELETE CASCADE).
+            cursor.execute("DELETE FROM sleep_sessions WHERE participant_id = %s",
+                           (participant_id,))
     connection.commit()
     if not found and not deleted:  # a purge of an id removed before still deletes its data
         raise LookupError(f"no participant {participant_id!r}")
@@ -453,3 +457,41 @@ def stored_counts(connection: Connection) -> dict[tuple[str, str], tuple[int, da
         counts = {(p, m): (n, latest) for p, m, n, latest in cursor.fetchall()}
     connection.commit()
     return counts
+
+
+# What a source read for a window replaces what it stored before: its sessions that end in
+# the window, and any of its sessions that overlap one read now (a pending session that
+# Google re-cut once it was processed starts elsewhere). Nothing stale stays.
+SLEEP_REPLACED = """
+DELETE FROM sleep_sessions s
+WHERE s.participant_id = %(participant)s AND s.source = %(source)s
+  AND ((s.session_end >= %(start)s AND s.session_end < %(end)s)
+       OR EXISTS (SELECT 1 FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[])
+                      AS r(session_start, session_end)
+                  WHERE s.session_start < r.session_end AND r.session_start < s.session_end))
+"""
+
+
+def store_sleep(cursor: psycopg2.extensions.cursor, participant_id: str, source: str,
+                window: Window, sessions: list[SleepSession]) -> int:
+    """Replace the source's sleep in the window with `sessions` (their ends lie in it), in
+    the caller's transaction; returns the stages stored."""
+    cursor.execute(SLEEP_REPLACED, {
+        "participant": participant_id, "source": source, "start": window.start,
+        "end": window.end, "starts": [s.start for s in sessions],
+        "ends": [s.end for s in sessions]})
+    if not sessions:
+        return 0
+    psycopg2.extras.execute_values(
+        cursor,
+        "INSERT INTO sleep_sessions (participant_id, source, session_start, session_end, "
+        "is_main_sleep, minutes_asleep, minutes_awake, kind, processed, device) VALUES %s",
+        [(participant_id, source, s.start, s.end, s.is_main_sleep, s.minutes_asleep,
+          s.minutes_awake, s.kind, s.processed, s.device) for s in sessions])
+    stages = [(participant_id, source, s.start, st.start, st.end, st.stage)
+              for s in sessions for st in s.stages]
+    psycopg2.extras.execute_values(
+        cursor,
+        "INSERT INTO sleep_stages (participant_id, source, session_start, stage_start, "
+        "stage_end, stage) VALUES %s", stages, page_size=1000)
+    return len(stages)

@@ -176,7 +176,7 @@ def _sleep_source(table: str, alias: str, prefix: str) -> str:
             f"  AND {instant} < {SLEEP_BOUND.format(edge='end')}")
 
 
-# The columns CONTRACTS.md names for the sleep tables (issue 24 builds them).
+# The columns CONTRACTS.md names for the sleep tables (migration 12).
 SLEEP_SESSIONS = Layout(
     columns=(
         Column("participant_id", pa.string(), "s.participant_id"),

@@ -27,7 +27,8 @@ from . import db, rollups, state
 from .errors import DatabaseUnavailable, NeedsConsent, ParticipantError, ScopeNotGranted
 from .guard import guarded
 from .model import DeliveryBound, Participant, ReadReport, Window
-from .sources import Source
+from .sleep import SLEEP_STREAM, SleepSession, hold_until, storable
+from .sources import SleepSource, Source
 from .windows import (
     advance,
     local_midnight,
@@ -340,10 +341,14 @@ def commit_slice(
             # Bounded to the slice: the query opens only the slice's chunks.
             latest = db.stored_until(connection, pid, span.start, span.end)
             writer = RowWriter(connection, options.batch_rows, latest)
+        nights: dict[Window, list[SleepSession]] = {}
         for stream, window in part.items():
-            rows = guarded(source.read(participant, stream, window, report), window, report,
-                           f"{pid} {stream}")
             try:
+                if stream == SLEEP_STREAM:
+                    nights[window] = read_sleep(source, participant, window, report)
+                    continue
+                rows = guarded(source.read(participant, stream, window, report), window,
+                               report, f"{pid} {stream}")
                 if writer is None:
                     result.rows_read += sum(1 for _ in rows)
                 else:
@@ -364,6 +369,9 @@ def commit_slice(
             result.rows_read, result.rows_written = counts.read, counts.written
             if counts.written:  # nothing written, nothing to summarise again
                 rollups.refresh(connection, pid, span)
+            # After the writer's last COPY: its savepoints must not roll the sleep back.
+            watermark = _store_sleep(connection, participant, nights, options.now, watermark,
+                                     reached, held, result)
             db.record_run(connection, _record(run_id, pid, span, started_at, "ok", result,
                                               watermark, reached))
             connection.commit()
@@ -379,6 +387,35 @@ def commit_slice(
             connection.commit()
     result.rejected = report.rejected
     return result
+
+
+def read_sleep(source: Source, participant: Participant, window: Window, report: ReadReport
+               ) -> list[SleepSession]:
+    """The sessions of a source with sleep that end in the window, storable ones only."""
+    if not isinstance(source, SleepSource):
+        raise ValueError(f"{participant.source}: a {SLEEP_STREAM} stream but no read_sleep")
+    return storable(source.read_sleep(participant, window, report), report)
+
+
+def _store_sleep(connection: db.Connection, participant: Participant,
+                 nights: Mapping[Window, list[SleepSession]], now: datetime,
+                 watermark: datetime | None,
+                 reached: Marks | None, held: Mapping[str, datetime] | None,
+                 result: SliceResult) -> datetime | None:
+    """Store the slice's sleep; a session still being processed holds the sleep watermark
+    at its end (never behind where it was), so the next run reads it again. Returns the run
+    log's watermark, lowered with it."""
+    with connection.cursor() as cursor:
+        for window, sessions in nights.items():
+            db.store_sleep(cursor, participant.participant_id, participant.source, window,
+                           sessions)
+    pending = hold_until((s for sessions in nights.values() for s in sessions), now)
+    mark = reached.get(SLEEP_STREAM) if reached is not None else None
+    if pending is None or reached is None or held is None or mark is None or mark <= pending:
+        return watermark
+    reached[SLEEP_STREAM] = max(pending, held[SLEEP_STREAM])
+    return run_log_watermark({s: m for s, m in reached.items()
+                              if s not in result.missing_scopes})
 
 
 def _check_enrolment(participant: Participant, enrolled: db.Enrolled) -> None:

@@ -230,7 +230,7 @@ def participant(connection: Connection, participant_id: str, now: datetime
 def last_night(connection: Connection, participant_id: str, now: datetime
                ) -> list[tuple[datetime, datetime, str]] | None:
     """The stages of the participant's latest main sleep before now; None until sleep is
-    stored (the Google source's tables, sleep_sessions and sleep_stages, are not there yet)
+    stored (a database before migration 12 has no sleep_sessions and sleep_stages)
     or when there is none in the last DAYS days."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass('sleep_stages') IS NOT NULL AND "
@@ -240,10 +240,10 @@ def last_night(connection: Connection, participant_id: str, now: datetime
             return None
         cursor.execute(
             "SELECT st.stage_start, st.stage_end, st.stage FROM sleep_stages st "
-            "JOIN (SELECT session_start, session_end FROM sleep_sessions "
+            "JOIN (SELECT source, session_start FROM sleep_sessions "
             "      WHERE participant_id = %s AND is_main_sleep AND session_end <= %s "
             "        AND session_start >= %s ORDER BY session_end DESC LIMIT 1) s "
-            "  ON st.stage_start >= s.session_start AND st.stage_start < s.session_end "
+            "  USING (source, session_start) "
             "WHERE st.participant_id = %s ORDER BY st.stage_start",
             (participant_id, now, now - timedelta(days=DAYS), participant_id))
         stages = cursor.fetchall()

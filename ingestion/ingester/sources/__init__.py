@@ -15,15 +15,16 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..errors import ConfigError, PayloadError
 from ..model import GOOGLE_HEALTH, SYNTHETIC, DeliveryBound, Participant, ReadReport, Row, Window
+from ..sleep import SleepSession
 
 if TYPE_CHECKING:
     from ..config import Settings
 
-__all__ = ["REGISTRY", "PayloadError", "Source", "UnknownSource", "build_source"]
+__all__ = ["REGISTRY", "PayloadError", "SleepSource", "Source", "UnknownSource", "build_source"]
 
 # kind (participants.source) -> the folder below sources/ that builds it.
 REGISTRY: dict[str, str] = {
@@ -56,6 +57,19 @@ class Source(Protocol):
 
     def close(self) -> None:
         """Release what the source holds (sessions, connections); called once, at the end."""
+        ...
+
+
+@runtime_checkable
+class SleepSource(Protocol):
+    """A source whose streams include sleep.SLEEP_STREAM ("sleep") reads it here, not with
+    read(): sleep is sessions and stages, stored in sleep_sessions and sleep_stages."""
+
+    def read_sleep(
+        self, participant: Participant, window: Window, report: ReadReport
+    ) -> list[SleepSession]:
+        """The sessions that end in [window.start, window.end), each with its stages; a
+        session the source is still processing has processed=False."""
         ...
 
 

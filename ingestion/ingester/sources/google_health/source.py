@@ -36,6 +36,7 @@ import requests
 from ...config import Settings
 from ...errors import ConfigError, NeedsConsent, ParticipantError, PayloadError, ScopeNotGranted
 from ...model import DeliveryBound, Participant, ReadReport, Row, Window
+from ...sleep import SLEEP_STREAM, SleepSession
 from ...windows import local_midnight
 from .credentials import TokenStore
 from .devices import (
@@ -49,6 +50,7 @@ from .devices import (
 from .http import build_session, classify, send
 from .oauth import GoogleOAuth
 from .quota import Pacer
+from .sleep import FILTER_FIELD, SLEEP_PAGE_SIZE, SLEEP_TYPE, sessions_from_page
 from .transform import (
     DAILY,
     DATA_TYPES,
@@ -81,7 +83,7 @@ MINUTE = timedelta(minutes=1)
 class GoogleHealthSource:
     """The Source for participants whose source is google_health."""
 
-    streams: tuple[str, ...] = tuple(DATA_TYPES)
+    streams: tuple[str, ...] = (*DATA_TYPES, SLEEP_STREAM)
 
     def __init__(
         self, settings: Settings, token_store: TokenStore, pacer: Pacer | None = None
@@ -141,6 +143,8 @@ class GoogleHealthSource:
     def read(
         self, participant: Participant, stream: str, window: Window, report: ReadReport
     ) -> Iterator[Row]:
+        if stream == SLEEP_STREAM:  # sessions, not rows: the pipeline calls read_sleep
+            return
         data_type = DATA_TYPES.get(stream)
         if data_type is None:
             raise ValueError(f"unknown Google Health stream {stream!r}")
@@ -161,6 +165,33 @@ class GoogleHealthSource:
                 outside += 1  # the filter's whole seconds reach a little past the window
         if outside:
             log.debug("%s: %d points outside the window", label, outside)
+
+    def read_sleep(
+        self, participant: Participant, window: Window, report: ReadReport
+    ) -> list[SleepSession]:
+        """The sleep sessions that end in the window, every page of them (sleep.py)."""
+        if window.start >= window.end:
+            return []
+        pid = participant.participant_id
+        url = f"{self._settings.google_health_url}/v4/users/me/dataTypes/sleep/dataPoints"
+        low, high = rfc3339(floor_second(window.start)), rfc3339(ceil_second(window.end))
+        params = {"pageSize": SLEEP_PAGE_SIZE,
+                  "filter": f'{FILTER_FIELD} >= "{low}" AND {FILTER_FIELD} < "{high}"'}
+        tokens = PageTokens(SLEEP_TYPE.name)
+        sessions: list[SleepSession] = []
+        for number in range(MAX_PAGES):
+            page = self._ask(pid, SLEEP_TYPE, number, "GET", url, params=params,
+                             auth=self._session_for(pid)[1])
+            examples: dict[str, str] = {}
+            found, token = sessions_from_page(page, report, examples)
+            for reason, example in examples.items():
+                log.debug("%s: rejected %s, e.g. %s", pid, reason, example)
+            sessions += [s for s in found if s.end in window]
+            if token is None:
+                return sessions
+            tokens.check(token)
+            params["pageToken"] = token
+        raise PayloadError(f"sleep: more than {MAX_PAGES} pages for one window")
 
     def _pages(
         self, participant: Participant, data_type: DataType, expression: str, report: ReadReport

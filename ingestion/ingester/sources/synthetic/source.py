@@ -28,7 +28,9 @@ from typing import Any
 
 from ...errors import ParticipantError
 from ...model import DeliveryBound, Participant, ReadReport, Row, Window
+from ...sleep import SLEEP_STREAM, SleepSession
 from . import transform
+from .sleep import session_from_log
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ WEARIPEDIA_VERSION = "0.1.7"
 GENERATOR_NAME = "wearipedia.devices.fitbit.fitbit_sense_gen"
 GENERATOR_FILE = Path("devices", "fitbit", "fitbit_sense_gen.py")
 
-STREAMS = ("heart", "hrv", "spo2", "breathing", "activity")
+STREAMS = ("heart", "hrv", "spo2", "breathing", "activity", SLEEP_STREAM)
 
 # The order of the tuple wearipedia's get_activity returns.
 _ACTIVITY_ORDER = (
@@ -152,9 +154,30 @@ class SyntheticSource:
         # Generated, never synced: every point before now exists the moment it is asked for.
         return DeliveryBound(now, "generated")
 
+    def read_sleep(
+        self, participant: Participant, window: Window, report: ReadReport
+    ) -> list[SleepSession]:
+        """The sleep logs that end in the window: a log of day D starts on D's evening and
+        ends on D or D + 1, so the window's days and the one before are generated."""
+        days = transform.local_dates(window, participant.zone)
+        if not days:
+            return []
+        if self._library is None:
+            self._library = load_wearipedia()
+        sessions = []
+        for day in [days[0] - timedelta(days=1), *days]:
+            with self._library.seeded(day_seed(participant, day, "sleep log")) as gen:
+                log = gen.get_sleep(day.isoformat())
+            session = session_from_log(log, participant.zone, report)
+            if session is not None and session.end in window:
+                sessions.append(session)
+        return sessions
+
     def read(
         self, participant: Participant, stream: str, window: Window, report: ReadReport
     ) -> Iterator[Row]:
+        if stream == SLEEP_STREAM:  # sessions, not rows: the pipeline calls read_sleep
+            return iter(())
         if stream not in _READERS:
             raise ValueError(f"unknown synthetic stream {stream!r}; known: {STREAMS}")
         days = transform.local_dates(window, participant.zone)

@@ -1,0 +1,124 @@
+"""wearipedia's `sleep` (Fitbit's sleep log) -> a SleepSession. Pure: tested with plain dicts.
+
+A log is `startTime`/`endTime` (naive local clock times), `isMainSleep`, `type` ("stages" or
+"classic") and `levels.data`: segments `{dateTime, level, seconds}` with level deep, light,
+rem or wake (stages) or asleep, restless or awake (classic). `levels.shortData` holds short
+wakes laid over the stages; like Google's shortAwakenings they are not stages of the
+hypnogram and are not stored.
+
+wearipedia 0.1.7 cuts its segments badly (docs/wearipedia-notes.md, "Sleep"): the second
+wake starts where the first sleep stage does, and the stages run on past `endTime` to about
+twice the night's length. The session is the log's own span (from `startTime`, `duration`
+long); a segment that starts before
+the one kept before it ends, or at or after the session's end, is counted and dropped; one
+that runs past the end is cut there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ...model import ReadReport
+from ...sleep import CLASSIC, STAGED, SleepSession, SleepStage
+from .transform import NONEXISTENT_LOCAL_TIME, UNREADABLE_TIME
+
+# Reasons, counted in the run's line as "<count> <reason>".
+OVERLAPPING_STAGE = "sleep stages overlapping the stage before them, which is kept"
+STAGE_PAST_END = "sleep stages after their session's end"
+UNREADABLE_SEGMENT = "sleep stages of an unknown level or length"
+KINDS = {"stages": STAGED, "classic": CLASSIC}
+LEVELS = {
+    STAGED: {"wake": "awake", "light": "light", "deep": "deep", "rem": "rem"},
+    CLASSIC: {"awake": "awake", "wake": "awake", "asleep": "asleep", "restless": "restless"},
+}
+
+
+class Unreadable(ValueError):
+    """The log cannot be read: the reason it is counted under."""
+
+
+def local_instant(raw: Any, zone: ZoneInfo) -> datetime:
+    """A naive local clock time (ISO) in `zone`, as aware UTC; Unreadable if the clock
+    never showed it (a DST gap). In a repeated hour the first occurrence is taken."""
+    try:
+        naive = datetime.fromisoformat(raw)
+    except (TypeError, ValueError):
+        raise Unreadable(UNREADABLE_TIME) from None
+    if naive.tzinfo is not None:
+        raise Unreadable(UNREADABLE_TIME)
+    instant = naive.replace(tzinfo=zone).astimezone(UTC)
+    if instant.astimezone(zone).replace(tzinfo=None) != naive:
+        raise Unreadable(NONEXISTENT_LOCAL_TIME)
+    return instant
+
+
+def session_from_log(log: Any, zone: ZoneInfo, report: ReadReport) -> SleepSession | None:
+    """The log as a session in `zone`; None (counted) if it cannot be read."""
+    try:
+        if not isinstance(log, Mapping):
+            raise Unreadable("sleep logs that are not objects")
+        kind = KINDS.get(log.get("type"))  # type: ignore[arg-type]
+        if kind is None:
+            raise Unreadable("sleep logs of an unknown type")
+        start = local_instant(log.get("startTime"), zone)
+        end = _end(log, start, zone)
+        if not start < end:
+            raise Unreadable("sleep logs that end before they start")
+        levels = log.get("levels")
+        data = levels.get("data", []) if isinstance(levels, Mapping) else None
+        if not isinstance(data, list):
+            raise Unreadable("sleep logs without levels")
+        stages = _stages(data, kind, zone, end, report)
+    except Unreadable as error:
+        report.reject(str(error))
+        return None
+    return SleepSession(start, end, log.get("isMainSleep") is True, kind, tuple(stages))
+
+
+def _end(log: Mapping, start: datetime, zone: ZoneInfo) -> datetime:
+    """`duration` (ms) after the start: Fitbit's duration is time elapsed, while wearipedia's
+    endTime adds it to the wall clock, an hour off across a DST change (or in its gap)."""
+    duration = log.get("duration")
+    if isinstance(duration, int) and duration > 0:
+        return start + timedelta(milliseconds=duration)
+    return local_instant(log.get("endTime"), zone)
+
+
+def _stages(data: list, kind: str, zone: ZoneInfo, end: datetime, report: ReadReport
+            ) -> list[SleepStage]:
+    """The segments as stages, in levels.data's order: the earlier segment wins. A segment
+    that cannot be read is counted and left out; the rest of the night is kept."""
+    stages: list[SleepStage] = []
+    for segment in data:
+        try:
+            stage = _segment(segment, kind, zone)
+        except Unreadable as error:
+            report.reject(str(error))
+            continue
+        if stage is None:
+            continue
+        if stage.start >= end:
+            report.reject(STAGE_PAST_END)
+        elif stages and stage.start < stages[-1].end:
+            report.reject(OVERLAPPING_STAGE)
+        else:
+            stages.append(SleepStage(stage.start, min(stage.end, end), stage.stage))
+    return stages
+
+
+def _segment(segment: Any, kind: str, zone: ZoneInfo) -> SleepStage | None:
+    """The segment as a stage; None for one of no length (a night that fell asleep at once
+    gets a first wake of 0 s)."""
+    if not isinstance(segment, Mapping):
+        raise Unreadable(UNREADABLE_SEGMENT)
+    level = LEVELS[kind].get(segment.get("level"))  # type: ignore[arg-type]
+    seconds = segment.get("seconds")
+    if level is None or not isinstance(seconds, int) or seconds < 0:
+        raise Unreadable(UNREADABLE_SEGMENT)
+    if seconds == 0:
+        return None
+    start = local_instant(segment.get("dateTime"), zone)
+    return SleepStage(start, start + timedelta(seconds=seconds), level)
