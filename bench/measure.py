@@ -28,7 +28,9 @@ PEAK_RSS = Path(__file__).resolve().parent / "peak_rss.py"
 VARIANT = Path(__file__).resolve().parent / "variant.py"
 
 # The design the writer replaced: parameterised multi-row INSERTs of 1,000 rows each.
-ORIGINAL_INSERT = f"INSERT INTO raw_data {COLUMNS} VALUES %s ON CONFLICT DO NOTHING"
+# It stored no origin: each row's first four fields.
+ORIGINAL_INSERT = ('INSERT INTO raw_data ("timestamp", participant_id, metric_type, value) '
+                   "VALUES %s ON CONFLICT DO NOTHING")
 ORIGINAL_PAGE_SIZE = 1_000
 
 
@@ -81,7 +83,7 @@ def project_writer(
             for span, parts in _slices(participant, plan, streams, one_transaction):
                 began = time.perf_counter()
                 latest = db.stored_until(connection, participant.participant_id, *span)
-                writer = RowWriter(connection, batch_rows, latest)
+                writer = RowWriter(connection, batch_rows, latest, participant.source)
                 try:
                     for rows in parts:
                         writer.write(rows)
@@ -128,7 +130,8 @@ def original_design(server: Server, dbname: str, workload: Workload, spool: Spoo
             with connection.cursor() as cursor:
                 for _stream, batch in streams:
                     psycopg2.extras.execute_values(
-                        cursor, ORIGINAL_INSERT, batch, page_size=ORIGINAL_PAGE_SIZE
+                        cursor, ORIGINAL_INSERT, [row[:4] for row in batch],
+                        page_size=ORIGINAL_PAGE_SIZE
                     )
             connection.commit()
             seconds += time.perf_counter() - began

@@ -18,7 +18,7 @@ from pathlib import Path
 from ingester.model import SYNTHETIC, Participant, ReadReport, Row, Window
 from ingester.sources.synthetic.source import SyntheticSource
 from ingester.windows import local_midnight, plan_window
-from ingester.writer import format_row
+from ingester.writer import NO_ORIGIN, format_row
 
 # A fixed Monday: the rows, and so the numbers, are the same in every run. Far enough back
 # that long runs still end in the past, as ingest.py wants of its --now.
@@ -80,7 +80,7 @@ class Spool:
             pickle.dump(streams, file, protocol=pickle.HIGHEST_PROTOCOL)
         with self.copy_text.open("a", encoding="utf-8") as file:
             for _, rows in streams:
-                file.writelines(map(format_row, rows))
+                file.writelines(format_row(row, NO_ORIGIN) for row in rows)
 
     def load(self, participant_id: str) -> list[tuple[str, list[Row]]]:
         with self._path(participant_id).open("rb") as file:

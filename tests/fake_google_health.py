@@ -346,6 +346,9 @@ class FakeGoogleHealth:
     rotate_refresh_token: bool = False  # every refresh answers a new refresh token
     numbers_as_strings: bool = False  # double and int32 fields written as JSON strings
     omit_expires_in: bool = False  # token replies without expires_in (RFC 6749 allows it)
+    # Seconds a refresh token has left, said in every token reply as refresh_token_expires_in
+    # (Google's field for a refresh token with a time limit); None: not said.
+    refresh_token_lifetime: int | None = None
     # Points at one instant come in insertion order, or reversed on every other query.
     flip_ties: bool = False
     granted_scopes: set[str] = field(default_factory=lambda: set(DATA_SCOPES))
@@ -518,6 +521,8 @@ class FakeGoogleHealth:
             }
             if self.omit_expires_in:
                 del reply["expires_in"]
+            if self.refresh_token_lifetime is not None:
+                reply["refresh_token_expires_in"] = self.refresh_token_lifetime
             if self.rotate_refresh_token:
                 rotated = f"1//test-refresh-token-{self._issued}"
                 self.refresh_tokens = {rotated}  # the old one stops working: strict rotation

@@ -50,10 +50,14 @@ class MemoryGrant:
     participant_id: str
     refresh_token: str
     needs_consent_since: datetime | None
+    expires_in: float | None = None  # what a refresh reply's refresh_token_expires_in said
 
     def rotate(self, refresh_token: str) -> bool:
         self.refresh_token = refresh_token
         return True
+
+    def record_expiry(self, seconds: float) -> None:
+        self.expires_in = seconds
 
     def mark_needs_consent(self) -> bool:
         self.needs_consent_since = datetime.now(UTC)

@@ -61,6 +61,7 @@ def test_raw_data_columns(db_conn):
         )
         assert cur.fetchall() == [
             ("metric_type", "text", "NO"),
+            ("origin_id", "smallint", "YES"),  # data_origins, migration 13
             ("participant_id", "text", "NO"),
             ("timestamp", "timestamp with time zone", "NO"),
             ("value", "double precision", "NO"),

@@ -819,3 +819,54 @@ BEGIN
     INSERT INTO schema_migrations (version, name) VALUES (12, 'sleep');
 END
 $migration$;
+
+-- migration 13: provenance
+-- Where every stored value came from (docs/metrics.md, "Where a value came from"): the source
+-- that loaded it and the device that recorded it, where the source names one. A value carries
+-- a smallint into data_origins rather than two text columns: 2 bytes a row, which
+-- compression's segments hold as a run of one value, and COPY sends a short number.
+-- raw_data.origin_id is added without a default and stays NULL for the rows stored before:
+-- PostgreSQL then only writes the catalog (no table rewrite, no scan), and TimescaleDB
+-- allows it on a compressed hypertable. No foreign key: on a hypertable it would cost every
+-- COPY a lookup per row, and an origin is never deleted.
+-- raw_data.origin_id is that of the load that stored the current value: a re-read that finds
+-- the same value leaves it alone (the writer compares instants and values only).
+-- google_credentials: when Google said a refresh token expires (refresh_token_expires_in),
+-- and when the participant consented (a grant of an app in Testing mode lasts 7 days from
+-- consent; updated_at also moves when a token is rotated).
+DO $migration$
+BEGIN
+    IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = 13) THEN RETURN; END IF;
+    CREATE TABLE IF NOT EXISTS data_origins (
+        origin_id   smallint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        source      text NOT NULL,
+        device      text NULL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS data_origins_key
+        ON data_origins (source, coalesce(device, ''));
+    -- The origins every run of today's sources uses, so that they are found, not inserted,
+    -- by concurrent slices (an insert waits for another slice's uncommitted one).
+    INSERT INTO data_origins (source, device)
+    VALUES ('synthetic', 'Charge 6'), ('google_health', 'google-wearables'),
+           ('google_health', NULL)
+    ON CONFLICT DO NOTHING;
+    ALTER TABLE raw_data ADD COLUMN IF NOT EXISTS origin_id smallint;
+    -- Rows stored before provenance (origin_id NULL) name their participant's source.
+    CREATE OR REPLACE VIEW raw_data_sourced AS
+    SELECT r.participant_id, r.metric_type, r."timestamp", r.value,
+           COALESCE(o.source, p.source) AS source, o.device
+    FROM raw_data r
+    LEFT JOIN data_origins o ON o.origin_id = r.origin_id
+    LEFT JOIN participants p ON o.origin_id IS NULL AND p.participant_id = r.participant_id;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dashboard_reader') THEN
+        GRANT SELECT ON data_origins, raw_data_sourced TO dashboard_reader;
+    END IF;
+    ALTER TABLE google_credentials ADD COLUMN IF NOT EXISTS refresh_token_expires_at timestamptz;
+    ALTER TABLE google_credentials ADD COLUMN IF NOT EXISTS granted_at timestamptz;
+    -- The best guess for a grant stored before: its last change (a cohort is small).
+    UPDATE google_credentials SET granted_at = updated_at WHERE granted_at IS NULL;
+    ALTER TABLE google_credentials ALTER COLUMN granted_at SET DEFAULT now();
+    ALTER TABLE google_credentials ALTER COLUMN granted_at SET NOT NULL;
+    INSERT INTO schema_migrations (version, name) VALUES (13, 'provenance');
+END
+$migration$;

@@ -46,7 +46,7 @@ from . import (
 from .config import Settings, load_settings, read_environment
 from .errors import ConfigError, DatabaseUnavailable
 from .logs import configure_logging
-from .model import EARLIEST_START_DATE, PARTICIPANT_ID, SYNTHETIC, Participant
+from .model import EARLIEST_START_DATE, GOOGLE_HEALTH, PARTICIPANT_ID, SYNTHETIC, Participant
 from .pipeline import Outcome, RunOptions, preview, run_cohort
 from .report import FORMATS
 from .workers import Job, SourceFactory
@@ -481,6 +481,7 @@ def show_status(
     for pid, n in sorted(removed.items()):
         notes.append(f"{pid}: removed from the cohort; {n} rows still stored "
                      f"(`participant remove {pid} --purge` deletes them)")
+    notes += _expiring(connection, settings, participants, now)
     for note in notes:
         print(note)
     print("\nparticipant\tmetric_type\trows stored\tlatest\tenrolled")
@@ -488,6 +489,20 @@ def show_status(
         enrolled = "removed" if pid in removed else "yes"
         print(f"{pid}\t{metric}\t{n}\t{latest.isoformat()}\t{enrolled}")
     return EXIT_OK
+
+
+def _expiring(connection: db.Connection, settings: Settings,
+              shown: dict[str, Participant], now: datetime) -> list[str]:
+    """The warnings of Google grants that expire within 2 days (a Google-free cohort has
+    none, and never imports the Google source)."""
+    if not any(p.source == GOOGLE_HEALTH for p in shown.values()):
+        return []
+    from .sources.google_health import credentials
+
+    return [credentials.expiry_text(grant, now)
+            for grant in credentials.expiring_grants(connection,
+                                                     settings.google_oauth_app_status, now)
+            if grant.participant_id in shown]
 
 
 def _next_run(
@@ -579,6 +594,10 @@ def manage_participants(
         from .sources.google_health import credentials
         from .sources.google_health.transform import SETTINGS
 
+        now = datetime.now(UTC)
+        for grant in credentials.expiring_grants(connection, settings.google_oauth_app_status,
+                                                 now):
+            print(credentials.expiry_text(grant, now))
         for pid, since, missing in credentials.needs_consent(connection):
             if since is not None:
                 print(f"{pid}\tneeds consent since {since.isoformat()}")

@@ -22,6 +22,9 @@ T = TypeVar("T")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 WORKER_KINDS = ("process", "thread")
+# The publishing status of the study's OAuth app on Google's consent screen. An app in
+# Testing hands out refresh tokens that expire 7 days after consent.
+OAUTH_APP_STATUSES = ("testing", "production")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,9 @@ class Settings:
     # every app starts with.
     google_user_requests_per_minute: int = 150
     google_project_requests_per_minute: int = 15_000
+    # Testing by default, as Google creates every app: `status` warns of its grants 2 days
+    # before they expire, until the app is published and this says so.
+    google_oauth_app_status: str = "testing"
     workers: int = 1
     worker_kind: str = "process"  # or "thread" (ingestion/ingester/workers.py)
     # The dashboard (docs/dashboard.md): its HTTP password, and the read-only role it reads
@@ -211,6 +217,12 @@ def _worker_kind(value: str) -> str:
     return value.strip().lower()
 
 
+def _app_status(value: str) -> str:
+    if value.strip().lower() not in OAUTH_APP_STATUSES:
+        raise ValueError
+    return value.strip().lower()
+
+
 def _url(value: str) -> str:
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -300,6 +312,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "GOOGLE_PROJECT_REQUESTS_PER_MINUTE": (
         "google_project_requests_per_minute", _int_in(1, 100_000_000), "an integer 1-100000000"
     ),
+    "GOOGLE_OAUTH_APP_STATUS": ("google_oauth_app_status", _app_status,
+                                "one of " + ", ".join(OAUTH_APP_STATUSES)),
     "WORKERS": ("workers", _int_in(1, 256), "an integer 1-256"),
     "WORKER_KIND": ("worker_kind", _worker_kind, "one of " + ", ".join(WORKER_KINDS)),
     "DASHBOARD_PASSWORD": ("dashboard_password", str, "a password"),

@@ -314,6 +314,28 @@ def stored_until(
         return dict(cursor.fetchall())
 
 
+# Found first, inserted only if new: the migration seeds the origins of today's sources, so
+# concurrent slices seldom insert, and never wait for each other's uncommitted origin.
+FIND_ORIGIN = """
+SELECT origin_id FROM data_origins WHERE source = %s AND coalesce(device, '') = coalesce(%s, '')
+"""
+ADD_ORIGIN = """
+INSERT INTO data_origins (source, device) VALUES (%s, %s)
+ON CONFLICT (source, coalesce(device, '')) DO NOTHING RETURNING origin_id
+"""
+
+
+def origin_id(connection: Connection, source: str, device: str | None) -> int:
+    """data_origins.origin_id of (source, device), added in the caller's transaction if new."""
+    with connection.cursor() as cursor:
+        for statement in (FIND_ORIGIN, ADD_ORIGIN, FIND_ORIGIN):
+            cursor.execute(statement, (source, device))
+            found = cursor.fetchone()
+            if found is not None:
+                return int(found[0])
+    raise psycopg2.ProgrammingError(f"no data_origins row for {source!r}, {device!r}")
+
+
 @dataclass(frozen=True)
 class Recovered:
     watermark: datetime | None  # the participant's: the earliest of its streams

@@ -71,6 +71,8 @@ class Row(NamedTuple):
     participant_id: str
     metric_type: str
     value: float
+    # The recorder, where the source names it (raw_data_sourced.device); None where not.
+    device: str | None = None
 
 
 @dataclass

@@ -340,7 +340,7 @@ def commit_slice(
             _check_enrolment(participant, enrolled)
             # Bounded to the slice: the query opens only the slice's chunks.
             latest = db.stored_until(connection, pid, span.start, span.end)
-            writer = RowWriter(connection, options.batch_rows, latest)
+            writer = RowWriter(connection, options.batch_rows, latest, participant.source)
         nights: dict[Window, list[SleepSession]] = {}
         for stream, window in part.items():
             try:

@@ -40,9 +40,10 @@ from operator import attrgetter
 
 import psycopg2.errors
 
+from . import db
 from .model import Row
 
-COLUMNS = '("timestamp", participant_id, metric_type, value)'
+COLUMNS = '("timestamp", participant_id, metric_type, value, origin_id)'
 STAGING = "raw_data_staging"
 PENDING = "raw_data_pending"  # the staged rows that differ from what is stored, numbered
 QUEUED_BATCHES = 2
@@ -115,20 +116,25 @@ FROM {STAGING} GROUP BY 1, 2
 # point the source repeated within the batch counts once). EXCEPT, not a join: it reads the
 # stored side once, by hash or sort; a nested loop would decompress a compressed batch again
 # for every staged row.
+# The origin is not compared: it comes along with a value that changes (joined back by
+# instant, unique in `staged`).
 CHANGED = f"""
-INSERT INTO {PENDING} (seq, "timestamp", participant_id, metric_type, value)
-SELECT %(offset)s + row_number() OVER (), d."timestamp", %(participant)s, %(metric)s, d.value
+WITH staged AS (
+    SELECT DISTINCT ON ("timestamp") "timestamp", value, origin_id FROM {STAGING}
+    WHERE participant_id = %(participant)s AND metric_type = %(metric)s
+    ORDER BY "timestamp"
+)
+INSERT INTO {PENDING} (seq, "timestamp", participant_id, metric_type, value, origin_id)
+SELECT %(offset)s + row_number() OVER (), d."timestamp", %(participant)s, %(metric)s, d.value,
+       s.origin_id
 FROM (
-    SELECT "timestamp", value FROM (
-        SELECT DISTINCT ON ("timestamp") "timestamp", value FROM {STAGING}
-        WHERE participant_id = %(participant)s AND metric_type = %(metric)s
-        ORDER BY "timestamp"
-    ) staged
+    SELECT "timestamp", value FROM staged
     EXCEPT
     SELECT "timestamp", value FROM raw_data
     WHERE participant_id = %(participant)s AND metric_type = %(metric)s
       AND "timestamp" BETWEEN %(low)s AND %(high)s
 ) d
+JOIN staged s USING ("timestamp")
 """
 
 # DO UPDATE rather than DO NOTHING: a source that re-sends a point with a corrected value
@@ -137,7 +143,8 @@ FROM (
 UPSERT = f"""
 INSERT INTO raw_data {COLUMNS}
 SELECT {COLUMNS[1:-1]} FROM {PENDING} WHERE seq > %s AND seq <= %s
-ON CONFLICT ON CONSTRAINT raw_data_key DO UPDATE SET value = EXCLUDED.value
+ON CONFLICT ON CONSTRAINT raw_data_key DO UPDATE
+SET value = EXCLUDED.value, origin_id = EXCLUDED.origin_id
 WHERE raw_data.value IS DISTINCT FROM EXCLUDED.value
 """
 
@@ -180,13 +187,14 @@ def _day_text(day: date) -> str:
     return day.isoformat()
 
 
-def format_row(row: Row) -> str:
+def format_row(row: Row, origin: str) -> str:
     """One line of COPY text; ids and metric names never hold tabs (the schema checks ids).
+    `origin` is the origin_id column, tab first (RowWriter._origin).
 
     The common case, a whole second in UTC, is written as "YYYY-MM-DD HH:MM:SS+00" from
     lookups; any other timestamp by isoformat(). PostgreSQL reads both as the same instant.
     """
-    timestamp, participant_id, metric_type, value = row
+    timestamp, participant_id, metric_type, value, _device = row
     if timestamp.tzinfo is UTC and not timestamp.microsecond:
         stamp = (
             f"{_day_text(timestamp.date())}{_HOUR[timestamp.hour]}"
@@ -194,12 +202,13 @@ def format_row(row: Row) -> str:
         )
     else:
         stamp = timestamp.isoformat()
-    return f"{stamp}\t{participant_id}\t{metric_type}\t{value!r}\n"
+    return f"{stamp}\t{participant_id}\t{metric_type}\t{value!r}{origin}\n"
 
 
-def copy_text(batches: list[list[Row]]) -> bytes:
-    """The rows of these series as COPY text."""
-    return "".join([format_row(row) for rows in batches for row in rows]).encode()
+def copy_text(batches: list[list[Row]], origins: dict[str | None, str]) -> bytes:
+    """The rows of these series as COPY text; every row's device is in `origins`."""
+    return "".join([format_row(row, origins[row.device])
+                    for rows in batches for row in rows]).encode()
 
 
 def bounded(batches: list[list[Row]], batch_rows: int) -> Iterator[list[list[Row]]]:
@@ -218,11 +227,25 @@ def bounded(batches: list[list[Row]], batch_rows: int) -> Iterator[list[list[Row
         yield group
 
 
-class RowWriter:
-    """Writes into the caller's open transaction; the caller commits or rolls back."""
+NO_ORIGIN = "\t\\N"  # origin_id NULL: the view names the participant's source
 
-    def __init__(self, connection, batch_rows: int, stored_until: dict[str, datetime]) -> None:
+
+class RowWriter:
+    """Writes into the caller's open transaction; the caller commits or rolls back.
+
+    `kind` is the source that loaded the rows (participants.source): with it each row's
+    origin_id names it and the row's device (data_origins); without it, origin_id is NULL."""
+
+    def __init__(self, connection, batch_rows: int, stored_until: dict[str, datetime],
+                 kind: str | None = None) -> None:
         self._connection = connection
+        self._kind = kind
+        # device -> its origin_id as COPY text (tab first), found once per writer; read by
+        # the COPY thread for the overlap rows, whose devices the producer has looked up.
+        self._origins: dict[str | None, str] = {}
+        # Held while a batch is stored: a look-up must not fall between the COPY thread's
+        # SAVEPOINT and its ROLLBACK TO, which would undo an origin it inserted.
+        self._storing = threading.Lock()
         self._batch_rows = batch_rows
         self._stored_until = stored_until  # metric_type -> latest stored timestamp
         self.counts = WriteCounts()
@@ -257,7 +280,7 @@ class RowWriter:
         # series by series, so the series of the row before (its latest stored instant and
         # its overlap batch) is kept at hand, and most rows skip the look-ups: a re-read's
         # loop went from 0.22 to 0.12 us a row. Interleaved series only lose the shortcut.
-        stored_until, batch_rows = self._stored_until, self._batch_rows
+        stored_until, batch_rows, origins = self._stored_until, self._batch_rows, self._origins
         overlap_rows = min(batch_rows, OVERLAP_BATCH_ROWS)
         key: tuple[str, str] = ("", "")
         latest: datetime | None = None
@@ -265,14 +288,15 @@ class RowWriter:
         read = 0
         try:
             for row in rows:
-                timestamp, participant_id, metric_type, _value = row
+                timestamp, participant_id, metric_type, _value, device = row
+                origin = origins.get(device) or self._origin(device)
                 if metric_type != key[1] or participant_id != key[0]:
                     key = (participant_id, metric_type)
                     latest = stored_until.get(metric_type)
                     found = overlap.get(key)  # not setdefault: no throwaway list per change
                     series = found if found is not None else overlap.setdefault(key, [])
                 if latest is None or timestamp > latest:
-                    direct.append(format_row(row))
+                    direct.append(format_row(row, origin))
                     if len(direct) >= batch_rows:
                         self._send(True, direct)
                         direct = []
@@ -287,6 +311,15 @@ class RowWriter:
         if left := [batch for batch in overlap.values() if batch]:
             self._put_series(left)
         self._send(True, direct)
+
+    def _origin(self, device: str | None) -> str:
+        if self._kind is None:
+            text = NO_ORIGIN
+        else:
+            with self._storing:
+                text = f"\t{db.origin_id(self._connection, self._kind, device)}"
+        self._origins[device] = text
+        return text
 
     def finish(self) -> WriteCounts:
         """Wait until every batch is stored; re-raise what the COPY thread hit."""
@@ -337,7 +370,8 @@ class RowWriter:
             if self._error is not None:
                 continue  # failed or aborted: drop the rest, the transaction is doomed
             try:
-                self.counts.written += self._store(*item)
+                with self._storing:
+                    self.counts.written += self._store(*item)
             except BaseException as error:  # handed to the producing thread
                 self._error = error
 
@@ -347,7 +381,7 @@ class RowWriter:
                 same = self._stored_identically(cursor, batch)
                 changed = [rows for (rows, _), equal in zip(batch, same, strict=True)
                            if not equal]
-                return sum(self._stage(cursor, copy_text(group))
+                return sum(self._stage(cursor, copy_text(group, self._origins))
                            for group in bounded(changed, self._batch_rows))
             if direct:
                 cursor.execute("SAVEPOINT direct_copy")

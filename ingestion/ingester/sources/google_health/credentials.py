@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -86,6 +86,14 @@ class Grant:
             return False
         self.refresh_token = refresh_token
         return True
+
+    def record_expiry(self, seconds: float) -> None:
+        """Google gave the refresh token a lifetime (refresh_token_expires_in, from now)."""
+        self._cursor.execute(
+            "UPDATE google_credentials SET refresh_token_expires_at = "
+            "now() + make_interval(secs => %s) WHERE participant_id = %s AND refresh_token = %s",
+            (seconds, self.participant_id, self.refresh_token),
+        )
 
     def mark_needs_consent(self) -> bool:
         """Google refused the grant (invalid_grant): stop using it until re-enrolment.
@@ -281,7 +289,8 @@ def enrol(
         cursor.execute(
             "INSERT INTO google_credentials (participant_id, refresh_token) VALUES (%s, %s) "
             "ON CONFLICT (participant_id) DO UPDATE SET refresh_token = excluded.refresh_token, "
-            "updated_at = now(), needs_consent_since = NULL, missing_scopes = '{}'",
+            "updated_at = now(), needs_consent_since = NULL, missing_scopes = '{}', "
+            "granted_at = now(), refresh_token_expires_at = NULL",
             (participant_id, refresh_token),
         )
     log.info("enrolled %s (Google Health, %s)", participant_id, timezone)
@@ -305,6 +314,56 @@ def needs_consent(connection: Connection) -> list[ConsentNeeded]:
         rows = [ConsentNeeded(*row) for row in cursor.fetchall()]
     connection.commit()
     return rows
+
+
+# Google expires the refresh tokens of an app in Testing this long after consent.
+TESTING_GRANT_LIFETIME = timedelta(days=7)
+# Warn this long before: a weekend, for a study team that asks participants to consent again.
+EXPIRY_WARNING = timedelta(days=2)
+
+
+class Expiring(NamedTuple):
+    participant_id: str
+    expires_at: datetime
+    why: str  # what the expiry is from, for the warning
+
+
+def grant_expiry(granted_at: datetime, stated: datetime | None, app_status: str
+                 ) -> tuple[datetime, str] | None:
+    """When a grant expires and why: the lifetime Google stated, else 7 days after consent
+    for an app in Testing; None for a grant of a published app that states none."""
+    if stated is not None:
+        return stated, "Google gave its refresh token a lifetime"
+    if app_status == "testing":
+        return (granted_at + TESTING_GRANT_LIFETIME,
+                "GOOGLE_OAUTH_APP_STATUS=testing: Google expires it 7 days after consent")
+    return None
+
+
+def expiring_grants(connection: Connection, app_status: str, now: datetime) -> list[Expiring]:
+    """Grants not (yet) refused that expire within EXPIRY_WARNING of `now`, or have already."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT participant_id, granted_at, refresh_token_expires_at FROM google_credentials "
+            "WHERE needs_consent_since IS NULL ORDER BY participant_id"
+        )
+        rows = cursor.fetchall()
+    connection.commit()
+    found = []
+    for participant_id, granted_at, stated in rows:
+        expiry = grant_expiry(granted_at, stated, app_status)
+        if expiry is not None and expiry[0] - now <= EXPIRY_WARNING:
+            found.append(Expiring(participant_id, *expiry))
+    return found
+
+
+def expiry_text(grant: Expiring, now: datetime) -> str:
+    """One line of `status` and `participant needs-consent`."""
+    when = f"{grant.expires_at:%Y-%m-%d %H:%M}Z"
+    verb = "expired" if grant.expires_at <= now else "expires"
+    return (f"{grant.participant_id}	grant {verb} {when} ({grant.why}): they must consent "
+            "again before it does; publish the app (docs/google-health-notes.md, "
+            "\"Publish the app\")")
 
 
 def clear_consent(connection: Connection, participant_id: str) -> bool:

@@ -43,6 +43,8 @@ EXPIRY_MARGIN = 60.0
 # RFC 6749 (5.1) makes expires_in only RECOMMENDED. Without it we assume Google's usual
 # one hour; if the token dies sooner, the API's 401 gets a fresh one (_refresh_on_401).
 DEFAULT_LIFETIME = 3600.0
+# A stated refresh-token lifetime beyond this (10 years) is no warning's business.
+MAX_REFRESH_LIFETIME = 10 * 366 * 86400
 
 
 @dataclass
@@ -132,6 +134,9 @@ class GoogleOAuth(AuthBase):
                                 "%s: Google rotated the refresh token; stored",
                                 self.participant_id,
                             )
+                    lifetime = refresh_lifetime(reply)
+                    if lifetime is not None and not replaced:
+                        grant.record_expiry(lifetime)
         # The store has committed here: a rotated refresh token is safe before first use.
         if replaced:
             raise SourceUnavailable(
@@ -184,6 +189,20 @@ def token_reply_body(response: requests.Response) -> dict:
     if not isinstance(body, dict):
         raise PayloadError(f"token endpoint: a {response.status_code} reply that is not an object")
     return body
+
+
+def refresh_lifetime(reply: dict) -> float | None:
+    """refresh_token_expires_in (seconds), which Google sends for a refresh token that will
+    expire (an app in Testing, time-limited access); None if absent or unreadable: it only
+    feeds a warning, never the refresh."""
+    value = reply.get("refresh_token_expires_in")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not 0 < value <= MAX_REFRESH_LIFETIME:  # NaN too; more would overflow an interval
+        return None
+    return float(value)
 
 
 def access_token_from(reply: dict, now: float) -> AccessToken:

@@ -36,6 +36,9 @@ DAILY = "daily"  # a civil day: {type}.date, in the user's zone
 # no wearable points for steps and distance and refuses calories and floors (the peer
 # project's live findings; docs/google-health-notes.md, "Activity by roll-up").
 ROLLUP = "rollup"
+# A roll-up window names no recorder: it sums every recorder of the google-wearables family
+# (no phone). Its rows' device says that much (raw_data_sourced.device).
+ROLLUP_DEVICE = "google-wearables"
 
 # What a point whose value field is missing means.
 REJECT = "reject"  # a required field: the point is unreadable
@@ -278,13 +281,23 @@ def rows_from_point(point: object, data_type: DataType, participant: Participant
         raise PointError(f"{data_type.member} object missing", shown(sorted(point)))
     instant = point_instant(body, data_type, participant)
     value = point_value(body, data_type)
-    rows = [Row(instant, participant.participant_id, data_type.metric_type, value)]
+    device = device_of(point)
+    rows = [Row(instant, participant.participant_id, data_type.metric_type, value, device)]
     zone = body.get("heartRateZone")
     zone_metric = dict(data_type.zone_metrics).get(zone) if isinstance(zone, str) else None
     if zone_metric is not None:
         minutes = value / ZONE_WEIGHTS[zone]  # type: ignore[index]
-        rows.append(Row(instant, participant.participant_id, zone_metric, minutes))
+        rows.append(Row(instant, participant.participant_id, zone_metric, minutes, device))
     return rows
+
+
+def device_of(point: Mapping) -> str | None:
+    """The recorder a point names (dataSource.device.displayName), or None: a phone app's
+    or a manual entry's point names none."""
+    source = point.get("dataSource")
+    device = source.get("device") if isinstance(source, Mapping) else None
+    name = device.get("displayName") if isinstance(device, Mapping) else None
+    return name if isinstance(name, str) and name else None
 
 
 def rows_from_rollup_page(
@@ -325,7 +338,7 @@ def row_from_rollup(point: object, data_type: DataType, participant: Participant
         raise PointError(f"{data_type.member} not an object", shown(body))
     instant = parse_timestamp(point.get("startTime"), "startTime")
     return Row(instant, participant.participant_id, data_type.metric_type,
-               point_value(body, data_type))
+               point_value(body, data_type), ROLLUP_DEVICE)
 
 
 def point_instant(body: Mapping, data_type: DataType, participant: Participant) -> datetime:

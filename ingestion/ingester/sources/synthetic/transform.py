@@ -23,6 +23,9 @@ from ...metrics import AZM_SCORE
 from ...model import ReadReport, Row, Window
 
 DAY = 86_400
+# The device every synthetic row names (raw_data_sourced.device): wearipedia's generator
+# simulates a Fitbit Charge 6. init.sql (migration 13) seeds its data_origins row.
+DEVICE = "Charge 6"
 
 # Reasons a point is counted in the ReadReport instead of stored. The run's log line reads
 # "<count> <reason>", so each is a plural noun phrase that says why (docs/wearipedia-notes.md).
@@ -169,7 +172,7 @@ def _rows(
         if value is None:
             report.reject(BAD_VALUE)
             continue
-        yield Row(datetime.fromtimestamp(instant, UTC), participant_id, metric, value)
+        yield Row(datetime.fromtimestamp(instant, UTC), participant_id, metric, value, DEVICE)
 
 
 def _number(raw: Any) -> float | None:
