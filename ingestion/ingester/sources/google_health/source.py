@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -57,6 +57,7 @@ from .transform import (
     SETTINGS,
     Candidate,
     DataType,
+    PageCandidates,
     candidates_from_page,
     rows_from_rollup_page,
 )
@@ -153,9 +154,10 @@ class GoogleHealthSource:
             return
         pages = self._pages(participant, data_type, expression, report)
         outside = 0
+        start, end = window.start, window.end  # `in window` for every row, inlined
         for row in one_per_instant(pages, report, f"{data_type.name}: a second point at the "
                                    "same instant"):
-            if row.timestamp in window:
+            if start <= row.timestamp < end:
                 yield row
             else:
                 outside += 1  # the filter's whole seconds reach a little past the window
@@ -164,7 +166,7 @@ class GoogleHealthSource:
 
     def _pages(
         self, participant: Participant, data_type: DataType, expression: str, report: ReadReport
-    ) -> Iterator[list[Candidate]]:
+    ) -> Iterator[PageCandidates]:
         """The candidates of every page of one filtered list, newest first."""
         pid = participant.participant_id
         session, auth = self._session_for(pid)
@@ -276,7 +278,7 @@ class GoogleHealthSource:
 
 
 def one_per_instant(
-    pages: Iterable[list[Candidate]], report: ReadReport, reason: str
+    pages: Iterable[PageCandidates], report: ReadReport, reason: str
 ) -> Iterator[Row]:
     """The rows of the best-ranked point of every instant (source_rank in transform), over
     pages sorted newest first.
@@ -289,6 +291,9 @@ def one_per_instant(
     """
     held: dict[datetime, Candidate] = {}
     for page in pages:
+        if page.widths is None and not shares_an_instant(page, held):
+            held = yield from distinct_page(page, held)
+            continue
         best = held
         for candidate in page:
             current = best.get(candidate.instant)
@@ -306,6 +311,33 @@ def one_per_instant(
             yield from candidate.rows
     for candidate in held.values():
         yield from candidate.rows
+
+
+def shares_an_instant(page: PageCandidates, held: dict[datetime, Candidate]) -> bool:
+    """True if two of the page's points, or one and the held one, share an instant."""
+    instants = set(page.instants)
+    return len(instants) < len(page) or any(instant in instants for instant in held)
+
+
+def distinct_page(
+    page: PageCandidates, held: dict[datetime, Candidate]
+) -> Generator[Row, None, dict[datetime, Candidate]]:
+    """one_per_instant for a page of one row a point, every instant its own: the same rows
+    in the same order, without a Candidate a point. Returns what is held next."""
+    if not len(page):
+        return held
+    instants, rows = page.instants, page.rows
+    oldest = min(instants)
+    if held and min(held) < oldest:
+        yield from rows
+        return held
+    for candidate in held.values():
+        yield from candidate.rows
+    # Pages come newest first: the oldest point is the last one.
+    index = len(instants) - 1 if instants[-1] == oldest else instants.index(oldest)
+    yield from rows[:index]
+    yield from rows[index + 1:]
+    return {oldest: page.candidate(index)}
 
 
 class PageTokens:
