@@ -4,12 +4,14 @@ instant across pages whichever path a page took (issue 29)."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, timedelta
 
 import pytest
 from fake_google_health import WEARABLE, heart_rate, oxygen_saturation
 from google_support import P1, T0
 from ingester.model import ReadReport
+from ingester.sources.google_health.http import json_body
 from ingester.sources.google_health.source import one_per_instant
 from ingester.sources.google_health.transform import (
     DATA_TYPES,
@@ -135,3 +137,31 @@ def test_the_oldest_instant_is_held_until_the_next_page():
     rows = list(one_per_instant(pages, ReadReport(), "duplicate"))
     seconds = [int((row.timestamp - T0).total_seconds()) for row in rows]
     assert seconds == [5, 4, 3, 2, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b'{"dataPoints": [], "nextPageToken": "t"}', {"dataPoints": [], "nextPageToken": "t"}),
+        (b'{"v": NaN}', "nan"),  # orjson refuses it; json reads it; the point is then counted
+        # Past 64 bits: the float that parse_number makes of it (orjson); past a float
+        # (10**400) the integer (json), which parse_number counts as not finite.
+        (b'{"v": 1' + b"0" * 30 + b"}", float(10**30)),
+        (b'{"v": 1' + b"0" * 400 + b"}", 10**400),
+        ('{"v": "\u00e9"}'.encode("utf-16"), "\u00e9"),  # json reads UTF-16 with its BOM
+    ],
+    ids=["plain", "NaN", "past 64 bits", "past a float", "UTF-16"],
+)
+def test_a_reply_reads_as_the_standard_library_reads_it(content, expected):
+    body = json_body(content)
+    if expected == "nan":
+        assert math.isnan(body["v"])
+    elif isinstance(expected, dict):
+        assert body == expected
+    else:
+        assert body["v"] == expected
+
+
+def test_a_reply_that_is_not_json_is_a_value_error():
+    with pytest.raises(ValueError):
+        json_body(b'{"dataPoints": [')

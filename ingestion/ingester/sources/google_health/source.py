@@ -153,16 +153,7 @@ class GoogleHealthSource:
         if expression is None:
             return
         pages = self._pages(participant, data_type, expression, report)
-        outside = 0
-        start, end = window.start, window.end  # `in window` for every row, inlined
-        for row in one_per_instant(pages, report, f"{data_type.name}: a second point at the "
-                                   "same instant"):
-            if start <= row.timestamp < end:
-                yield row
-            else:
-                outside += 1  # the filter's whole seconds reach a little past the window
-        if outside:
-            log.debug("%s: %d points outside the window", label, outside)
+        yield from kept_rows(pages, data_type, window, report, label)
 
     def _pages(
         self, participant: Participant, data_type: DataType, expression: str, report: ReadReport
@@ -275,6 +266,23 @@ class GoogleHealthSource:
             )
             self._client = (participant_id, session, auth)
         return self._client[1], self._client[2]
+
+
+def kept_rows(
+    pages: Iterable[PageCandidates], data_type: DataType, window: Window, report: ReadReport,
+    label: str = "",
+) -> Iterator[Row]:
+    """The rows a list stream yields from its pages: one per instant, inside the window."""
+    outside = 0
+    start, end = window.start, window.end  # `in window` for every row, inlined
+    for row in one_per_instant(pages, report, f"{data_type.name}: a second point at the "
+                               "same instant"):
+        if start <= row.timestamp < end:
+            yield row
+        else:
+            outside += 1  # the filter's whole seconds reach a little past the window
+    if outside:
+        log.debug("%s: %d points outside the window", label, outside)
 
 
 def one_per_instant(
