@@ -126,7 +126,8 @@ bench: venv
 
 # Workers at scale (bench/scale.py): Google participants against the fake with latency at
 # WORKERS=1, 8, 32, synthetic WORKERS=1 vs 2, memory at WORKERS=8; a projection to 1,000 and
-# 10,000. Takes ~10 minutes, on the Apache edition only. e.g.
+# 10,000, beside 20 participants at 1 Hz measured at WORKERS=8. Takes ~15 minutes, on the
+# Apache edition only. e.g.
 # make bench-scale BENCH_ARGS='--participants 50'
 bench-scale: venv
 	@stop_apache=0

@@ -81,6 +81,10 @@ TARGETS = {
                                 paired=True),
     "rollups_end_to_end": Target("end to end with rollups / without", "end_to_end",
                                  "end_to_end_no_rollups", at_least=0.85, paired=True),
+    # Issue 29: a ratio of costs, the client's CPU for a real Google page (parse, transform,
+    # COPY text) over json.loads of its bytes; as rerun_vs_first_load, rates inverted.
+    "google_page_vs_json_loads": Target("Google page, client CPU / json.loads of its bytes",
+                                        "json_loads", "google_page", at_most=2.0, paired=True),
 }
 
 
@@ -176,7 +180,8 @@ def table(doc: Mapping[str, Any]) -> str:
         written = "" if m["written"] is None else f"{m['written']:,}"
         rss = "" if m["peak_rss_mib"] is None else f"{m['peak_rss_mib']:,.0f}"
         lines.append(
-            f"| {m['label']} | {m['rows']:,} | {m['seconds']:.1f} | {m['rows_per_second']:,} "
+            f"| {m['label']} | {m['rows']:,} | {m['seconds']:.{1 if m['seconds'] >= 1 else 3}f} "
+            f"| {m['rows_per_second']:,} "
             f"| {written} | {rss} |"
         )
     generation = doc["measurements"].get("generation", {})
@@ -187,6 +192,13 @@ def table(doc: Mapping[str, Any]) -> str:
             f"({generation['import_seconds']:.1f} s here, on the first read); without it "
             f"generation runs at {generation['rows_per_second_after_import']:,} rows/s.",
         ]
+    page = doc["measurements"].get("google_page", {})
+    if "us_per_point" in page:
+        ms = page["us_per_point"] * page["rows"] / 1000
+        lines += ["", f"Google page: {page['us_per_point']:.2f} us of client CPU a point "
+                  f"({ms:.1f} ms for {page['rows']:,} points, "
+                  f"{page['page_bytes'] / 1e6:.1f} MB); json.loads of it "
+                  f"{doc['measurements']['json_loads']['us_per_point']:.2f} us a point."]
     lines += ["", "| target | ratio | paired median | needed | |",
               "| --- | ---: | ---: | ---: | --- |"]
     for t in doc["targets"].values():

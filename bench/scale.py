@@ -6,13 +6,19 @@ two cores, memory per worker, and a projection to 1,000 and 10,000 participants.
 `make bench-scale` runs it on the local TimescaleDB. Every run is the real command
 (ingest.py) in a fresh database. It prints tables and writes bench/scale-results.json.
 
-Google: each participant has 4 days to load (NIGHT_DAYS; a night with the device-sync
-scope re-reads 2-3, one without it 8-9: docs/google-health-notes.md), from the fake server
-(tests/fake_google_health.py) with `--latency` seconds a page plus size / `--mb-per-second`.
+Google: each participant has 3 days to load (NIGHT_DAYS: a night with the device-sync
+scope re-reads 2-3 days in 2 slices, one without it 8-9: docs/google-health-notes.md), from
+the fake server (tests/fake_google_health.py) with `--latency` seconds a page plus size /
+`--mb-per-second`, every data type a slice, the activity by roll-up, plus the device list.
 Heart rate is served at one point a minute in pages of 160 points, so a day is 9 pages of
-heart rate, as a real 1 Hz day is, without the 1 Hz payloads, whose parsing would make this shared
-2-core machine measure its CPU instead of the workers. That CPU is measured separately
-(`client CPU per real page`) and enters the projection.
+heart rate, as a real 1 Hz day is, without the 1 Hz payloads, whose parsing would make this
+shared 2-core machine measure its CPU instead of the workers. The projection (NightModel)
+takes a worker's time per participant from those runs (the real request count), the real
+pages' transfer time, and the CPU of each real 1 Hz page as `make bench` measures it
+(bench/google_page.py) plus the database's share of its rows and the pacer's per request.
+Then the anchor: `--slice-participants` (20) at 1 Hz, real 10,000-point pages through the
+fake with its latency, at `--slice-workers` (8), measured beside what the model projects
+for that slice.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +45,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_google_health import (  # noqa: E402  (tests/ is on the path only from here)
     EVERYONE,
+    MAX_PAGE_SIZE,
+    WEARABLE,
     FakeGoogleHealth,
     active_zone_minutes,
     daily_respiratory_rate,
@@ -44,25 +54,27 @@ from fake_google_health import (  # noqa: E402  (tests/ is on the path only from
     heart_rate_variability,
     most_in_any_window,
     oxygen_saturation,
+    parse_filter,
     respiratory_rate_sleep_summary,
     steps,
 )
 from ingester import db  # noqa: E402
-from ingester.model import GOOGLE_HEALTH, Participant, ReadReport  # noqa: E402
+from ingester.model import Participant  # noqa: E402
 from ingester.sources.google_health import credentials  # noqa: E402
 from ingester.sources.google_health.quota import Limit, Pacer  # noqa: E402
-from ingester.sources.google_health.transform import DATA_TYPES, rows_from_page  # noqa: E402
 
-from bench import report  # noqa: E402
+from bench import google_page, report  # noqa: E402
 from bench.databases import Scratch, Server, server_facts  # noqa: E402
 
 PEAK_RSS = ROOT / "bench" / "peak_rss.py"
 INGEST = ROOT / "ingestion" / "ingest.py"
 DEFAULT_JSON = ROOT / "bench" / "scale-results.json"
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
-NIGHT_DAYS = 4  # days a participant loads per night here (docs/performance.md, "Workers at scale")
+# Days a participant loads per night here: a night with the device-sync scope re-reads 2-3
+# days in 2 slices (docs/google-health-notes.md); 3 is its longer end, and a fresh
+# participant's first load of 3 days takes the same 2 slices (1 day, then 2).
+NIGHT_DAYS = 3
 PAGE_POINTS = 160  # heart rate at 1/min: 1,440 points a day in 9 pages, as 1 Hz in pages of 10k
-REAL_PAGE_POINTS = 10_000
 # The writer's rate on the re-read path (rows already stored: upsert, 0 written), from
 # `make bench` (docs/performance.md: 3b): what each real heart-rate row costs the database.
 WRITER_RERUN_ROWS_PER_SECOND = 195_889
@@ -87,8 +99,12 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--synthetic-days", type=int, default=3)
     main.add_argument("--memory-participants", type=int, default=8,
                       help="synthetic participants of the WORKERS=8 process run (memory)")
+    main.add_argument("--slice-participants", type=int, default=20,
+                      help="participants of the measured 1 Hz slice that anchors the "
+                      "projection (default 20)")
+    main.add_argument("--slice-workers", type=int, default=8)
     main.add_argument("--skip", default="", help="comma list of parts to skip: "
-                      "google,synthetic,memory")
+                      "google,slice,synthetic,memory")
     main.add_argument("--json", type=Path, default=DEFAULT_JSON)
     return main
 
@@ -142,6 +158,12 @@ def night(fake: FakeGoogleHealth) -> None:
     fake.max_page_size = PAGE_POINTS
     fake.add("heart-rate", [heart_rate(start + timedelta(minutes=m), 60 + m % 40)
                             for m in range(minutes)], user=EVERYONE)
+    other_streams(fake)
+
+
+def other_streams(fake: FakeGoogleHealth) -> None:
+    """The night's points of every type but heart rate (a few a day, as a tracker's)."""
+    start = NOW - timedelta(days=NIGHT_DAYS)
     for day in range(NIGHT_DAYS):
         at = start + timedelta(days=day)
         for data_type, points in (
@@ -157,9 +179,9 @@ def night(fake: FakeGoogleHealth) -> None:
 
 
 def google_run(server: Server, scratch: Scratch, fake: FakeGoogleHealth, participants: int,
-               workers: int, limits: tuple[int, int], work: Path, kind: str = "process"
-               ) -> dict:
-    tag = f"w{workers}{kind[0]}"
+               workers: int, limits: tuple[int, int], work: Path, kind: str = "process",
+               tag: str = "") -> dict:
+    tag = f"{tag}w{workers}{kind[0]}"
     dbname = scratch.fresh(f"google_{tag}")
     connection = server.connect(dbname)
     try:
@@ -184,12 +206,14 @@ def google_run(server: Server, scratch: Scratch, fake: FakeGoogleHealth, partici
     by_user: dict[str, list[float]] = defaultdict(list)
     for seen in api:
         by_user[seen.user].append(seen.at)
+    heart_pages = sum("/dataTypes/heart-rate/" in seen.path for seen in api)
     scratch.drop(dbname)
     return {
         "workers": workers, "kind": kind, "participants": participants, "exit": result.exit,
         "seconds": round(result.seconds, 2), "run_seconds": round(result.run_seconds, 2),
         "requests": len(api),
         "requests_per_participant": round(len(api) / participants, 1),
+        "heart_rate_pages_per_participant": round(heart_pages / participants, 1),
         "max_user_requests_in_60s": max((most_in_any_window(t) for t in by_user.values()),
                                         default=0),
         "max_project_requests_in_60s": most_in_any_window([s.at for s in api]),
@@ -210,21 +234,10 @@ def ideal_seconds(participants: int, requests_each: float, page_seconds: float, 
     return max(by_workers, by_project)
 
 
-def client_cpu_per_real_page() -> tuple[float, int]:
-    """Seconds of client CPU to parse and flatten one full 10,000-point heart-rate page."""
-    start = NOW - timedelta(days=1)
-    page = json.dumps({"dataPoints": [heart_rate(start + timedelta(seconds=s), 60 + s % 40)
-                                      for s in range(REAL_PAGE_POINTS)]}).encode()
-    participant = Participant("p", "UTC", GOOGLE_HEALTH, date(2026, 1, 1))
-    best = float("inf")
-    for _ in range(3):
-        began = time.process_time()
-        rows, _ = rows_from_page(json.loads(page), DATA_TYPES["heart-rate"], participant,
-                                 ReadReport())
-        for _row in rows:
-            pass
-        best = min(best, time.process_time() - began)
-    return best + REAL_PAGE_POINTS / WRITER_RERUN_ROWS_PER_SECOND, len(page)
+def client_cpu_per_real_page() -> google_page.PageCost:
+    """The client's CPU for one real 10,000-point heart-rate page, bytes to COPY text
+    (bench/google_page.py, as `make bench` measures it)."""
+    return google_page.measure(repeat=9)
 
 
 def pacer_overhead(server: Server, scratch: Scratch) -> float:
@@ -303,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         connection.close()
         if "google" not in skip:
             doc["google"] = google_part(arguments, server, scratch, counts, limits, work)
+            if "slice" not in skip:
+                doc["google"]["slice"] = slice_part(arguments, server, scratch, limits, work,
+                                                    doc["google"])
         if "synthetic" not in skip:
             doc["synthetic"] = synthetic_part(arguments, server, scratch, work)
         if "memory" not in skip:
@@ -347,9 +363,13 @@ def google_part(arguments, server, scratch, counts, limits, work) -> dict:
             run["speedup"] = round(measured, 2)
             run["ideal_speedup"] = round(ideal, 2)
             run["of_ideal"] = round(measured / ideal, 2)
-    cpu_page, page_bytes = client_cpu_per_real_page()
+    page = client_cpu_per_real_page()
     overhead = pacer_overhead(server, scratch)
     best = min(processes or runs, key=lambda r: r["seconds_for_cohort"])
+    models = {run["workers"]: night_model(run, n, page, page_bytes_here, overhead, arguments)
+              for run in reversed(runs) if run["kind"] == "process"}
+    model = models[best["workers"]]
+    cores = os.cpu_count() or 1
     projections = []
     for cohort in (1_000, 10_000):
         for name, lim in (("verified", VERIFIED), ("unverified", UNVERIFIED)):
@@ -358,29 +378,164 @@ def google_part(arguments, server, scratch, counts, limits, work) -> dict:
                                     "minutes": None, "why": "an unverified app has at most "
                                     "100 users"})
                 continue
-            per_worker = best["seconds_for_cohort"] * best["workers"] / n  # s per participant
-            requests = cohort * best["requests_per_participant"]
-            project = Limit(lim[1])
-            io = cohort * per_worker / best["workers"]
-            quota = requests * project.spacing
-            # real 1 Hz pages: 36 heart-rate pages a night of client CPU; worker processes
-            # spread it over the cores (threads would keep it on one)
-            cpu = cohort * 36 * cpu_page
-            cores = os.cpu_count() or 1
+            night_cost = model.night(cohort, best["workers"], cores, lim)
             projections.append({
                 "participants": cohort, "app": name, "workers": best["workers"],
-                "seconds_per_participant": round(per_worker, 2),
-                "io_minutes": round(io / 60, 1), "project_quota_minutes": round(quota / 60, 1),
-                "client_cpu_minutes_one_core": round(cpu / 60, 1),
-                "workers_for_30_min": -(-int(cohort * per_worker) // NIGHT_TARGET),
-                "cores_for_30_min": -(-int(cpu) // NIGHT_TARGET),
+                "seconds_per_participant": round(model.io_seconds, 2),
+                "io_minutes": round(night_cost["io"] / 60, 1),
+                "project_quota_minutes": round(night_cost["quota"] / 60, 1),
+                "client_cpu_minutes_one_core": round(night_cost["cpu"] * cores / 60, 1),
+                "workers_for_30_min": -(-int(cohort * model.io_seconds) // NIGHT_TARGET),
+                "cores_for_30_min": -(-int(cohort * model.cpu_seconds) // NIGHT_TARGET),
                 "cores_here": cores,
-                "minutes": round(max(io, quota, cpu / cores) / 60, 1),
+                "minutes": round(night_cost["night"] / 60, 1),
             })
     return {"runs": runs, "page_seconds": round(page_seconds, 4),
-            "client_cpu_per_real_page_seconds": round(cpu_page, 4),
-            "real_page_bytes": page_bytes,
-            "pacer_seconds_per_request": round(overhead, 6), "projections": projections}
+            "client_cpu_per_real_page_seconds": round(page.client_seconds, 4),
+            "google_page_vs_json_loads": round(page.ratio, 3),
+            "client_us_per_point": round(page.us_per_point, 3),
+            "real_page_bytes": page.page_bytes,
+            "pacer_seconds_per_request": round(overhead, 6),
+            "models": {str(w): m.as_dict() for w, m in models.items()},
+            "projections": projections}
+
+
+@dataclass(frozen=True)
+class NightModel:
+    """What one participant's night costs, from the measurements, for any cohort.
+
+    io_seconds: a worker's wall time per participant, measured against the fake (its latency,
+    the night's real request count, small heart-rate pages), plus the transfer of real 1 Hz
+    pages in their place. cpu_seconds: the machine's CPU per participant: every heart-rate
+    page at the client's measured cost (bytes to COPY text) plus the database's share of its
+    rows (the writer's rate), and the pacer's statement for every request. The other
+    requests' pages are a few points each."""
+
+    io_seconds: float
+    cpu_seconds: float
+    requests: float
+    heart_rate_pages: float
+    startup_seconds: float
+
+    def night(self, cohort: int, workers: int, cores: int, limits: tuple[int, int]
+              ) -> dict[str, float]:
+        """Seconds of a cohort's night: the slowest of I/O over the workers, CPU over the
+        cores and the project's quota (worker processes spread the CPU over the cores)."""
+        io = cohort * self.io_seconds / workers
+        cpu = cohort * self.cpu_seconds / cores
+        quota = cohort * self.requests * Limit(limits[1]).spacing
+        return {"io": io, "cpu": cpu, "quota": quota,
+                "night": self.startup_seconds + max(io, cpu, quota)}
+
+    def as_dict(self) -> dict[str, float]:
+        return {key: round(value, 3) for key, value in self.__dict__.items()}
+
+
+def night_model(run: dict, cohort: int, page: google_page.PageCost, small_page_bytes: int,
+                pacer_seconds: float, arguments) -> NightModel:
+    pages = run["heart_rate_pages_per_participant"]
+    extra_transfer = pages * (page.page_bytes - small_page_bytes) / (arguments.mb_per_second
+                                                                      * 1e6)
+    database = google_page.PAGE_POINTS / WRITER_RERUN_ROWS_PER_SECOND
+    return NightModel(
+        io_seconds=run["seconds_for_cohort"] * run["workers"] / cohort + extra_transfer,
+        cpu_seconds=pages * (page.client_seconds + database)
+        + run["requests_per_participant"] * pacer_seconds,
+        requests=run["requests_per_participant"],
+        heart_rate_pages=pages,
+        startup_seconds=run["seconds"] - run["run_seconds"],
+    )
+
+
+# --- the 1 Hz slice that anchors the projection -----------------------------------------
+
+
+class OneHertz(Sequence):
+    """The night's 1 Hz heart rate in [first, stop), newest first, as the fake's list of
+    points: made a page at a time on request (the fake's own store would hold 260,000
+    points and scan them all for every page)."""
+
+    def __init__(self, first: datetime, stop: datetime) -> None:
+        self._first, self._stop = first, stop
+        self._count = max(0, int((stop - first).total_seconds()))
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):  # the fake takes slices only
+        assert isinstance(index, slice) and index.step is None
+        start, stop, _ = index.indices(self._count)
+        return list(one_hertz_points(self._stop, start, stop))
+
+
+@lru_cache(maxsize=32)  # a night's 27 pages, made once (~10 MB each) for every participant
+def one_hertz_points(stop: datetime, start: int, end: int) -> tuple[dict, ...]:
+    """Points start..end (newest first) of the 1 Hz heart rate that ends at `stop`."""
+    points = []
+    for i in range(start, end):
+        at = stop - timedelta(seconds=i + 1)
+        second = int(at.timestamp())
+        points.append({"name": f"users/me/dataTypes/heart-rate/dataPoints/{second}",
+                       "dataSource": WEARABLE, **heart_rate(at, 55 + second % 50)})
+    return tuple(points)
+
+
+class OneHertzFake(FakeGoogleHealth):
+    """The fake, its latency and transfer time, with every user's heart rate at 1 Hz over
+    the night, in pages of up to 10,000 points."""
+
+    def _list(self, data_type: str, query: dict[str, str], user: str | None
+              ) -> tuple[int, dict]:
+        if data_type != "heart-rate":
+            return super()._list(data_type, query, user)
+        try:
+            bounds = parse_filter(query.get("filter", ""), "heart_rate", "sample")
+            size = min(int(query.get("pageSize", 1440)), MAX_PAGE_SIZE)
+        except ValueError:
+            return super()._list(data_type, query, user)  # the fake's own error
+        binding = [user, data_type, query.get("filter", ""), query.get("pageSize", "")]
+        cursor = self._cursor(query.get("pageToken"), binding)
+        if cursor is None or size <= 0:
+            return super()._list(data_type, query, user)
+        first, stop = NOW - timedelta(days=NIGHT_DAYS), NOW
+        for op, literal in bounds:
+            instant = datetime.fromisoformat(literal)
+            first, stop = (max(first, instant), stop) if op == ">=" else (first, min(stop, instant))
+        start, flip = cursor
+        return 200, self._page("dataPoints", OneHertz(first, stop), start,  # type: ignore[arg-type]
+                               size, flip, binding)
+
+
+def slice_part(arguments, server, scratch, limits, work, google: dict) -> dict:
+    """The real thing for a few participants: 1 Hz heart rate through the fake, with its
+    latency, at --slice-workers, beside what the projection's model says of it."""
+    n, workers = arguments.slice_participants, arguments.slice_workers
+    print(f"google: 1 Hz slice, WORKERS={workers}, {n} participants ...", file=sys.stderr)
+    with OneHertzFake(latency=arguments.latency,
+                      bytes_per_second=arguments.mb_per_second * 1e6) as fake:
+        other_streams(fake)
+        run = google_run(server, scratch, fake, n, workers, limits, work, tag="hz")
+    models = google["models"]
+    model = NightModel(**models.get(str(workers), next(iter(models.values()))))
+    cores = os.cpu_count() or 1
+    projected = model.night(n, workers, cores, limits)
+    run["projected_seconds"] = round(projected["night"], 1)
+    run["projected"] = {key: round(value, 1) for key, value in projected.items()}
+    # The fake serialises every page in this process, on the same cores: CPU a real night
+    # does not spend here (Google's servers do), which the slice pays.
+    dumps = fake_seconds_per_page()
+    fake_cpu = n * model.heart_rate_pages * dumps
+    with_fake = model.startup_seconds + max(projected["io"], projected["cpu"] + fake_cpu / cores,
+                                            projected["quota"])
+    run["fake_cpu_seconds"] = round(fake_cpu, 1)
+    run["projected_with_fake_seconds"] = round(with_fake, 1)
+    return run
+
+
+def fake_seconds_per_page() -> float:
+    """CPU of the fake's json.dumps of one 10,000-point page (best of 3)."""
+    body = {"dataPoints": list(one_hertz_points(NOW, 0, google_page.PAGE_POINTS))}
+    return min(google_page.cpu_seconds(lambda: json.dumps(body).encode()) for _ in range(3))
 
 
 def synthetic_part(arguments, server, scratch, work) -> dict:
@@ -439,10 +594,17 @@ def tables(doc: dict) -> str:
                 f"{r.get('speedup', '')} | {r.get('ideal_speedup', '')} | "
                 f"{r.get('of_ideal', '')} | {r['requests']:,} | {r['max_user_requests_in_60s']} "
                 f"| {r['max_project_requests_in_60s']:,} | {r['peak_rss_mib']:.0f} |")
-        lines += ["", f"Client CPU per real 10,000-point page (parse, flatten, write): "
+        model = g["models"].get(str(g["projections"][0].get("workers")), {})
+        lines += ["", f"Client CPU per real 10,000-point heart-rate page (bytes to COPY text): "
                   f"{g['client_cpu_per_real_page_seconds'] * 1000:.0f} ms "
-                  f"({g['real_page_bytes'] / 1e6:.1f} MB).", "",
-                  "| n | app | I/O min at WORKERS=W | project quota min | client CPU min "
+                  f"({g['client_us_per_point']:.2f} us a point, "
+                  f"{g['google_page_vs_json_loads']:.2f} x json.loads; "
+                  f"{g['real_page_bytes'] / 1e6:.1f} MB). A night of a participant: "
+                  f"{model.get('requests', 0):g} requests, {model.get('heart_rate_pages', 0):g} "
+                  f"of them heart-rate pages; {model.get('cpu_seconds', 0):.2f} s of CPU "
+                  f"(client, the database's share, the pacer), "
+                  f"{model.get('io_seconds', 0):.2f} s of a worker's time.", "",
+                  "| n | app | I/O min at WORKERS=W | project quota min | CPU min "
                   "(one core) | night min here (W, all cores) | workers for < 30 min | cores "
                   "for < 30 min |",
                   "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -455,6 +617,15 @@ def tables(doc: dict) -> str:
                          f"{p['client_cpu_minutes_one_core']} | {p['minutes']} "
                          f"({p['cores_here']} cores) | {p['workers_for_30_min']} | "
                          f"{p['cores_for_30_min']} |")
+        hz = g.get("slice")
+        if hz:
+            lines += ["", "| the 1 Hz slice that anchors it | participants | WORKERS | requests "
+                      "| projected s | projected s with the fake's CPU | measured s | exit |",
+                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                      f"| real 10,000-point pages through the fake, {doc['latency_seconds']} s "
+                      f"a page | {hz['participants']} | {hz['workers']} | {hz['requests']:,} | "
+                      f"{hz['projected_seconds']} | {hz['projected_with_fake_seconds']} | "
+                      f"{hz['seconds']} | {hz['exit']} |"]
     s = doc.get("synthetic")
     if s:
         lines += ["", "| synthetic | seconds | rows | database alone s |",

@@ -16,13 +16,14 @@ from bench.report import TARGETS as REPORTED
 from bench.report import targets
 
 BENCH = ROOT / "bench" / "run.py"
+PAGE = ("google_page", "json_loads")  # CPU of one real Google page, no database
 MEASUREMENTS = (
     "generation", "copy", "writer", "writer_rerun", "writer_one_transaction", "original",
     "end_to_end", "end_to_end_one_transaction", "end_to_end_no_rollups", "end_to_end_long",
 )
 TARGETS = ("writer_vs_original", "writer_vs_copy", "end_to_end_vs_generation",
            "rerun_vs_first_load", "rss_long_vs_short", "slices_writer", "slices_end_to_end",
-           "rollups_end_to_end")
+           "rollups_end_to_end", "google_page_vs_json_loads")
 
 
 @pytest.mark.slow
@@ -32,14 +33,18 @@ def test_a_tiny_run_reports_every_measurement_and_drops_its_databases(db_server,
     dsn = psycopg2.extensions.make_dsn(**db_server.params("postgres"))
     done = subprocess.run(
         [sys.executable, str(BENCH), "--participants", "1", "--days", "0.125",
-         "--long-days", "0.25", "--dsn", dsn, "--json", str(results), "--work-dir", str(tmp_path)],
+         "--long-days", "0.25", "--page-repeat", "2", "--dsn", dsn, "--json", str(results),
+         "--work-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr
 
     doc = json.loads(results.read_text())
     measured = doc["measurements"]
-    assert tuple(measured) == MEASUREMENTS
+    assert tuple(measured) == PAGE + MEASUREMENTS
+    assert measured["google_page"]["rows"] == measured["json_loads"]["rows"] == 10_000
+    assert measured["google_page"]["us_per_point"] > 0
+    assert "us of client CPU a point" in done.stdout
     for key, m in measured.items():
         assert m["rows"] > 0 and m["seconds"] > 0 and m["rows_per_second"] > 0, key
     rows = doc["workload"]["rows"]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -59,6 +59,7 @@ from .transform import (
     SETTINGS,
     Candidate,
     DataType,
+    PageCandidates,
     candidates_from_page,
     rows_from_rollup_page,
 )
@@ -156,15 +157,7 @@ class GoogleHealthSource:
         if expression is None:
             return
         pages = self._pages(participant, data_type, expression, report)
-        outside = 0
-        for row in one_per_instant(pages, report, f"{data_type.name}: a second point at the "
-                                   "same instant"):
-            if row.timestamp in window:
-                yield row
-            else:
-                outside += 1  # the filter's whole seconds reach a little past the window
-        if outside:
-            log.debug("%s: %d points outside the window", label, outside)
+        yield from kept_rows(pages, data_type, window, report, label)
 
     def read_sleep(
         self, participant: Participant, window: Window, report: ReadReport
@@ -195,7 +188,7 @@ class GoogleHealthSource:
 
     def _pages(
         self, participant: Participant, data_type: DataType, expression: str, report: ReadReport
-    ) -> Iterator[list[Candidate]]:
+    ) -> Iterator[PageCandidates]:
         """The candidates of every page of one filtered list, newest first."""
         pid = participant.participant_id
         session, auth = self._session_for(pid)
@@ -306,8 +299,25 @@ class GoogleHealthSource:
         return self._client[1], self._client[2]
 
 
+def kept_rows(
+    pages: Iterable[PageCandidates], data_type: DataType, window: Window, report: ReadReport,
+    label: str = "",
+) -> Iterator[Row]:
+    """The rows a list stream yields from its pages: one per instant, inside the window."""
+    outside = 0
+    start, end = window.start, window.end  # `in window` for every row, inlined
+    for row in one_per_instant(pages, report, f"{data_type.name}: a second point at the "
+                               "same instant"):
+        if start <= row.timestamp < end:
+            yield row
+        else:
+            outside += 1  # the filter's whole seconds reach a little past the window
+    if outside:
+        log.debug("%s: %d points outside the window", label, outside)
+
+
 def one_per_instant(
-    pages: Iterable[list[Candidate]], report: ReadReport, reason: str
+    pages: Iterable[PageCandidates], report: ReadReport, reason: str
 ) -> Iterator[Row]:
     """The rows of the best-ranked point of every instant (source_rank in transform), over
     pages sorted newest first.
@@ -320,6 +330,9 @@ def one_per_instant(
     """
     held: dict[datetime, Candidate] = {}
     for page in pages:
+        if page.widths is None and not shares_an_instant(page, held):
+            held = yield from distinct_page(page, held)
+            continue
         best = held
         for candidate in page:
             current = best.get(candidate.instant)
@@ -337,6 +350,33 @@ def one_per_instant(
             yield from candidate.rows
     for candidate in held.values():
         yield from candidate.rows
+
+
+def shares_an_instant(page: PageCandidates, held: dict[datetime, Candidate]) -> bool:
+    """True if two of the page's points, or one and the held one, share an instant."""
+    instants = set(page.instants)
+    return len(instants) < len(page) or any(instant in instants for instant in held)
+
+
+def distinct_page(
+    page: PageCandidates, held: dict[datetime, Candidate]
+) -> Generator[Row, None, dict[datetime, Candidate]]:
+    """one_per_instant for a page of one row a point, every instant its own: the same rows
+    in the same order, without a Candidate a point. Returns what is held next."""
+    if not len(page):
+        return held
+    instants, rows = page.instants, page.rows
+    oldest = min(instants)
+    if held and min(held) < oldest:
+        yield from rows
+        return held
+    for candidate in held.values():
+        yield from candidate.rows
+    # Pages come newest first: the oldest point is the last one.
+    index = len(instants) - 1 if instants[-1] == oldest else instants.index(oldest)
+    yield from rows[:index]
+    yield from rows[index + 1:]
+    return {oldest: page.candidate(index)}
 
 
 class PageTokens:
