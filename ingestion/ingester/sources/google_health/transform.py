@@ -355,8 +355,9 @@ def sample_candidates(
     if values is None:
         return None
     pid, metric = participant.participant_id, data_type.metric_type
-    rows = [Row(instant, pid, metric, value)
-            for instant, value in zip(instants, values, strict=True)]
+    rows = [Row(instant, pid, metric, value, device)
+            for instant, value, device in zip(instants, values, map(device_of, points),
+                                              strict=True)]
     return PageCandidates(instants, points, rows)
 
 
