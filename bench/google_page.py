@@ -60,7 +60,11 @@ def client(content: bytes, window: Window) -> bytes:
     report = ReadReport()
     page = http.json_body(content)
     candidates, _token = candidates_from_page(page, HEART_RATE, PARTICIPANT, report)
-    return copy_text([list(kept_rows([candidates], HEART_RATE, window, report))])
+    rows = list(kept_rows([candidates], HEART_RATE, window, report))
+    # The writer's origin_id column: one origin a device, as RowWriter finds them.
+    origins = {device: f"\t{number}" for number, device in
+               enumerate({row.device for row in rows}, start=1)}
+    return copy_text([rows], origins)
 
 
 @dataclass(frozen=True)
