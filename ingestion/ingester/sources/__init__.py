@@ -18,7 +18,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ConfigError, PayloadError
-from ..model import GOOGLE_HEALTH, SYNTHETIC, DeliveryBound, Participant, ReadReport, Row, Window
+from ..model import (
+    GOOGLE_HEALTH,
+    SYNTHETIC,
+    TAKEOUT,
+    DeliveryBound,
+    Participant,
+    ReadReport,
+    Row,
+    Window,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -29,6 +38,7 @@ __all__ = ["REGISTRY", "PayloadError", "Source", "UnknownSource", "build_source"
 REGISTRY: dict[str, str] = {
     SYNTHETIC: "synthetic",
     GOOGLE_HEALTH: "google_health",
+    TAKEOUT: "takeout",
 }
 
 

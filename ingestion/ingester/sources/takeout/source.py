@@ -1,0 +1,159 @@
+"""The rows of one donated archive, window by window (the import's slices).
+
+A file is parsed whole before any of its rows is yielded, so a file that turns out damaged
+halfway contributes nothing and is reported; the other files load. The last few parsed files
+of each stream are kept, because one file (a day, or a month of per-minute steps) feeds
+the slice or two around it; memory stays that of a few files however long the history.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+
+from ...model import DeliveryBound, Participant, ReadReport, Row, Window
+from .archive import DamagedEntry, TakeoutArchive, UnsafeArchive
+from .catalog import Entry, Skipped, classify
+from .transform import FileRows, MalformedFile, azm_rows, csv_rows, json_rows, load_json
+
+# Parsed files kept per stream: a daily file feeds at most the slices its local day and the
+# day on each side fall in, so three cover the boundary between two slices.
+KEPT_FILES = 3
+# A file's rows lie within its date and the next file's (a month file is followed by the
+# next month's), give or take a zone's offset; past the last file, a month at most.
+MARGIN = timedelta(days=1)
+LAST_FILE_SPAN = timedelta(days=32)
+
+LOADED, NO_DATA = "loaded", "skipped: no data in the file"
+EVER = datetime.min.replace(tzinfo=UTC)
+
+
+class TakeoutSource:
+    """A Source over one archive (sources.Source); without an archive it has no streams, so
+    a nightly run finds nothing to do for a Takeout participant."""
+
+    def __init__(self, archive: TakeoutArchive | None = None, now: datetime | None = None
+                 ) -> None:
+        self._archive = archive
+        self._now = now or datetime.now(UTC)
+        entries, self.skipped = classify([m.name for m in archive.members] if archive else [])
+        self._covers = _covers(entries, self._now)
+        self.streams: tuple[str, ...] = tuple(self._covers)
+        self.files: dict[str, str] = {}  # entry name -> loaded / skipped / rejected: why
+        self.rows: Counter[str] = Counter()  # per metric, each file's rows counted once
+        self.dropped: Counter[str] = Counter()  # rows left out by rule (recorders)
+        self.unsafe: UnsafeArchive | None = None
+        self.first: datetime | None = None  # the earliest instant of a loaded row
+        self._kept: dict[str, OrderedDict[str, list[Row]]] = {s: OrderedDict()
+                                                              for s in self.streams}
+
+    def delivered_until(self, participant: Participant, now: datetime) -> DeliveryBound:
+        return DeliveryBound(now, "archive")
+
+    def span(self, participant: Participant, report: ReadReport) -> Window | None:
+        """The instants the archive can hold rows for. A file of the whole history (the
+        daily CSVs) has no date in its name, so it is read to find its days."""
+        starts, ends = [], []
+        for stream, covers in self._covers.items():
+            for entry, cover in covers:
+                if entry.day is None:
+                    found = self._rows(stream, entry, cover, participant, report)
+                    starts += [min(r.timestamp for r in found)] if found else []
+                    ends += [max(r.timestamp for r in found) + timedelta(seconds=1)] if found \
+                        else []
+                else:
+                    starts.append(cover.start)
+                    ends.append(cover.end)
+        if not starts:
+            return None
+        return Window(min(starts), min(max(ends), self._now))
+
+    def read(self, participant: Participant, stream: str, window: Window, report: ReadReport
+             ) -> Iterator[Row]:
+        start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+        for entry, cover in self._covers.get(stream, ()):
+            if cover.start < end and cover.end > start:
+                for row in self._rows(stream, entry, cover, participant, report):
+                    if start <= row.timestamp < end:
+                        yield row
+
+    def close(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+
+    def _rows(self, stream: str, entry: Entry, cover: Window, participant: Participant,
+              report: ReadReport) -> list[Row]:
+        kept = self._kept[stream]
+        if entry.name in kept:
+            kept.move_to_end(entry.name)
+            return kept[entry.name]
+        first = entry.name not in self.files
+        # A file parsed again (it fell out of `kept`) has been counted already.
+        counted = report if first else ReadReport()
+        try:
+            parsed = self._parse(entry, participant, counted)
+        except (MalformedFile, DamagedEntry) as error:
+            parsed = FileRows()
+            self.files.setdefault(entry.name, f"rejected: {error}")
+        except UnsafeArchive as error:
+            self.unsafe = error
+            raise
+        rows = [r for r in parsed.rows if cover.start <= r.timestamp < cover.end]
+        if first and entry.name not in self.files:
+            self.files[entry.name] = NO_DATA if parsed.empty else LOADED
+            self.dropped.update(parsed.dropped)
+            self.rows.update(r.metric_type for r in rows)
+            if rows:
+                earliest = min(r.timestamp for r in rows)
+                self.first = earliest if self.first is None else min(self.first, earliest)
+            for _ in range(len(parsed.rows) - len(rows)):
+                counted.reject("points outside their file's dates or in the future")
+        kept[entry.name] = rows
+        while len(kept) > KEPT_FILES:
+            kept.popitem(last=False)
+        return rows
+
+    def _parse(self, entry: Entry, participant: Participant, report: ReadReport) -> FileRows:
+        assert self._archive is not None  # no entries without an archive
+        pid, zone = participant.participant_id, participant.zone
+        with self._archive.open(entry.name) as raw:
+            try:
+                if entry.form == "json":
+                    data = load_json(raw.read().decode("utf-8-sig"))
+                    return json_rows(data, entry.stream, pid, report)
+                text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+                if entry.form == "azm_csv":
+                    return azm_rows(text, pid, zone, report)
+                return csv_rows(text, entry.stream, pid, zone, report,
+                                daily=entry.form == "daily_csv")
+            except UnicodeDecodeError:
+                raise MalformedFile("not UTF-8 text") from None
+
+
+def _covers(entries: list[Entry], now: datetime) -> dict[str, list[tuple[Entry, Window]]]:
+    """Per stream, its files with the instants each can hold rows for."""
+    by_stream: dict[str, list[Entry]] = {}
+    for entry in entries:  # sorted by stream, then date
+        by_stream.setdefault(entry.stream, []).append(entry)
+    covers: dict[str, list[tuple[Entry, Window]]] = {}
+    for stream, files in by_stream.items():
+        covers[stream] = []
+        for index, entry in enumerate(files):
+            if entry.day is None:
+                covers[stream].append((entry, Window(EVER, now)))
+                continue
+            start = _midnight(entry.day) - MARGIN
+            following = next((f.day for f in files[index + 1:] if f.day and f.day > entry.day),
+                             None)
+            end = _midnight(following) if following else _midnight(entry.day) + LAST_FILE_SPAN
+            covers[stream].append((entry, Window(start, max(start, min(end + MARGIN, now)))))
+    return covers
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+__all__ = ["Skipped", "TakeoutSource"]
