@@ -22,9 +22,9 @@ from .transform import FileRows, MalformedFile, azm_rows, csv_rows, json_rows, l
 # day on each side fall in, so three cover the boundary between two slices.
 KEPT_FILES = 3
 # A file's rows lie within its date and the next file's (a month file is followed by the
-# next month's), give or take a zone's offset; past the last file, a month at most.
+# next month's), give or take a zone's offset (the margin on each side).
 MARGIN = timedelta(days=1)
-LAST_FILE_SPAN = timedelta(days=32)
+LAST_FILE_SPAN = timedelta(days=32)  # from the 1st into the next month
 
 LOADED, NO_DATA = "loaded", "skipped: no data in the file"
 EVER = datetime.min.replace(tzinfo=UTC)
@@ -147,9 +147,19 @@ def _covers(entries: list[Entry], now: datetime) -> dict[str, list[tuple[Entry, 
             start = _midnight(entry.day) - MARGIN
             following = next((f.day for f in files[index + 1:] if f.day and f.day > entry.day),
                              None)
-            end = _midnight(following) if following else _midnight(entry.day) + LAST_FILE_SPAN
+            end = _midnight(following or _after_last(files, entry.day))
             covers[stream].append((entry, Window(start, max(start, min(end + MARGIN, now)))))
     return covers
+
+
+def _after_last(files: list[Entry], day: date) -> date:
+    """The day after a stream's last file: the next month for a monthly file (dated the 1st,
+    a month after the one before), else the next day. A guess too short would lose rows
+    (counted as outside their file's dates); one too long costs empty slices."""
+    before = [f.day for f in files if f.day and f.day < day]
+    if day.day == 1 and (not before or (day - before[-1]).days >= 28):
+        return (day + LAST_FILE_SPAN).replace(day=1)
+    return day + timedelta(days=1)
 
 
 def _midnight(day: date) -> datetime:
