@@ -100,23 +100,39 @@ def csv_rows(lines: Iterable[str], stream: str, pid: str, zone: ZoneInfo,
     reader, header = _reader(lines, out)
     if reader is None:
         return out
-    at, col, src = _column(header, "timestamp"), _column(header, value.column), \
-        _optional(header, "data source")
+    at, col = _column(header, "timestamp"), _column(header, value.column)
+    src = _optional(header, "data source")
     instant = _daily_instant if daily else _utc_instant
-    metric, low, high, scale, append = value.metric, value.low, value.high, value.scale, \
-        out.rows.append
+    metric, low, high, scale = value.metric, value.low, value.high, value.scale
+    append = out.rows.append
+    rules: dict[str, str | None] = {"": None}  # recorder name -> recorder_rule(name)
+    parse, utc = datetime.fromisoformat, UTC
+    # This loop runs once per point of the archive: the common row (the wearable's, a valid
+    # UTC instant and number) takes no function call of ours; anything else the slow path.
     for cells in reader:
-        if len(cells) <= max(at, col, src if src is not None else 0):
+        try:
+            source = cells[src] if src is not None else ""
+            text, stamp_text = cells[col], cells[at]
+        except IndexError:
             report.reject("short rows (a truncated line?)")
             continue
-        if src is not None and (rule := recorder_rule(cells[src])) is not None:
+        rule = rules[source] if source in rules else rules.setdefault(
+            source, recorder_rule(source))
+        if rule is not None:
             out.dropped[rule] += 1
             continue
-        if not cells[col]:
+        if not text:
             out.dropped[EMPTY] += 1
             continue
-        number = _number(cells[col], metric, low, high, report)
-        stamp = instant(cells[at], zone, report)
+        try:
+            number = float(text)
+            stamp = parse(stamp_text)
+        except ValueError:
+            number, stamp = None, None
+        if (daily or stamp is None or stamp.tzinfo is not utc or number is None
+                or not low <= number <= high):
+            number = _number(text, metric, low, high, report)
+            stamp = instant(stamp_text, zone, report)
         if number is not None and stamp is not None:
             append(Row(stamp, pid, metric, number * scale))
     return out
