@@ -8,11 +8,13 @@ import signal
 import struct
 import time
 import zipfile
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import scratch_database
+from fake_google_health import steps
+from google_support import heart_rate_every
 from ingester.model import ReadReport
 from ingester.sources.google_health.transform import DATA_TYPES
 from ingester.sources.takeout import catalog, transform
@@ -32,6 +34,7 @@ from takeout_support import (
     sample_lines,
     sleep_json,
 )
+from test_google_pipeline import enrol_p1, fake_env, run_at
 
 NEW_YORK = "America/New_York"
 DST_WEEK = days(date(2026, 10, 29), 7)  # Oct 29 - Nov 4
@@ -356,3 +359,40 @@ def test_the_repeated_hour_goes_to_its_second_offset_on_the_second_pass():
     assert [iso(clock.instant(t, report)) for t in texts] == [
         "2026-11-01T04:59:00Z", "2026-11-01T05:30:00Z", "2026-11-01T06:05:00Z",
         "2026-11-01T06:50:00Z", "2026-11-01T07:10:00Z"]
+
+
+# --- beside the API ----------------------------------------------------------------------
+
+
+def test_the_api_then_the_archive_give_one_value_per_key(db, fake, tmp_path):
+    env = fake_env(db, fake, tmp_path, HTTP_TIMEOUT="2", DEMO_COHORT="false")
+    enrol_p1(env, fake, "UTC", "2026-11-01")
+    day = utc("2026-11-02T00:00:00")
+    points = heart_rate_every(60, day, day + timedelta(hours=24))
+    fake.add("heart-rate", points)
+    walk = [(day + timedelta(hours=9, minutes=m), 20.0 + m) for m in range(30)]
+    fake.add("steps", [steps(t, int(v)) for t, v in walk])
+    ok(run_at(env, utc("2026-11-03T01:00:00")))
+    from_api = fingerprint(env)
+
+    # The archive holds the same day as the API, and the day before, which the API lacks.
+    archive = Archive()
+    served = [(datetime.fromisoformat(p["heartRate"]["sampleTime"]["physicalTime"]),
+               float(p["heartRate"]["beatsPerMinute"])) for p in points]
+    earlier = heart_rate(date(2026, 11, 1), 60)
+    for name, series in (("heart_rate_2026-11-01.csv", earlier),
+                         ("heart_rate_2026-11-02.csv", served)):
+        archive.csv(name, "timestamp,beats per minute,data source", sample_lines(series))
+    phone = [(t + timedelta(seconds=30), v) for t, v in walk]
+    archive.csv("steps_2026-11-01.csv", "timestamp,steps,data source",
+                sample_lines(walk) + sample_lines(phone, "MobileTrack"))
+    done = ok(import_takeout(env, "p1", archive.write(tmp_path / "p1.zip")))
+    assert f"{len(earlier) + len(served) + len(walk)} rows read, {len(earlier)} written" \
+        in done.stdout
+    rows = query(env, 'SELECT metric_type, "timestamp", count(*), min(value), max(value) '
+                      "FROM raw_data GROUP BY 1, 2 ORDER BY 1, 2")
+    assert len(rows) == from_api[0] + len(earlier)
+    assert {(m, t, v) for m, t, _, v, _ in rows} == {
+        *(("heart_rate", t, v) for t, v in earlier + served), *(("steps", t, v) for t, v in walk)}
+    assert {n for _, _, n, _, _ in rows} == {1}
+    assert query(env, "SELECT source FROM participants") == [("google_health",)]
