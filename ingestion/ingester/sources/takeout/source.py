@@ -1,32 +1,33 @@
 """The rows of one donated archive, window by window (the import's slices).
 
 A file is parsed whole before any of its rows is yielded, so a file that turns out damaged
-halfway contributes nothing and is reported; the other files load. The last few parsed files
-of each stream are kept, because one file (a day, or a month of per-minute steps) feeds
-the slice or two around it; memory stays that of a few files however long the history.
+halfway contributes nothing and is reported; the other files load. A parsed file is kept
+until a window starts after its dates, because one file (a day, or a month of per-minute
+steps) feeds the slice or two around it: memory holds the files of about one slice,
+however long the history.
 """
 
 from __future__ import annotations
 
 import io
-from collections import Counter, OrderedDict
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from operator import attrgetter
 
 from ...model import DeliveryBound, Participant, ReadReport, Row, Window
 from .archive import DamagedEntry, TakeoutArchive, UnsafeArchive
 from .catalog import Entry, Skipped, classify
 from .transform import FileRows, MalformedFile, azm_rows, csv_rows, json_rows, load_json
 
-# Parsed files kept per stream: a daily file feeds at most the slices its local day and the
-# day on each side fall in, so three cover the boundary between two slices.
-KEPT_FILES = 3
 # A file's rows lie within its date and the next file's (a month file is followed by the
 # next month's), give or take a zone's offset (the margin on each side).
 MARGIN = timedelta(days=1)
 LAST_FILE_SPAN = timedelta(days=32)  # from the 1st into the next month
 
 LOADED, NO_DATA = "loaded", "skipped: no data in the file"
+INSTANT = attrgetter("timestamp")
 EVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -46,8 +47,10 @@ class TakeoutSource:
         self.dropped: Counter[str] = Counter()  # rows left out by rule (recorders)
         self.unsafe: UnsafeArchive | None = None
         self.first: datetime | None = None  # the earliest instant of a loaded row
-        self._kept: dict[str, OrderedDict[str, list[Row]]] = {s: OrderedDict()
-                                                              for s in self.streams}
+        # Per stream, the parsed files the current window needs (and the next may).
+        self._kept: dict[str, dict[str, tuple[Window, list[Row]]]] = {s: {}
+                                                                      for s in self.streams}
+        self._first_file: set[str] = set()  # streams whose first file with rows was counted
 
     def delivered_until(self, participant: Participant, now: datetime) -> DeliveryBound:
         return DeliveryBound(now, "archive")
@@ -73,11 +76,14 @@ class TakeoutSource:
     def read(self, participant: Participant, stream: str, window: Window, report: ReadReport
              ) -> Iterator[Row]:
         start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+        kept = self._kept[stream]
+        for name in [n for n, (cover, _) in kept.items() if cover.end <= start]:
+            del kept[name]  # windows only move forward: no later one needs it
         for entry, cover in self._covers.get(stream, ()):
             if cover.start < end and cover.end > start:
-                for row in self._rows(stream, entry, cover, participant, report):
-                    if start <= row.timestamp < end:
-                        yield row
+                rows = self._rows(stream, entry, cover, participant, report)
+                yield from rows[bisect_left(rows, start, key=INSTANT):
+                                bisect_left(rows, end, key=INSTANT)]
 
     def close(self) -> None:
         if self._archive is not None:
@@ -87,10 +93,9 @@ class TakeoutSource:
               report: ReadReport) -> list[Row]:
         kept = self._kept[stream]
         if entry.name in kept:
-            kept.move_to_end(entry.name)
-            return kept[entry.name]
+            return kept[entry.name][1]
         first = entry.name not in self.files
-        # A file parsed again (it fell out of `kept`) has been counted already.
+        # A file parsed again (a window went back) has been counted already.
         counted = report if first else ReadReport()
         try:
             parsed = self._parse(entry, participant, counted)
@@ -101,19 +106,26 @@ class TakeoutSource:
             self.unsafe = error
             raise
         rows = [r for r in parsed.rows if cover.start <= r.timestamp < cover.end]
+        rows.sort(key=INSTANT)  # in time order already, as a rule: a pass, then bisected
         if first and entry.name not in self.files:
-            self.files[entry.name] = NO_DATA if parsed.empty else LOADED
-            self.dropped.update(parsed.dropped)
-            self.rows.update(r.metric_type for r in rows)
-            if rows:
-                earliest = min(r.timestamp for r in rows)
-                self.first = earliest if self.first is None else min(self.first, earliest)
-            for _ in range(len(parsed.rows) - len(rows)):
-                counted.reject("points outside their file's dates or in the future")
-        kept[entry.name] = rows
-        while len(kept) > KEPT_FILES:
-            kept.popitem(last=False)
+            self._count(entry, parsed, rows, counted)
+        kept[entry.name] = (cover, rows)
         return rows
+
+    def _count(self, entry: Entry, parsed: FileRows, rows: list[Row], report: ReadReport
+               ) -> None:
+        self.files[entry.name] = NO_DATA if parsed.empty else LOADED
+        self.dropped.update(parsed.dropped)
+        if entry.form == "azm_csv":  # a score and a zone metric per minute
+            self.rows.update(r.metric_type for r in rows)
+        elif rows:
+            self.rows[rows[0].metric_type] += len(rows)
+        if rows and entry.stream not in self._first_file:  # files come in date order
+            self._first_file.add(entry.stream)
+            earliest = min(r.timestamp for r in rows)
+            self.first = earliest if self.first is None else min(self.first, earliest)
+        for _ in range(len(parsed.rows) - len(rows)):
+            report.reject("points outside their file's dates or in the future")
 
     def _parse(self, entry: Entry, participant: Participant, report: ReadReport) -> FileRows:
         assert self._archive is not None  # no entries without an archive
