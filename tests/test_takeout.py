@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import signal
 import struct
+import subprocess
+import sys
 import time
 import zipfile
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import psycopg2.extensions
 import pytest
 from conftest import scratch_database
 from fake_google_health import steps
@@ -19,6 +22,7 @@ from ingester.model import ReadReport
 from ingester.sources.google_health.transform import DATA_TYPES
 from ingester.sources.takeout import catalog, transform
 from ingester.sources.takeout.transform import CSV_VALUES, LocalClock, recorder_rule
+from support import ROOT as REPOSITORY
 from support import fingerprint, ingest_env, ok, query, run_ingest, start_ingest, utc
 from takeout_support import (
     CSV_DIR,
@@ -396,3 +400,25 @@ def test_the_api_then_the_archive_give_one_value_per_key(db, fake, tmp_path):
         *(("heart_rate", t, v) for t, v in earlier + served), *(("steps", t, v) for t, v in walk)}
     assert {n for _, _, n, _, _ in rows} == {1}
     assert query(env, "SELECT source FROM participants") == [("google_health",)]
+
+
+# --- the benchmark -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_benchmark_measures_both_targets_on_tiny_archives(db_server, tmp_path):
+    results = tmp_path / "takeout.json"
+    dsn = psycopg2.extensions.make_dsn(**db_server.params("postgres"))
+    done = subprocess.run([sys.executable, str(REPOSITORY / "bench" / "takeout.py"), "--days", "1",
+                           "--long-days", "2", "--rounds", "1", "--dsn", dsn, "--json",
+                           str(results)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(results.read_text())
+    assert set(doc["measurements"]) == {"import", "writer", "rss_short", "rss_long"}
+    assert doc["measurements"]["import"]["rows"] == doc["measurements"]["writer"]["rows"] > 0
+    assert doc["measurements"]["rss_long"]["rows"] > doc["measurements"]["rss_short"]["rows"]
+    for target in doc["targets"].values():
+        assert target["ratio"] > 0 and target["label"] in done.stdout
+    with db_server.admin() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'bench_%%_rss_%%'")
+        assert cursor.fetchone()[0] == 0
