@@ -122,7 +122,11 @@ class _CountedEntry(io.RawIOBase):
         # not check (and cut) the data, this class does.
         lenient.file_size = info.file_size + 1
         del lenient.CRC
-        self._stream = archive.open(lenient)
+        try:
+            self._stream = archive.open(lenient)
+        except (RuntimeError, NotImplementedError, zipfile.BadZipFile) as error:
+            # Encrypted, or compressed in a way zipfile cannot read (Deflate64 from Windows).
+            raise DamagedEntry(f"cannot be read ({error})") from None
         self._count = 0
         self._crc = 0
 
