@@ -33,7 +33,8 @@ EVER = datetime.min.replace(tzinfo=UTC)
 
 class TakeoutSource:
     """A Source over one archive (sources.Source); without an archive it has no streams, so
-    a nightly run finds nothing to do for a Takeout participant."""
+    a nightly run finds nothing to do for a Takeout participant. Each stream's windows must
+    come in time order, as the import's slices do: what a window has passed is let go."""
 
     def __init__(self, archive: TakeoutArchive | None = None, now: datetime | None = None
                  ) -> None:
@@ -82,8 +83,12 @@ class TakeoutSource:
         for entry, cover in self._covers.get(stream, ()):
             if cover.start < end and cover.end > start:
                 rows = self._rows(stream, entry, cover, participant, report)
-                yield from rows[bisect_left(rows, start, key=INSTANT):
-                                bisect_left(rows, end, key=INSTANT)]
+                done = bisect_left(rows, end, key=INSTANT)
+                yield from rows[bisect_left(rows, start, key=INSTANT):done]
+                if done and entry.name in kept:
+                    # Only what lies after this window is needed again: a month of minutes
+                    # shrinks as its slices pass, so a month boundary holds about one month.
+                    kept[entry.name] = (cover, rows[done:])
 
     def close(self) -> None:
         if self._archive is not None:
