@@ -4,20 +4,26 @@ our loads failed for, one who stopped wearing the device, one who is fine."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import re
 import subprocess
 import sys
 import threading
 import urllib.error
 import urllib.request
+import zipfile
 from base64 import b64encode
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
 import psycopg2.errors
+import pyarrow.parquet as pq
 import pytest
 from conftest import scratch_database
+from ingester import export
 from support import ARTEFACTS, INGEST, ingest_env, ok, query, run_ingest
 from test_report_truth import NOW, cohort
 
@@ -165,20 +171,134 @@ def test_the_ingestion_page_shows_failures_first_and_the_alerts(browser, dashboa
     screenshot(page, "ingestion")
 
 
-def _get(url: str, password: str | None = None) -> int:
+def _fetch(url: str, password: str | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(url)
     if password is not None:
         token = b64encode(f"coordinator:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status
+        with urllib.request.urlopen(request, timeout=600) as response:
+            return response.status, response.read()
     except urllib.error.HTTPError as error:
-        return error.code
+        return error.code, error.read()
+
+
+def _get(url: str, password: str | None = None) -> int:
+    return _fetch(url, password)[0]
+
+
+def _unzip(archive: zipfile.ZipFile, into: Path) -> Path:
+    """The zip's one folder, unpacked: the export's DIR."""
+    (folder,) = {name.split("/")[0] for name in archive.namelist()}
+    archive.extractall(into)
+    return into / folder
+
+
+def _same_export(downloaded: Path, exported: Path, data_file: str) -> None:
+    """The downloaded folder holds what `ingest.py export` wrote: the same files, rows and
+    side files; its manifest's hashes match its own files."""
+    manifest = json.loads((downloaded / "manifest.json").read_text())
+    expected = json.loads((exported / "manifest.json").read_text())
+    assert sorted(p.name for p in downloaded.iterdir()) == sorted(
+        [f["name"] for f in expected["files"]] + ["manifest.json"])
+    assert [(f["name"], f["rows"]) for f in manifest["files"]] == [
+        (f["name"], f["rows"]) for f in expected["files"]]
+    for entry in manifest["files"]:
+        digest = hashlib.sha256((downloaded / entry["name"]).read_bytes()).hexdigest()
+        assert digest == entry["sha256"], entry["name"]
+    if data_file.endswith(".parquet"):
+        got, want = pq.read_table(downloaded / data_file), pq.read_table(exported / data_file)
+        assert got.schema == want.schema and got.to_pylist() == want.to_pylist()
+    else:
+        assert (downloaded / data_file).read_text() == (exported / data_file).read_text()
+    for side in ("participants.csv", "data_dictionary.csv"):
+        assert (downloaded / side).read_text() == (exported / side).read_text(), side
+    assert (downloaded / "participants.csv").read_text().splitlines()[1:] == [
+        "a-ok,Europe/Berlin,synthetic,2026-03-02"]  # that participant only
+
+
+def test_the_participant_page_downloads_what_ingest_export_writes(
+        browser, dashboard, study, tmp_path):
+    page = browser.new_page()
+    page.goto(dashboard + "participant/a-ok")
+    screenshot(page, "participant-export")
+    with page.expect_download() as download:
+        page.click("#download-export")  # the defaults: Parquet, raw, every day
+    assert download.value.suggested_filename == "a-ok-raw-parquet.zip"
+    saved = tmp_path / "download.zip"
+    download.value.save_as(saved)
+    with zipfile.ZipFile(saved) as archive:
+        downloaded = _unzip(archive, tmp_path / "unzipped")
+    ok(run_ingest(study, "export", "--participant", "a-ok", "--out", str(tmp_path / "cli")))
+    _same_export(downloaded, tmp_path / "cli", "a-ok.parquet")
+    assert pq.read_table(downloaded / "a-ok.parquet").num_rows > 7 * 1440  # a week, a minute
+
+    page.goto(dashboard + "participant/a-ok")
+    page.select_option("#export select[name=format]", "csv")
+    page.select_option("#export select[name=resolution]", "1h")
+    page.fill("#export input[name=since]", "2026-03-03")
+    page.fill("#export input[name=until]", "2026-03-06")
+    with page.expect_download() as download:
+        page.click("#download-export")
+    assert download.value.suggested_filename == "a-ok-1h-2026-03-03-2026-03-06-csv.zip"
+    download.value.save_as(saved)
+    with zipfile.ZipFile(saved) as archive:
+        downloaded = _unzip(archive, tmp_path / "unzipped-csv")
+    ok(run_ingest(study, "export", "--participant", "a-ok", "--format", "csv",
+                  "--resolution", "1h", "--since", "2026-03-03", "--until", "2026-03-06",
+                  "--out", str(tmp_path / "cli-csv")))
+    _same_export(downloaded, tmp_path / "cli-csv", "a-ok.csv")
+    assert len((downloaded / "a-ok.csv").read_text().splitlines()) == 1 + 3 * 24  # 3 days
+
+
+def test_the_export_reads_every_resolution_as_the_read_only_role(dashboard):
+    """The dashboard connects only as dashboard_reader: each resolution's tables are among
+    what it may read."""
+    for resolution in ("raw", "1m", "1h", "1d"):
+        status, body = _fetch(f"{dashboard}participant/a-ok/export?resolution={resolution}"
+                              "&format=csv", PASSWORD)
+        assert status == 200, (resolution, body[:200])
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            (name,) = [n for n in archive.namelist() if n.endswith("/manifest.json")]
+            files = json.loads(archive.read(name))["files"]
+        assert [f["rows"] > 0 for f in files if f["name"] == "a-ok.csv"] == [True], resolution
+    assert _get(dashboard + "participant/nobody/export", PASSWORD) == 404
+
+
+def test_the_reader_may_read_every_relation_the_export_reads(study):
+    """Read from the export's own queries, so that a table or view a later migration gives
+    the export (raw_data_sourced, the sleep tables) fails here until it is granted."""
+    from ingester import export_files
+
+    layouts = [export_files.data_layout(resolution, provenance)
+               for resolution in export.RESOLUTIONS for provenance in (False, True)]
+    layouts += export_files.SLEEP_FILES.values()
+    read = {re.search(r"FROM (\w+)", layout.source)[1] for layout in layouts}
+    read |= {"participants", "schema_migrations"}  # export.py's own two queries
+    assert {"raw_data", "raw_data_sourced", "data_1m", "data_1h", "data_1d",
+            "sleep_sessions"} <= read
+    refused = [relation for relation in sorted(read) if query(
+        study, "SELECT CASE WHEN to_regclass(%s) IS NULL THEN false ELSE NOT "
+               "has_table_privilege('dashboard_reader', %s, 'SELECT') END",
+        (relation, relation))[0][0]]
+    assert refused == []
+
+
+@pytest.mark.parametrize(("query", "line"), [
+    ("format=xlsx", "format: expected one of parquet, csv, got 'xlsx'"),
+    ("resolution=5m", "resolution: expected one of raw, 1m, 1h, 1d, got '5m'"),
+    ("since=03/01/2026", "since: expected a date YYYY-MM-DD, got '03/01/2026'"),
+    ("since=2026-03-05&until=2026-03-05",
+     "--since must be earlier than --until, got 2026-03-05 and 2026-03-05"),
+])
+def test_a_bad_export_query_is_a_400_with_one_line(dashboard, query, line):
+    status, body = _fetch(f"{dashboard}participant/a-ok/export?{query}", PASSWORD)
+    assert (status, body.decode()) == (400, line + "\n")
 
 
 def test_every_page_needs_the_password(dashboard):
-    for path in ("", "cohort.csv", "participant/a-ok", "ingestion", "static/style.css"):
+    for path in ("", "cohort.csv", "participant/a-ok", "participant/a-ok/export", "ingestion",
+                 "static/style.css"):
         assert _get(dashboard + path) == 401, path
         assert _get(dashboard + path, "wrong") == 401, path
     assert _get(dashboard, PASSWORD) == 200

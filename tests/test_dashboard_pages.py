@@ -1,11 +1,13 @@
-"""The dashboard's pure parts: the cohort's order, a heatmap cell, the alerts, the charts."""
+"""The dashboard's pure parts: the cohort's order, a heatmap cell, the alerts, the charts,
+the export's query string."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from ingester.adherence import Day, Flags
-from ingester.dashboard import charts, is_loopback, pages
+from ingester.dashboard import charts, download, is_loopback, pages
 from ingester.monitoring import ParticipantFacts
 
 NOW = datetime(2026, 3, 9, 8, tzinfo=UTC)
@@ -73,3 +75,32 @@ def test_the_hypnogram_draws_a_bar_per_stage_and_nothing_for_no_night():
     assert ">deep<" in svg and ">rem<" in svg  # the rows are named, as text
     assert charts.hypnogram([]) is None
     assert charts.heart_rate([], NOW) is None
+
+
+@pytest.mark.parametrize(("query", "expected", "stem"), [
+    ({}, download.Wanted(), "p01-raw-parquet"),
+    # The form sends its empty date fields: no bound.
+    ({"format": "csv", "resolution": "1d", "since": "", "until": ""},
+     download.Wanted("csv", "1d"), "p01-1d-csv"),
+    ({"since": "2026-03-03", "until": "2026-03-06", "resolution": "1h"},
+     download.Wanted("parquet", "1h", date(2026, 3, 3), date(2026, 3, 6)),
+     "p01-1h-2026-03-03-2026-03-06-parquet"),
+    ({"until": "2026-03-06"}, download.Wanted(until=date(2026, 3, 6)),
+     "p01-raw-2026-03-06-parquet"),
+])
+def test_the_export_query_gives_the_commands_choices(query, expected, stem):
+    chosen = download.wanted(query)
+    assert chosen == expected and chosen.stem("p01") == stem
+
+
+@pytest.mark.parametrize(("query", "line"), [
+    ({"format": "PARQUET"}, "format: expected one of parquet, csv, got 'PARQUET'"),
+    ({"until": "2026-3-6"}, "until: expected a date YYYY-MM-DD, got '2026-3-6'"),
+    ({"since": "2026-02-30"}, "since: expected a date YYYY-MM-DD, got '2026-02-30'"),
+    ({"since": "2026-03-07", "until": "2026-03-06"},
+     "--since must be earlier than --until, got 2026-03-07 and 2026-03-06"),
+])
+def test_a_bad_export_query_names_the_value(query, line):
+    with pytest.raises(download.BadQuery) as refused:
+        download.wanted(query)
+    assert str(refused.value) == line

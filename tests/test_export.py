@@ -3,6 +3,7 @@ rollups as stored, the dictionary and manifest, and files that land whole or not
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import json
@@ -18,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import ScratchDatabase, scratch_database
-from ingester import export
+from ingester import cli, export
 from ingester.metrics import AZM_SCORE, METRICS
 from ingester.model import GOOGLE_HEALTH, SYNTHETIC, TAKEOUT
 from ingester.sources.google_health.transform import DATA_TYPES
@@ -418,3 +419,15 @@ def test_the_benchmark_runs_on_a_tiny_span(db_server, tmp_path):
     target = doc["targets"]["export_rss_long_vs_short"]
     assert target["ratio"] > 0 and target["pass"] in (True, False)
     assert target["label"] in done.stdout
+
+
+def test_the_namespace_for_callers_without_a_command_line_is_the_commands():
+    """export.arguments (the dashboard's download) gives run() what the command's options do."""
+    main = argparse.ArgumentParser()
+    export.add_parser(main.add_subparsers(dest="command"), cli.participant_id, cli.instant)
+    parsed = vars(main.parse_args(["export", "--out", "d", "--participant", "p01", *SPAN,
+                                   "--metric", "steps", "--resolution", "1h",
+                                   "--format", "csv"]))
+    del parsed["command"]
+    assert vars(export.arguments(Path("d"), ["p01"], FIRST_DAY, END_DAY, ["steps"], "1h",
+                                 "csv")) == parsed

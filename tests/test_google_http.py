@@ -226,3 +226,18 @@ def test_every_request_has_a_timeout(fake, fast_retries):
     fake.fail("api", delay=2.0, times=20)
     with pytest.raises(requests.exceptions.RequestException):
         session.get(f"{fake.url}/v4/users/me/dataTypes/steps/dataPoints", auth=None)
+
+
+@pytest.mark.parametrize(("error", "lacks_scope"), [
+    # Each of the two signs alone must be enough: the fake sends both, so a test through it
+    # would not notice either check broken (a mutation of each survived the whole suite).
+    ({"code": 403, "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                                "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT"}]}, True),
+    ({"code": 403, "message": "Request had insufficient authentication scopes."}, True),
+    ({"code": 403, "message": "The caller does not have permission",
+      "details": [{"reason": "IAM_PERMISSION_DENIED"}]}, False),
+    ({"code": 403, "details": "not a list", "message": 7}, False),
+])
+def test_a_missing_scope_is_told_by_the_errorinfo_reason_or_by_the_message_alone(
+        error, lacks_scope):
+    assert http.scope_insufficient(error) is lacks_scope

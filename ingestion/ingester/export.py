@@ -81,6 +81,16 @@ def add_parser(
                          help="default parquet")
 
 
+def arguments(out: Path, participants: Sequence[str], since: Bound = None,
+              until: Bound = None, metrics: Sequence[str] = (), resolution: str = "raw",
+              fmt: str = "parquet") -> argparse.Namespace:
+    """The namespace add_parser's options give run(), for a caller without a command line
+    (the dashboard's download): the same export, never a second one."""
+    return argparse.Namespace(out=out, participant=list(participants), export_since=since,
+                              export_until=until, metric=list(metrics),
+                              resolution=resolution, export_format=fmt)
+
+
 def _bound(instant: Callable[[str], datetime]) -> Callable[[str], Bound]:
     def parse(text: str) -> Bound:
         if len(text) == len("YYYY-MM-DD"):  # a local day; instant() checks it is a date
@@ -193,8 +203,9 @@ def arguments_record(arguments: argparse.Namespace) -> dict[str, Any]:
 # --- the shell --------------------------------------------------------------------------------
 
 
-def run(connection: db.Connection, arguments: argparse.Namespace) -> int:
-    """The export; its arguments passed check() (cli.check_arguments) before it connected."""
+def run(connection: db.Connection, arguments: argparse.Namespace, progress: bool = True) -> int:
+    """The export; its arguments passed check() (cli.check_arguments) before it connected.
+    Without `progress` nothing is drawn, terminal or not (a server's log is no place for it)."""
     out: Path = arguments.out
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -214,7 +225,7 @@ def run(connection: db.Connection, arguments: argparse.Namespace) -> int:
         if unknown:
             print(f"export: unknown participant(s): {', '.join(unknown)}", file=sys.stderr)
             return EXIT_ARGUMENTS
-        files = _write_all(connection, arguments, participants, staging)
+        files = _write_all(connection, arguments, participants, staging, progress)
         _publish(staging, out, [f.name for f in files] + [MANIFEST])
     except OSError as error:
         print(f"export: cannot write {error.filename or out}: {error.strerror}", file=sys.stderr)
@@ -247,7 +258,8 @@ def _exists(connection: db.Connection, relation: str) -> bool:
 
 
 def _write_all(connection: db.Connection, arguments: argparse.Namespace,
-               participants: list[Participant], staging: Path) -> list[FileEntry]:
+               participants: list[Participant], staging: Path,
+               drawn: bool) -> list[FileEntry]:
     """Every file but the manifest into staging, then the manifest; their entries."""
     # pyarrow only here: it costs every other command ~50 MB and most of a second.
     from . import export_files
@@ -256,7 +268,8 @@ def _write_all(connection: db.Connection, arguments: argparse.Namespace,
     metrics = arguments.metric or None
     layout = export_files.data_layout(arguments.resolution,
                                       _exists(connection, "raw_data_sourced"))
-    progress = Progress(sys.stderr if sys.stderr.isatty() else None, len(participants))
+    progress = Progress(sys.stderr if drawn and sys.stderr.isatty() else None,
+                        len(participants))
     files = []
     for participant in participants:
         start, end = span(since, until, participant.timezone)

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import hmac
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg2
-from flask import Flask, Response, abort, render_template, request
+from flask import Flask, Response, abort, render_template, request, send_file
 
-from .. import report
+from .. import export, report
 from ..access import reader_params
 from ..config import Settings
 from ..db import Connection
 from ..model import PARTICIPANT_ID
-from . import charts, pages
+from . import charts, download, pages
 
 REALM = 'Basic realm="wearables dashboard", charset="UTF-8"'
 # Health data: never cached, never framed, never sent on as a referrer. Inline SVG needs
@@ -102,7 +104,32 @@ def create_app(settings: Settings, fixed_now: datetime | None = None) -> Flask:
             "hypnogram": charts.hypnogram(found.sleep) if found.sleep else None,
         }
         return render_template("participant.html", p=found, charts=drawn, now=now,
-                               page="participant")
+                               page="participant", formats=export.FORMATS,
+                               resolutions=export.RESOLUTIONS)
+
+    @app.get("/participant/<participant_id>/export")
+    def participant_export(participant_id: str) -> Response:
+        if not PARTICIPANT_ID.fullmatch(participant_id):
+            abort(404)
+        try:
+            chosen = download.wanted(request.args)
+        except download.BadQuery as error:
+            return Response(f"{error}\n", 400, mimetype="text/plain")
+        # Health data on the server's disk only while the request lasts: the scratch
+        # directory (mode 0700) goes at once, the zip stays readable through its open file
+        # until the server has sent it and closes it.
+        with tempfile.TemporaryDirectory(prefix="dashboard-export-") as scratch:
+            try:
+                with reading() as connection:
+                    archive = download.write_zip(connection, participant_id, chosen,
+                                                 Path(scratch))
+            except download.UnknownParticipant:
+                abort(404)
+            except OSError as error:
+                return Response(f"{error}\n", 500, mimetype="text/plain")
+            stream = archive.open("rb")
+        return send_file(stream, mimetype="application/zip", as_attachment=True,
+                         download_name=archive.name)
 
     @app.get("/ingestion")
     def ingestion() -> str:
