@@ -422,3 +422,13 @@ def test_the_benchmark_measures_both_targets_on_tiny_archives(db_server, tmp_pat
     with db_server.admin() as cursor:
         cursor.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'bench_%%_rss_%%'")
         assert cursor.fetchone()[0] == 0
+
+
+def test_an_older_export_under_takeout_fitbit_loads_its_json():
+    names = ["Takeout/Fitbit/Global Export Data/heart_rate-2019-05-01.json",
+             "Takeout/Fitbit/Global Export Data/distance-2019-05-01.json",
+             "Takeout/Fitbit/Global Export Data/heart_rate-2019-13-45.json"]
+    entries, skipped = catalog.classify(names)
+    assert [(e.stream, e.form, e.day) for e in entries] == [
+        ("distance", "json", date(2019, 5, 1)), ("heart_rate", "json", date(2019, 5, 1))]
+    assert [s.reason for s in skipped] == ["not recognised (a file this importer does not know)"]
