@@ -11,13 +11,13 @@ import ast
 from pathlib import Path
 
 import pytest
-from ingester.model import GOOGLE_HEALTH, SYNTHETIC
+from ingester.model import GOOGLE_HEALTH, SYNTHETIC, TAKEOUT
 from ingester.sources import REGISTRY, UnknownSource, build_source
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ingestion" / "ingester"
 # The generic modules that sit above the sources and drive them: a source never imports them.
 DRIVERS = {"cli", "workers", "pipeline", "monitoring", "report", "adherence", "cohort",
-           "dashboard"}
+           "dashboard", "takeout_import"}
 
 
 def module_name(path: Path) -> str:
@@ -106,7 +106,8 @@ def test_source_folders_do_not_import_each_other():
 
 
 def test_the_registry_names_a_folder_for_each_kind():
-    assert REGISTRY == {SYNTHETIC: "synthetic", GOOGLE_HEALTH: "google_health"}
+    assert REGISTRY == {SYNTHETIC: "synthetic", GOOGLE_HEALTH: "google_health",
+                        TAKEOUT: "takeout"}
     for folder in REGISTRY.values():
         assert (PACKAGE / "sources" / folder / "__init__.py").is_file()
 
@@ -114,5 +115,5 @@ def test_the_registry_names_a_folder_for_each_kind():
 def test_an_unknown_kind_is_named_in_the_error():
     from ingester.config import Settings
 
-    with pytest.raises(UnknownSource, match="'oura'.*google_health, synthetic"):
+    with pytest.raises(UnknownSource, match="'oura'.*google_health, synthetic, takeout"):
         build_source("oura", Settings())

@@ -20,10 +20,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import ScratchDatabase, scratch_database
 from ingester import cli, export
-from ingester.metrics import METRICS
-from ingester.model import GOOGLE_HEALTH, SYNTHETIC
+from ingester.metrics import AZM_SCORE, METRICS
+from ingester.model import GOOGLE_HEALTH, SYNTHETIC, TAKEOUT
 from ingester.sources.google_health.transform import DATA_TYPES
 from ingester.sources.synthetic import transform as synthetic
+from ingester.sources.takeout import transform as takeout
 from support import ROOT, ingest_env, ok, query, run_ingest
 
 # Three zones: Berlin springs forward on 2024-03-31 (a 23-hour local day), Los Angeles is
@@ -123,6 +124,11 @@ def test_each_metric_names_exactly_the_sources_whose_transforms_emit_it():
         GOOGLE_HEALTH: {
             *(t.metric_type for t in DATA_TYPES.values()),
             *(metric for t in DATA_TYPES.values() for _, metric in t.zone_metrics),
+        },
+        TAKEOUT: {
+            *(v.metric for v in (*takeout.CSV_VALUES.values(), *takeout.JSON_VALUES.values(),
+                                 takeout.AZM)),
+            *(f"{zone}_active_zone_minutes" for zone in AZM_SCORE),
         },
     }
     for name, metric in METRICS.items():

@@ -870,3 +870,17 @@ BEGIN
     INSERT INTO schema_migrations (version, name) VALUES (13, 'provenance');
 END
 $migration$;
+
+-- migration 14: takeout participants
+-- participants.source gains 'takeout': a participant whose data comes from a donated Google
+-- Takeout archive (`participant import-takeout`, docs/takeout.md), with no nightly pull.
+-- The table holds a cohort, so re-checking its rows under the new constraint is instant.
+DO $migration$
+BEGIN
+    IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = 14) THEN RETURN; END IF;
+    ALTER TABLE participants DROP CONSTRAINT IF EXISTS participants_source_check;
+    ALTER TABLE participants ADD CONSTRAINT participants_source_check
+        CHECK (source IN ('synthetic', 'google_health', 'takeout'));
+    INSERT INTO schema_migrations (version, name) VALUES (14, 'takeout participants');
+END
+$migration$;

@@ -46,7 +46,14 @@ from . import (
 from .config import Settings, load_settings, read_environment
 from .errors import ConfigError, DatabaseUnavailable
 from .logs import configure_logging
-from .model import EARLIEST_START_DATE, GOOGLE_HEALTH, PARTICIPANT_ID, SYNTHETIC, Participant
+from .model import (
+    EARLIEST_START_DATE,
+    GOOGLE_HEALTH,
+    PARTICIPANT_ID,
+    SYNTHETIC,
+    TAKEOUT,
+    Participant,
+)
 from .pipeline import Outcome, RunOptions, preview, run_cohort
 from .report import FORMATS
 from .workers import Job, SourceFactory
@@ -216,6 +223,12 @@ def parser() -> argparse.ArgumentParser:
     edit.add_argument("--timezone", type=zone_name, metavar="ZONE",
                       help=ZONE_HELP + "; stored daily values move to its midnight")
     edit.add_argument("--start-date", type=start_date, metavar="YYYY-MM-DD", help=START_HELP)
+    donate = people.add_parser("import-takeout", help="load a donated Google Takeout archive "
+                               "(docs/takeout.md)")
+    donate.add_argument("participant_id", type=participant_id, help=ID_HELP)
+    donate.add_argument("archive", metavar="ARCHIVE.zip", help="the zip Google Takeout made")
+    donate.add_argument("--timezone", type=zone_name, metavar="ZONE",
+                        help=ZONE_HELP + "; required for a new id, changes a known one's")
     people.add_parser("list", help="the cohort")
     people.add_parser("needs-consent", help="participants whose Google grant was revoked")
     remove = people.add_parser("remove", help="remove from the cohort")
@@ -336,7 +349,13 @@ def run(connection: db.Connection, settings: Settings, arguments: argparse.Names
     )
     began = time.monotonic()
     participants = _cohort(connection, settings, now, arguments)
-    unknown = set(arguments.participant) - {p.participant_id for p in participants}
+    # A Takeout participant's data comes only by `participant import-takeout`.
+    donors = {p.participant_id for p in participants if p.source == TAKEOUT}
+    if donors:
+        log.info("no nightly pull for %d Takeout participant(s): %s", len(donors),
+                 ", ".join(sorted(donors)))
+        participants = [p for p in participants if p.source != TAKEOUT]
+    unknown = set(arguments.participant) - {p.participant_id for p in participants} - donors
     if unknown:
         log.error("unknown participant(s): %s", ", ".join(sorted(unknown)))
         return EXIT_CONFIG
@@ -590,6 +609,11 @@ def manage_participants(
     if action == "edit":
         return cohort.edit(connection, arguments.participant_id, arguments.timezone,
                            arguments.start_date, datetime.now(UTC))
+    if action == "import-takeout":
+        from . import takeout_import
+
+        return takeout_import.command(connection, settings, arguments.participant_id,
+                                      arguments.archive, arguments.timezone)
     if action == "needs-consent":
         from .sources.google_health import credentials
         from .sources.google_health.transform import SETTINGS

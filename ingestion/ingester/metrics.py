@@ -8,9 +8,9 @@ to UTC.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .model import GOOGLE_HEALTH, SYNTHETIC
+from .model import GOOGLE_HEALTH, SYNTHETIC, TAKEOUT
 
 # The active-zone-minutes rule every source follows: a minute in a zone earns this score in
 # `active_zone_minutes`, and 1 in the zone's own metric.
@@ -137,6 +137,14 @@ METRICS: dict[str, Metric] = {
         "one per sleep", (GOOGLE_HEALTH,),
     ),
 }
+
+# A donated Takeout archive (sources/takeout/) holds what the API gives, but breathing_rate:
+# its daily respiratory rate file is a summary of breathing_rate_sleep (docs/takeout.md).
+METRICS.update({
+    name: replace(metric, sources=(*metric.sources, TAKEOUT))
+    for name, metric in METRICS.items()
+    if GOOGLE_HEALTH in metric.sources and name != "breathing_rate"
+})
 
 # The metrics a zone change moves (Metric.daily).
 DAILY_METRICS = sorted(name for name, metric in METRICS.items() if metric.daily)

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 SYNTHETIC = "synthetic"
 GOOGLE_HEALTH = "google_health"
+TAKEOUT = "takeout"  # a donated archive, imported by hand: no nightly pull
 
 PARTICIPANT_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # as the CHECK in init.sql
 
@@ -25,7 +26,7 @@ EARLIEST_START_DATE = date(2009, 1, 1)
 class Participant:
     participant_id: str
     timezone: str  # IANA name, e.g. "Europe/Berlin"
-    source: str  # SYNTHETIC or GOOGLE_HEALTH
+    source: str  # SYNTHETIC, GOOGLE_HEALTH or TAKEOUT
     start_date: date  # first local day to backfill
     seed: int | None = None  # synthetic participants only
     # Which enrolment under this id (participants.enrolment): a participant removed and

@@ -18,7 +18,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..errors import ConfigError, PayloadError
-from ..model import GOOGLE_HEALTH, SYNTHETIC, DeliveryBound, Participant, ReadReport, Row, Window
+from ..model import (
+    GOOGLE_HEALTH,
+    SYNTHETIC,
+    TAKEOUT,
+    DeliveryBound,
+    Participant,
+    ReadReport,
+    Row,
+    Window,
+)
 from ..sleep import SleepSession
 
 if TYPE_CHECKING:
@@ -30,6 +39,7 @@ __all__ = ["REGISTRY", "PayloadError", "SleepSource", "Source", "UnknownSource",
 REGISTRY: dict[str, str] = {
     SYNTHETIC: "synthetic",
     GOOGLE_HEALTH: "google_health",
+    TAKEOUT: "takeout",
 }
 
 

@@ -1,0 +1,186 @@
+"""The rows of one donated archive, window by window (the import's slices).
+
+A file is parsed whole before any of its rows is yielded, so a file that turns out damaged
+halfway contributes nothing and is reported; the other files load. A parsed file is kept
+until a window starts after its dates, because one file (a day, or a month of per-minute
+steps) feeds the slice or two around it: memory holds the files of about one slice,
+however long the history.
+"""
+
+from __future__ import annotations
+
+import io
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from operator import attrgetter
+
+from ...model import DeliveryBound, Participant, ReadReport, Row, Window
+from .archive import DamagedEntry, TakeoutArchive, UnsafeArchive
+from .catalog import Entry, Skipped, classify
+from .transform import FileRows, MalformedFile, azm_rows, csv_rows, json_rows, load_json
+
+# A file's rows lie within its date and the next file's (a month file is followed by the
+# next month's), give or take a zone's offset (the margin on each side).
+MARGIN = timedelta(days=1)
+LAST_FILE_SPAN = timedelta(days=32)  # from the 1st into the next month
+
+LOADED, NO_DATA = "loaded", "skipped: no data in the file"
+INSTANT = attrgetter("timestamp")
+EVER = datetime.min.replace(tzinfo=UTC)
+
+
+class TakeoutSource:
+    """A Source over one archive (sources.Source); without an archive it has no streams, so
+    a nightly run finds nothing to do for a Takeout participant. Each stream's windows must
+    come in time order, as the import's slices do: what a window has passed is let go."""
+
+    def __init__(self, archive: TakeoutArchive | None = None, now: datetime | None = None
+                 ) -> None:
+        self._archive = archive
+        self._now = now or datetime.now(UTC)
+        entries, self.skipped = classify([m.name for m in archive.members] if archive else [])
+        self._covers = _covers(entries, self._now)
+        self.streams: tuple[str, ...] = tuple(self._covers)
+        self.files: dict[str, str] = {}  # entry name -> loaded / skipped / rejected: why
+        self.rows: Counter[str] = Counter()  # per metric, each file's rows counted once
+        self.dropped: Counter[str] = Counter()  # rows left out by rule (recorders)
+        self.unsafe: UnsafeArchive | None = None
+        self.first: datetime | None = None  # the earliest instant of a loaded row
+        # Per stream, the parsed files the current window needs (and the next may).
+        self._kept: dict[str, dict[str, tuple[Window, list[Row]]]] = {s: {}
+                                                                      for s in self.streams}
+        self._first_file: set[str] = set()  # streams whose first file with rows was counted
+
+    def delivered_until(self, participant: Participant, now: datetime) -> DeliveryBound:
+        return DeliveryBound(now, "archive")
+
+    def span(self, participant: Participant, report: ReadReport) -> Window | None:
+        """The instants the archive can hold rows for. A file of the whole history (the
+        daily CSVs) has no date in its name, so it is read to find its days."""
+        starts, ends = [], []
+        for stream, covers in self._covers.items():
+            for entry, cover in covers:
+                if entry.day is None:
+                    found = self._rows(stream, entry, cover, participant, report)
+                    starts += [min(r.timestamp for r in found)] if found else []
+                    ends += [max(r.timestamp for r in found) + timedelta(seconds=1)] if found \
+                        else []
+                else:
+                    starts.append(cover.start)
+                    ends.append(cover.end)
+        if not starts:
+            return None
+        return Window(min(starts), min(max(ends), self._now))
+
+    def read(self, participant: Participant, stream: str, window: Window, report: ReadReport
+             ) -> Iterator[Row]:
+        start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+        kept = self._kept[stream]
+        for name in [n for n, (cover, _) in kept.items() if cover.end <= start]:
+            del kept[name]  # windows only move forward: no later one needs it
+        for entry, cover in self._covers.get(stream, ()):
+            if cover.start < end and cover.end > start:
+                rows = self._rows(stream, entry, cover, participant, report)
+                done = bisect_left(rows, end, key=INSTANT)
+                yield from rows[bisect_left(rows, start, key=INSTANT):done]
+                if done and entry.name in kept:
+                    # Only what lies after this window is needed again: a month of minutes
+                    # shrinks as its slices pass, so a month boundary holds about one month.
+                    kept[entry.name] = (cover, rows[done:])
+
+    def close(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+
+    def _rows(self, stream: str, entry: Entry, cover: Window, participant: Participant,
+              report: ReadReport) -> list[Row]:
+        kept = self._kept[stream]
+        if entry.name in kept:
+            return kept[entry.name][1]
+        first = entry.name not in self.files
+        # A file parsed again (a window went back) has been counted already.
+        counted = report if first else ReadReport()
+        try:
+            parsed = self._parse(entry, participant, counted)
+        except (MalformedFile, DamagedEntry) as error:
+            parsed = FileRows()
+            self.files.setdefault(entry.name, f"rejected: {error}")
+        except UnsafeArchive as error:
+            self.unsafe = error
+            raise
+        rows = [r for r in parsed.rows if cover.start <= r.timestamp < cover.end]
+        rows.sort(key=INSTANT)  # in time order already, as a rule: a pass, then bisected
+        if first and entry.name not in self.files:
+            self._count(entry, parsed, rows, counted)
+        kept[entry.name] = (cover, rows)
+        return rows
+
+    def _count(self, entry: Entry, parsed: FileRows, rows: list[Row], report: ReadReport
+               ) -> None:
+        self.files[entry.name] = NO_DATA if parsed.empty else LOADED
+        self.dropped.update(parsed.dropped)
+        if entry.form == "azm_csv":  # a score and a zone metric per minute
+            self.rows.update(r.metric_type for r in rows)
+        elif rows:
+            self.rows[rows[0].metric_type] += len(rows)
+        if rows and entry.stream not in self._first_file:  # files come in date order
+            self._first_file.add(entry.stream)
+            earliest = min(r.timestamp for r in rows)
+            self.first = earliest if self.first is None else min(self.first, earliest)
+        for _ in range(len(parsed.rows) - len(rows)):
+            report.reject("points outside their file's dates or in the future")
+
+    def _parse(self, entry: Entry, participant: Participant, report: ReadReport) -> FileRows:
+        assert self._archive is not None  # no entries without an archive
+        pid, zone = participant.participant_id, participant.zone
+        with self._archive.open(entry.name) as raw:
+            try:
+                if entry.form == "json":
+                    data = load_json(raw.read().decode("utf-8-sig"))
+                    return json_rows(data, entry.stream, pid, report)
+                text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+                if entry.form == "azm_csv":
+                    return azm_rows(text, pid, zone, report)
+                return csv_rows(text, entry.stream, pid, zone, report,
+                                daily=entry.form == "daily_csv")
+            except UnicodeDecodeError:
+                raise MalformedFile("not UTF-8 text") from None
+
+
+def _covers(entries: list[Entry], now: datetime) -> dict[str, list[tuple[Entry, Window]]]:
+    """Per stream, its files with the instants each can hold rows for."""
+    by_stream: dict[str, list[Entry]] = {}
+    for entry in entries:  # sorted by stream, then date
+        by_stream.setdefault(entry.stream, []).append(entry)
+    covers: dict[str, list[tuple[Entry, Window]]] = {}
+    for stream, files in by_stream.items():
+        covers[stream] = []
+        for index, entry in enumerate(files):
+            if entry.day is None:
+                covers[stream].append((entry, Window(EVER, now)))
+                continue
+            start = _midnight(entry.day) - MARGIN
+            following = next((f.day for f in files[index + 1:] if f.day and f.day > entry.day),
+                             None)
+            end = _midnight(following or _after_last(files, entry.day))
+            covers[stream].append((entry, Window(start, max(start, min(end + MARGIN, now)))))
+    return covers
+
+
+def _after_last(files: list[Entry], day: date) -> date:
+    """The day after a stream's last file: the next month for a monthly file (dated the 1st,
+    a month after the one before), else the next day. A guess too short would lose rows
+    (counted as outside their file's dates); one too long costs empty slices."""
+    before = [f.day for f in files if f.day and f.day < day]
+    if day.day == 1 and (not before or (day - before[-1]).days >= 28):
+        return (day + LAST_FILE_SPAN).replace(day=1)
+    return day + timedelta(days=1)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+__all__ = ["Skipped", "TakeoutSource"]

@@ -1,0 +1,174 @@
+"""`participant import-takeout ID ARCHIVE.zip`: a donated Google Takeout archive into
+raw_data and the rollups (docs/takeout.md).
+
+It loads through the run's own slice commit (pipeline.commit_slice): local days oldest
+first, each slice one transaction with its run-log row, through the same writer. A kill
+keeps the committed slices; the same command again reads the archive again, and the
+writer stores only what is missing (a re-import writes 0 rows). The archive's values win
+over stored ones at the same instant (the writer's upsert): the import is the later load.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+import psycopg2.errors
+
+from . import db
+from .config import Settings
+from .model import EARLIEST_START_DATE, SYNTHETIC, TAKEOUT, Participant, ReadReport, Window
+from .pipeline import RunOptions, SliceResult, commit_slice, rejected_text
+from .sources.takeout.archive import TakeoutArchive, UnsafeArchive
+from .sources.takeout.source import LOADED, TakeoutSource
+from .windows import local_midnight, next_slice_days, slice_end
+
+EXIT_OK, EXIT_FILES, EXIT_BAD = 0, 1, 2
+# The start date a participant this command enrols holds until the archive's first day is
+# known (the import sets it): a Takeout participant has no nightly run to read it.
+ENROLLING = EARLIEST_START_DATE
+
+
+@dataclass
+class Totals:
+    slices: int = 0
+    rows_read: int = 0
+    rows_written: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    failed: str | None = None
+
+    def add(self, result: SliceResult) -> None:
+        self.rows_read += result.rows_read
+        self.rows_written += result.rows_written
+        self.rejected.update(result.rejected)
+        if result.status == "ok":
+            self.slices += 1
+        else:
+            self.failed = result.error or result.status
+
+
+def command(connection: db.Connection, settings: Settings, participant_id: str, path: str,
+            timezone: str | None, now: datetime | None = None) -> int:
+    now = now or datetime.now(UTC)
+    try:
+        archive = TakeoutArchive(Path(path))
+    except UnsafeArchive as error:
+        return _refuse(f"import-takeout {participant_id}: {error}")
+    with archive:
+        source = TakeoutSource(archive, now)
+        participant = _participant(connection, participant_id, timezone)
+        if isinstance(participant, str):
+            return _refuse(participant)
+        totals = load(connection, settings, participant, source, now)
+        if participant.start_date == ENROLLING and source.first is not None:
+            first = source.first.astimezone(participant.zone).date()
+            db.edit_participant(connection, participant_id, None, first)
+            print(f"{participant_id}: start date {first}, its first day in the archive")
+        if source.unsafe is not None:
+            return _refuse(f"import-takeout {participant_id}: {source.unsafe}; the slices "
+                           f"committed before it stay ({totals.slices})")
+        summarise(participant_id, path, source, totals, sys.stdout)
+    rejected_files = any(not o.startswith((LOADED, "skipped")) for o in source.files.values())
+    return EXIT_FILES if totals.failed or rejected_files else EXIT_OK
+
+
+def load(connection: db.Connection, settings: Settings, participant: Participant,
+         source: TakeoutSource, now: datetime) -> Totals:
+    """Every slice of the archive's span, committed one by one; stops at a failed one."""
+    totals = Totals()
+    first = ReadReport()
+    span = source.span(participant, first)
+    totals.rejected.update(first.rejected)
+    if span is None:
+        return totals
+    options = RunOptions(now=now, overlap=settings.overlap, batch_rows=settings.batch_rows)
+    run_id, zone = uuid.uuid4(), participant.zone
+    cursor = local_midnight(span.start.astimezone(zone).date(), zone)
+    days = 1
+    while cursor < span.end:
+        stop = slice_end(cursor, span.end, zone, days)
+        part = {stream: Window(cursor, stop) for stream in source.streams}
+        result = commit_slice(connection, source, participant, part, options, run_id, None)
+        totals.add(result)
+        if totals.failed or source.unsafe:
+            break
+        _progress(participant.participant_id, stop, span, totals)
+        days, cursor = next_slice_days(days, result.rows_read), stop
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    return totals
+
+
+def _participant(connection: db.Connection, pid: str, timezone: str | None
+                 ) -> Participant | str:
+    """The participant to load into, enrolled first if unknown; or why not (one line)."""
+    found = db.load_participants(connection, [pid])
+    if not found:
+        if timezone is None:
+            return (f"import-takeout {pid}: --timezone ZONE is required to enrol a new "
+                    "participant (the archive holds local times without their zone)")
+        return _enrol(connection, pid, timezone)
+    known = found[0]
+    if known.source == SYNTHETIC:
+        return (f"import-takeout {pid}: {pid} is a synthetic participant: expected the id "
+                "of a real one (or a new id)")
+    if timezone is not None and timezone != known.timezone:
+        edited = db.edit_participant(connection, pid, timezone, None)
+        print(f"{pid}: timezone {known.timezone} -> {timezone}; {edited.daily_values_moved} "
+              "daily values moved to its midnight")
+        known = db.load_participants(connection, [pid])[0]
+    return known
+
+
+def _enrol(connection: db.Connection, pid: str, timezone: str) -> Participant | str:
+    try:
+        db.add_participants(connection, [Participant(pid, timezone, TAKEOUT, ENROLLING)])
+    except psycopg2.IntegrityError as error:
+        connection.rollback()
+        return f"import-takeout {pid}: cannot enrol: {str(error).splitlines()[0]}"
+    print(f"enrolled {pid} (takeout, {timezone}); no nightly pull")
+    return db.load_participants(connection, [pid])[0]
+
+
+def _progress(pid: str, stop: datetime, span: Window, totals: Totals) -> None:
+    if not sys.stderr.isatty():
+        return
+    done = (stop - span.start) / (span.end - span.start)
+    print(f"\r{pid}: {done:4.0%} up to {stop.date()}: {totals.rows_read} rows read, "
+          f"{totals.rows_written} written", end="", file=sys.stderr, flush=True)
+
+
+def summarise(pid: str, path: str, source: TakeoutSource, totals: Totals, out: TextIO) -> None:
+    status = f"stopped: {totals.failed}" if totals.failed else "done"
+    print(f"import-takeout {pid} {path}: {status}; {totals.slices} slices, {totals.rows_read} "
+          f"rows read, {totals.rows_written} written, {sum(totals.rejected.values())} "
+          f"rejected{rejected_text(dict(totals.rejected))}", file=out)
+    for metric, count in sorted(source.rows.items()):
+        print(f"  rows\t{metric}\t{count}", file=out)
+    for rule, count in sorted(source.dropped.items()):
+        print(f"  not loaded\t{count} {rule}", file=out)
+    outcomes = Counter(o.split(":")[0] for o in source.files.values())
+    outcomes["skipped"] += len(source.skipped)
+    print(f"  files\t{outcomes['loaded']} loaded, {outcomes['skipped']} skipped, "
+          f"{outcomes['rejected']} rejected", file=out)
+    reasons = Counter(s.reason for s in source.skipped)
+    reasons.update(o.split(": ", 1)[1] for o in source.files.values()
+                   if o.startswith("skipped"))
+    for reason, count in sorted(reasons.items()):
+        print(f"  skipped\t{count} files: {reason}", file=out)
+    for name, outcome in sorted(source.files.items()):
+        if outcome.startswith("rejected"):
+            print(f"  rejected\t{name}: {outcome.split(': ', 1)[1]}", file=out)
+
+
+def _refuse(line: str) -> int:
+    print(line, file=sys.stderr)
+    return EXIT_BAD
+
+
+__all__ = ["command", "load"]
