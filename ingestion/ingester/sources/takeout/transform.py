@@ -140,7 +140,8 @@ def csv_rows(lines: Iterable[str], stream: str, pid: str, zone: ZoneInfo,
             number = _number(text, metric, low, high, report)
             stamp = instant(stamp_text, zone, report)
         if number is not None and stamp is not None:
-            append(new_row(Row, (stamp, pid, metric, number * scale)))
+            # The recorder the row names is its device (raw_data_sourced.device).
+            append(new_row(Row, (stamp, pid, metric, number * scale, source or None)))
     return out
 
 
