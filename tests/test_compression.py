@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import SCHEMA_FILE
 from ingester import db as service_db
+from ingester import schema
 from ingester.model import Participant, Row
 from ingester.writer import RowWriter
 from support import compress_chunks, compression_state, query
@@ -109,3 +111,26 @@ def test_purge_reports_every_row_it_deleted_from_compressed_chunks(db, db_conn, 
     assert deleted == DAYS3
     assert query(db.env, "SELECT participant_id, count(*) FROM raw_data GROUP BY 1") == [
         ("p2", 500)]
+
+
+def test_migration_13_takes_compressed_chunks_and_their_rows_gain_an_origin(db, db_conn,
+                                                                             compressed):
+    # A database of before provenance, its chunks compressed: the block runs on it.
+    query(db.env, "DROP VIEW raw_data_sourced; ALTER TABLE raw_data DROP COLUMN origin_id; "
+                  "DELETE FROM schema_migrations WHERE version = 13")
+    query(db.env, "INSERT INTO participants (participant_id, timezone, source, start_date, "
+                  "seed) VALUES ('p1', 'UTC', 'synthetic', '2026-05-01', 1)")
+    assert schema.migrate(db_conn, SCHEMA_FILE) == [13]
+    assert compression_state(db.env)[0] == compressed[0]  # nothing decompressed, nothing moved
+    assert query(db.env, SOURCED) == [("synthetic", None, DAYS3)]  # the participant's source
+    # A corrected value in a compressed chunk is stored with its load's origin.
+    last = points(DAYS3)[-1].timestamp
+    writer = RowWriter(db_conn, 1_000, {"heart_rate": last}, "synthetic")
+    writer.write([Row(T0, "p1", "heart_rate", 99.0, "Charge 6")])
+    assert writer.finish().written == 1
+    db_conn.commit()
+    assert query(db.env, SOURCED) == [("synthetic", "Charge 6", 1),
+                                      ("synthetic", None, DAYS3 - 1)]
+
+
+SOURCED = "SELECT source, device, count(*) FROM raw_data_sourced GROUP BY 1, 2 ORDER BY 2"

@@ -228,6 +228,7 @@ def bounded(batches: list[list[Row]], batch_rows: int) -> Iterator[list[list[Row
 
 
 NO_ORIGIN = "\t\\N"  # origin_id NULL: the view names the participant's source
+_UNSEEN = object()  # no device is this one
 
 
 class RowWriter:
@@ -285,11 +286,17 @@ class RowWriter:
         key: tuple[str, str] = ("", "")
         latest: datetime | None = None
         series: list[Row] = []
+        last_device: object = _UNSEEN
+        origin = NO_ORIGIN
         read = 0
         try:
             for row in rows:
                 timestamp, participant_id, metric_type, _value, device = row
-                origin = origins.get(device) or self._origin(device)
+                # Rows of one recorder come in runs (one object for a source's constant):
+                # an identity check spares most rows the look-up.
+                if device is not last_device:
+                    origin = origins.get(device) or self._origin(device)
+                    last_device = device
                 if metric_type != key[1] or participant_id != key[0]:
                     key = (participant_id, metric_type)
                     latest = stored_until.get(metric_type)
