@@ -352,6 +352,9 @@ def sample_candidates(
     if values is None:
         return None
     pid, metric = participant.participant_id, data_type.metric_type
+    # The same Row as rows_from_point's: a field it comes to take from the point (its data
+    # source, say) must be taken here too, or these rows differ from the point-by-point ones
+    # (tests/test_google_pages.py compares them).
     rows = [Row(instant, pid, metric, value)
             for instant, value in zip(instants, values, strict=True)]
     return PageCandidates(instants, points, rows)
