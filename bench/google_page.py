@@ -8,7 +8,7 @@ library's json.loads of the same bytes (issue 29: `google_page_vs_json_loads`, t
 database and no network: the page is built once in memory, then parsed by the source's own
 parser (http.json_body), read into candidates (transform), kept one per instant and inside
 the window (source.kept_rows), and formatted as the writer's COPY text (writer.copy_text). CPU time
-(time.process_time), best of the repeats, the two sides taken in turn: a shared machine slows
+(time.process_time), best of 25 repeats, the two sides taken in turn: a shared machine slows
 both alike. scale.py uses the same page for its projection.
 """
 
@@ -91,7 +91,7 @@ def cpu_seconds(work: Callable[[], object]) -> float:
     return time.process_time() - began
 
 
-def measure(repeat: int = 15, points: int = PAGE_POINTS) -> PageCost:
+def measure(repeat: int = 25, points: int = PAGE_POINTS) -> PageCost:
     content = real_page(points)
     window = Window(PAGE_START, PAGE_START + timedelta(days=1))
     rows = client(content, window).count(b"\n")
@@ -126,7 +126,7 @@ class _Lines:
 def main(argv: list[str] | None = None) -> int:
     main_parser = argparse.ArgumentParser(prog="bench/google_page.py",
                                           description=__doc__.split("\n\n")[0])
-    main_parser.add_argument("--repeat", type=int, default=15)
+    main_parser.add_argument("--repeat", type=int, default=25)
     main_parser.add_argument("--profile", action="store_true", help="also print a profile")
     arguments = main_parser.parse_args(argv)
     cost = measure(arguments.repeat)

@@ -5,7 +5,8 @@
 A process's ru_maxrss also counts the memory of the process that forked it, up to its exec:
 the benchmark holds hundreds of MB (wearipedia, a participant's rows), so a child it starts
 itself would report the benchmark's size. This small process starts the command instead
-and writes {"exit": code, "seconds": wall, "peak_rss_kib": N} to REPORT_FILE. The command
+and writes {"exit": code, "seconds": wall, "peak_rss_kib": N, "cpu_seconds": user + system}
+to REPORT_FILE. The command
 inherits stdin, stdout, stderr, the environment and the working directory.
 """
 
@@ -24,7 +25,9 @@ def main(report_file: str, command: list[str]) -> int:
     process.returncode = code = os.waitstatus_to_exitcode(status)
     with open(report_file, "w", encoding="utf-8") as report:
         # ru_maxrss is in KiB on Linux.
-        json.dump({"exit": code, "seconds": seconds, "peak_rss_kib": usage.ru_maxrss}, report)
+        # The CPU of the command and of the worker processes it waited for.
+        json.dump({"exit": code, "seconds": seconds, "peak_rss_kib": usage.ru_maxrss,
+                   "cpu_seconds": usage.ru_utime + usage.ru_stime}, report)
     return code
 
 

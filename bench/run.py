@@ -76,8 +76,8 @@ def parser() -> argparse.ArgumentParser:
                       "or URI; default: DB_HOST, DB_PORT, DB_USER, DB_PASSWORD)")
     main.add_argument("--json", type=Path, default=DEFAULT_JSON,
                       help="where to write the results (default bench/results.json)")
-    main.add_argument("--page-repeat", type=positive(int), default=15,
-                      help="times the Google page is measured, the best kept (default 15)")
+    main.add_argument("--page-repeat", type=positive(int), default=25,
+                      help="times the Google page is measured, the best kept (default 25)")
     main.add_argument("--work-dir", type=Path, default=None,
                       help="parent of the temporary spool of generated rows (default: TMPDIR)")
     return main
@@ -89,7 +89,7 @@ class Plan:
     long: Workload
     batch_rows: int
     repeat: int
-    page_repeat: int = 15
+    page_repeat: int = 25
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -119,6 +119,7 @@ class Run:
     parent_rss_mib: float  # the run's own process, without its worker processes
     run_seconds: float  # from the cohort to the summary: the command without its start-up
     db_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the command's and its worker processes' (not the server's)
 
 
 def run_ingest(env: dict[str, str], work: Path) -> Run:
@@ -136,7 +137,8 @@ def run_ingest(env: dict[str, str], work: Path) -> Run:
         print(done.stderr[-3000:], file=sys.stderr)
     return Run(facts["seconds"], facts["peak_rss_kib"] / 1024, workers, facts["exit"],
                done.stderr, float(parent.group(1)) if parent else 0.0,
-               float(finished.group(1)) if finished else facts["seconds"])
+               float(finished.group(1)) if finished else facts["seconds"],
+               cpu_seconds=facts.get("cpu_seconds", 0.0))
 
 
 def base_env(server: Server, dbname: str, work: Path, **extra: str) -> dict[str, str]:
@@ -192,6 +194,7 @@ def google_run(server: Server, scratch: Scratch, fake: FakeGoogleHealth, partici
     finally:
         connection.close()
     began = time.time()
+    bench_cpu = time.process_time()  # this process: the fake serving the run
     run_dir = work / f"google_{tag}"
     run_dir.mkdir()
     result = run_ingest(base_env(
@@ -207,6 +210,7 @@ def google_run(server: Server, scratch: Scratch, fake: FakeGoogleHealth, partici
     for seen in api:
         by_user[seen.user].append(seen.at)
     heart_pages = sum("/dataTypes/heart-rate/" in seen.path for seen in api)
+    fake_cpu = time.process_time() - bench_cpu
     scratch.drop(dbname)
     return {
         "workers": workers, "kind": kind, "participants": participants, "exit": result.exit,
@@ -214,6 +218,7 @@ def google_run(server: Server, scratch: Scratch, fake: FakeGoogleHealth, partici
         "requests": len(api),
         "requests_per_participant": round(len(api) / participants, 1),
         "heart_rate_pages_per_participant": round(heart_pages / participants, 1),
+        "cpu_seconds": round(result.cpu_seconds, 1), "fake_cpu_seconds": round(fake_cpu, 1),
         "max_user_requests_in_60s": max((most_in_any_window(t) for t in by_user.values()),
                                         default=0),
         "max_project_requests_in_60s": most_in_any_window([s.at for s in api]),
@@ -521,21 +526,39 @@ def slice_part(arguments, server, scratch, limits, work, google: dict) -> dict:
     projected = model.night(n, workers, cores, limits)
     run["projected_seconds"] = round(projected["night"], 1)
     run["projected"] = {key: round(value, 1) for key, value in projected.items()}
+    # The client's CPU the model counts for the slice, against what the command and its
+    # workers spent: the anchor that the machine's load does not move (its wall time it does).
+    run["projected_client_cpu_seconds"] = round(
+        n * model.heart_rate_pages * google["client_cpu_per_real_page_seconds"], 1)
     # The fake serialises every page in this process, on the same cores: CPU a real night
     # does not spend here (Google's servers do), which the slice pays.
-    dumps = fake_seconds_per_page()
-    fake_cpu = n * model.heart_rate_pages * dumps
-    with_fake = model.startup_seconds + max(projected["io"], projected["cpu"] + fake_cpu / cores,
-                                            projected["quota"])
-    run["fake_cpu_seconds"] = round(fake_cpu, 1)
+    with_fake = model.startup_seconds + max(
+        projected["io"], projected["cpu"] + run["fake_cpu_seconds"] / cores, projected["quota"])
     run["projected_with_fake_seconds"] = round(with_fake, 1)
+    run["calibrated"] = calibrated(google, run, limits, cores)
     return run
 
 
-def fake_seconds_per_page() -> float:
-    """CPU of the fake's json.dumps of one 10,000-point page (best of 3)."""
-    body = {"dataPoints": list(one_hertz_points(NOW, 0, google_page.PAGE_POINTS))}
-    return min(google_page.cpu_seconds(lambda: json.dumps(body).encode()) for _ in range(3))
+def calibrated(google: dict, hz: dict, limits: tuple[int, int], cores: int) -> list[dict]:
+    """The night of 1,000 and 10,000 again, with the client's CPU a heart-rate page taken
+    from the slice: all the command and its workers spent, over its heart-rate pages (the
+    HTTP reads, the guard, the writer's loop, the other requests and the workers' start-up
+    on top of what `make bench` times)."""
+    best = min((r for r in google["runs"] if r["kind"] == "process"),
+               key=lambda r: r["seconds_for_cohort"])
+    model = NightModel(**google["models"][str(best["workers"])])
+    measured = hz["cpu_seconds"] / (hz["participants"] * hz["heart_rate_pages_per_participant"])
+    extra = model.heart_rate_pages * (measured - google["client_cpu_per_real_page_seconds"])
+    model = NightModel(**{**model.__dict__, "cpu_seconds": model.cpu_seconds + extra})
+    out = []
+    for cohort in (1_000, 10_000):
+        cost = model.night(cohort, best["workers"], cores, limits)
+        out.append({"participants": cohort, "workers": best["workers"],
+                    "client_cpu_per_page_seconds": round(measured, 4),
+                    "cpu_minutes": round(cost["cpu"] / 60, 1),
+                    "io_minutes": round(cost["io"] / 60, 1),
+                    "minutes": round(cost["night"] / 60, 1)})
+    return out
 
 
 def synthetic_part(arguments, server, scratch, work) -> dict:
@@ -620,12 +643,21 @@ def tables(doc: dict) -> str:
         hz = g.get("slice")
         if hz:
             lines += ["", "| the 1 Hz slice that anchors it | participants | WORKERS | requests "
-                      "| projected s | projected s with the fake's CPU | measured s | exit |",
-                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                      "| projected s | projected s with the fake's CPU | measured s | client "
+                      "CPU s: projected | measured | exit |",
+                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
                       f"| real 10,000-point pages through the fake, {doc['latency_seconds']} s "
                       f"a page | {hz['participants']} | {hz['workers']} | {hz['requests']:,} | "
                       f"{hz['projected_seconds']} | {hz['projected_with_fake_seconds']} | "
-                      f"{hz['seconds']} | {hz['exit']} |"]
+                      f"{hz['seconds']} | {hz['projected_client_cpu_seconds']} | "
+                      f"{hz['cpu_seconds']} | {hz['exit']} |"]
+            for c in hz.get("calibrated", []):
+                lines.append(
+                    f"\nWith the slice's CPU a heart-rate page "
+                    f"({c['client_cpu_per_page_seconds'] * 1000:.0f} ms, the whole command), "
+                    f"{c['participants']:,} participants: CPU {c['cpu_minutes']} min on "
+                    f"{doc['machine'].get('cores')} cores, I/O {c['io_minutes']} min at "
+                    f"WORKERS={c['workers']}: night {c['minutes']} min.")
     s = doc.get("synthetic")
     if s:
         lines += ["", "| synthetic | seconds | rows | database alone s |",

@@ -355,6 +355,8 @@ def sample_candidates(
     if values is None:
         return None
     pid, metric = participant.participant_id, data_type.metric_type
+    # The same Row as rows_from_point's, its recorder included (tests/test_google_pages.py
+    # compares the two paths).
     rows = [Row(instant, pid, metric, value, device)
             for instant, value, device in zip(instants, values, map(device_of, points),
                                               strict=True)]
