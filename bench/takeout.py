@@ -167,7 +167,8 @@ def rates(server: Server, scratch: Scratch, path: Path, rounds: int) -> tuple[di
             raise BenchError(f"the writer stored {pair[True][0]} rows, the import "
                              f"{pair[False][0]}")
         pairs.append(pair)
-    ratios = sorted(pair[True][1] / pair[False][1] for pair in pairs)
+    in_order = [round(pair[True][1] / pair[False][1], 3) for pair in pairs]
+    ratios = sorted(in_order)
     middle = ratios[len(ratios) // 2] if len(ratios) % 2 else \
         (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2
 
@@ -181,6 +182,7 @@ def rates(server: Server, scratch: Scratch, path: Path, rounds: int) -> tuple[di
 
     imported, written = side(False), side(True)
     imported["paired_ratio"] = round(middle, 3)
+    imported["pair_ratios"] = in_order
     return imported, written
 
 

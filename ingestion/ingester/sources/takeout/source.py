@@ -63,10 +63,10 @@ class TakeoutSource:
         for stream, covers in self._covers.items():
             for entry, cover in covers:
                 if entry.day is None:
-                    found = self._rows(stream, entry, cover, participant, report)
-                    starts += [min(r.timestamp for r in found)] if found else []
-                    ends += [max(r.timestamp for r in found) + timedelta(seconds=1)] if found \
-                        else []
+                    found = self._rows(stream, entry, cover, participant, report)  # sorted
+                    if found:
+                        starts.append(found[0].timestamp)
+                        ends.append(found[-1].timestamp + timedelta(seconds=1))
                 else:
                     starts.append(cover.start)
                     ends.append(cover.end)
@@ -127,7 +127,7 @@ class TakeoutSource:
             self.rows[rows[0].metric_type] += len(rows)
         if rows and entry.stream not in self._first_file:  # files come in date order
             self._first_file.add(entry.stream)
-            earliest = min(r.timestamp for r in rows)
+            earliest = rows[0].timestamp  # sorted
             self.first = earliest if self.first is None else min(self.first, earliest)
         for _ in range(len(parsed.rows) - len(rows)):
             report.reject("points outside their file's dates or in the future")
