@@ -28,6 +28,7 @@ from takeout_support import (
     CSV_DIR,
     JSON_DIR,
     ROOT,
+    WEARABLE,
     Archive,
     classic,
     days,
@@ -158,6 +159,10 @@ def test_a_week_across_dst_west_of_utc_loads_exactly_and_once(env, tmp_path):
         ("takeout", NEW_YORK, date(2026, 10, 28))]  # 00:00Z is 20:00 the day before
     rollup = query(env, "SELECT sum(sum) FROM data_1d WHERE metric_type = 'steps'")[0][0]
     assert rollup == pytest.approx(sum(v for m, _, v in expected if m == "steps"))
+    # Provenance: the archive loaded every row, and a CSV row names the recorder it lists.
+    origins = query(env, "SELECT DISTINCT source, device FROM raw_data_sourced")
+    assert {source for source, _ in origins} == {"takeout"}
+    assert ("takeout", WEARABLE) in origins
 
     before = fingerprint(env)
     again = ok(import_takeout(env, "p-ny", path))
