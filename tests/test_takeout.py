@@ -39,6 +39,7 @@ from takeout_support import (
     per_minute,
     sample_lines,
     sleep_json,
+    sleep_log,
 )
 from test_google_pipeline import enrol_p1, fake_env, run_at
 
@@ -345,6 +346,24 @@ def test_a_damaged_file_is_reported_and_the_rest_loads(env, tmp_path):
     assert done.returncode == 1, done.stderr
     assert f"rejected\t{JSON_DIR}floors-2026-11-02.json: not JSON" in done.stdout
     assert stored(env, "p1") == [(m, t, pytest.approx(v)) for m, t, v in rows_of(expected)]
+
+
+def test_a_sleep_file_not_a_list_is_rejected_and_an_unreadable_log_counted(env, tmp_path):
+    archive, _ = intraday_archive(date(2026, 11, 2), 2)
+    archive.add(JSON_DIR + "sleep-2026-10-03.json", '{"sleep": []}')
+    archive.add(JSON_DIR + "sleep-2026-11-02.json", json.dumps(
+        [sleep_log(NAP, ZoneInfo(NEW_YORK), 1), {**sleep_log(NAP, ZoneInfo(NEW_YORK), 2),
+                                                 "type": "nap"}]))
+    path = archive.write(tmp_path / "sleep.zip")
+    done = import_takeout(env, "p1", path, "--timezone", NEW_YORK)
+    assert done.returncode == 1, done.stderr
+    assert (f"rejected\t{JSON_DIR}sleep-2026-10-03.json: expected a JSON list, got dict"
+            in done.stdout)
+    assert "1 sleep logs of an unknown type" in done.stdout
+    assert "  sleep\t1 sessions" in done.stdout
+    assert query(env, SESSIONS, ("p1",)) == [
+        ("takeout", utc("2026-11-03T19:00"), utc("2026-11-03T19:45"), False, 40, 5,
+         "classic", True)]
 
 
 def test_a_truncated_entry_is_reported_and_the_rest_loads(env, tmp_path):

@@ -148,8 +148,10 @@ class TakeoutSource:
             return self._nights[entry.name][1]
         first = entry.name not in self.files
         counted = report if first else ReadReport()
+        data: object = []
         try:
-            parsed = sleep_sessions(self._json(entry), participant.zone, counted)
+            data = self._json(entry)
+            parsed = sleep_sessions(data, participant.zone, counted)
         except (MalformedFile, DamagedEntry) as error:
             parsed = []
             self.files.setdefault(entry.name, f"rejected: {error}")
@@ -158,7 +160,7 @@ class TakeoutSource:
             raise
         sessions = [s for s in parsed if cover.start <= s.end < cover.end]
         if first and entry.name not in self.files:
-            self.files[entry.name] = LOADED if parsed else NO_DATA
+            self.files[entry.name] = LOADED if data else NO_DATA  # logs, read or not
             self.sessions += len(sessions)
             if sessions:
                 earliest = min(s.start for s in sessions)
