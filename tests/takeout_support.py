@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 ROOT = "Takeout/Google Health/"
 CSV_DIR = ROOT + "Physical Activity_GoogleData/"
@@ -106,7 +107,35 @@ def intraday_archive(first: date, count: int, hr_step: int = 60) -> tuple[Archiv
     return archive, expected
 
 
-def sleep_json(day: date) -> str:
-    return json.dumps([{"logId": 1, "dateOfSleep": str(day), "startTime": f"{day}T23:10:00.000",
-                        "endTime": f"{day}T23:50:00.000", "type": "stages",
-                        "levels": {"data": [], "shortData": []}}])
+@dataclass(frozen=True)
+class Night:
+    """A sleep log drawn in UTC: its stages follow one another, named as Fitbit does (wake,
+    light, deep, rem; or asleep, restless, awake)."""
+
+    kind: str  # "stages" or "classic"
+    main: bool
+    stages: list[tuple[datetime, datetime, str]]
+
+    @property
+    def span(self) -> tuple[datetime, datetime]:
+        return self.stages[0][0], self.stages[-1][1]
+
+
+def sleep_log(night: Night, zone: ZoneInfo, log_id: int) -> dict:
+    """The night as Fitbit's sleep log: device-local clock times, `duration` elapsed ms."""
+    def local(instant: datetime) -> str:
+        return instant.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S.000")
+
+    start, end = night.span
+    return {"logId": log_id, "dateOfSleep": str(end.astimezone(zone).date()),
+            "startTime": local(start), "endTime": local(end),
+            "duration": int((end - start).total_seconds()) * 1000,
+            "isMainSleep": night.main, "type": night.kind,
+            "levels": {"data": [{"dateTime": local(a), "level": level,
+                                 "seconds": int((b - a).total_seconds())}
+                                for a, b, level in night.stages],
+                       "shortData": [], "summary": {}}}
+
+
+def sleep_json(nights: list[Night], zone: ZoneInfo) -> str:
+    return json.dumps([sleep_log(n, zone, 1000 + i) for i, n in enumerate(nights)])

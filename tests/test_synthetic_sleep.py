@@ -6,13 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ingester.model import Participant, ReadReport
-from ingester.sources.synthetic.sleep import (
+from ingester.sleep_log import (
+    NONEXISTENT_LOCAL_TIME,
     OVERLAPPING_STAGE,
     STAGE_PAST_END,
     session_from_log,
 )
 from ingester.sources.synthetic.source import day_seed, load_wearipedia
-from ingester.sources.synthetic.transform import NONEXISTENT_LOCAL_TIME
 from support import ingest_env, ok, query, run_ingest
 
 NEW_YORK = ZoneInfo("America/New_York")

@@ -30,6 +30,7 @@ from takeout_support import (
     ROOT,
     WEARABLE,
     Archive,
+    Night,
     classic,
     days,
     heart_rate,
@@ -38,11 +39,41 @@ from takeout_support import (
     per_minute,
     sample_lines,
     sleep_json,
+    sleep_log,
 )
 from test_google_pipeline import enrol_p1, fake_env, run_at
 
 NEW_YORK = "America/New_York"
 DST_WEEK = days(date(2026, 10, 29), 7)  # Oct 29 - Nov 4
+
+
+
+def segments(*cuts: tuple[str, str]) -> list[tuple[datetime, datetime, str]]:
+    """Stages that follow one another: (UTC start "MM-DDTHH:MM" in 2026, level), ..., then
+    (the end, "")."""
+    instants = [(utc(f"2026-{at}:00"), level) for at, level in cuts]
+    return [(a, b, level) for (a, level), (b, _) in zip(instants, instants[1:], strict=False)]
+
+
+# A staged night across the change: 23:00 EDT Oct 31 to 06:30 EST Nov 1, 8.5 h. Its light
+# stage at 06:40Z is 01:40 on the clock's second pass (the rem before it began 01:50 EDT).
+STAGED_NIGHT = Night("stages", True, segments(
+    ("11-01T03:00", "wake"), ("11-01T03:20", "light"), ("11-01T05:00", "deep"),
+    ("11-01T05:50", "rem"), ("11-01T06:40", "light"), ("11-01T07:30", "deep"),
+    ("11-01T09:00", "rem"), ("11-01T10:10", "light"), ("11-01T11:15", "wake"),
+    ("11-01T11:30", "")))
+# 22:30 EST Nov 2 to 06:00 EST Nov 3; then a nap 14:00-14:45 EST.
+CLASSIC_NIGHT = Night("classic", True, segments(
+    ("11-03T03:30", "awake"), ("11-03T03:45", "asleep"), ("11-03T07:00", "restless"),
+    ("11-03T07:10", "asleep"), ("11-03T10:50", "awake"), ("11-03T11:00", "")))
+NAP = Night("classic", False, segments(
+    ("11-03T19:00", "asleep"), ("11-03T19:40", "awake"), ("11-03T19:45", "")))
+SESSIONS = """SELECT source, session_start, session_end, is_main_sleep, minutes_asleep,
+                     minutes_awake, kind, processed FROM sleep_sessions
+              WHERE participant_id = %s ORDER BY session_start"""
+STAGES = """SELECT session_start, stage_start, stage_end, stage FROM sleep_stages
+            WHERE participant_id = %s AND source = 'takeout' ORDER BY stage_start"""
+FITBIT_LEVEL = {"wake": "awake"}
 
 STORED = """SELECT metric_type, "timestamp", value FROM raw_data WHERE participant_id = %s
             ORDER BY 1, 2"""
@@ -110,7 +141,10 @@ def dst_week_archive() -> tuple[Archive, list[tuple]]:
                 ["2026-10-30T12:00:00Z,1.25,Charge 6"])
     archive.csv("floors_2026-11-01.csv", "timestamp,floors,data source",
                 ["2026-11-03T12:00:00Z,2,Charge 6"])
-    archive.add(JSON_DIR + "sleep-2026-10-01.json", sleep_json(DST_WEEK[0]))
+    # Fitbit writes sleep in files of 30 nights, named by the first.
+    archive.add(JSON_DIR + "sleep-2026-10-03.json", sleep_json([STAGED_NIGHT], ZoneInfo(NEW_YORK)))
+    archive.add(JSON_DIR + "sleep-2026-11-02.json",
+                sleep_json([CLASSIC_NIGHT, NAP], ZoneInfo(NEW_YORK)))
     archive.add(ROOT + "UserSensorCompressionToken/token_2026-10-29.csv", "token\nabc\n")
     archive.add("Takeout/archive_browser.html", "<html></html>")
     expected = rows_of(expected) + sorted([
@@ -151,7 +185,8 @@ def test_a_week_across_dst_west_of_utc_loads_exactly_and_once(env, tmp_path):
     assert "p-ny: start date 2026-10-28, its first day in the archive" in summary
     assert "1 rejected (1 heart_rate values out of range)" in summary
     assert "rows\theart_rate\t2016" in summary
-    assert "sleep: import follows the sleep tables" in summary
+    assert "sleep: import follows the sleep tables" not in summary
+    assert "  sleep\t3 sessions" in summary
     assert "7 files: JSON twin of a stream loaded from its CSV (the CSV wins)" in summary
     assert "not loaded\t320 rows the phone recorded (MobileTrack), not the wearable" in summary
     assert "not loaded\t4 rows Health Connect synced in from other apps (round trips)" in summary
@@ -164,12 +199,32 @@ def test_a_week_across_dst_west_of_utc_loads_exactly_and_once(env, tmp_path):
     assert {source for source, _ in origins} == {"takeout"}
     assert ("takeout", WEARABLE) in origins
 
+    nights = query(env, SESSIONS, ("p-ny",)), query(env, STAGES, ("p-ny",))
+    assert_sleep(*nights)
+
     before = fingerprint(env)
     again = ok(import_takeout(env, "p-ny", path))
     assert ", 0 written," in again.stdout
     assert fingerprint(env) == before
+    assert (query(env, SESSIONS, ("p-ny",)), query(env, STAGES, ("p-ny",))) == nights
     assert query(env, "SELECT sum(rows_written) FROM ingest_runs WHERE run_id = (SELECT "
                       "run_id FROM ingest_runs ORDER BY id DESC LIMIT 1)")[0][0] == 0
+
+
+def assert_sleep(sessions: list[tuple], stages: list[tuple]) -> None:
+    """The three sessions, exact: minutes asleep exclude awake and restless, awake counts
+    the awake stages; each stage in UTC, under its session."""
+    assert sessions == [
+        ("takeout", utc("2026-11-01T03:00"), utc("2026-11-01T11:30"), True, 475, 35,
+         "stages", True),
+        ("takeout", utc("2026-11-03T03:30"), utc("2026-11-03T11:00"), True, 415, 25,
+         "classic", True),
+        ("takeout", utc("2026-11-03T19:00"), utc("2026-11-03T19:45"), False, 40, 5,
+         "classic", True),
+    ]
+    assert stages == [(night.span[0], a, b, FITBIT_LEVEL.get(level, level))
+                      for night in (STAGED_NIGHT, CLASSIC_NIGHT, NAP)
+                      for a, b, level in night.stages]
 
 
 def test_the_nightly_run_skips_a_takeout_participant(env, tmp_path):
@@ -293,6 +348,24 @@ def test_a_damaged_file_is_reported_and_the_rest_loads(env, tmp_path):
     assert stored(env, "p1") == [(m, t, pytest.approx(v)) for m, t, v in rows_of(expected)]
 
 
+def test_a_sleep_file_not_a_list_is_rejected_and_an_unreadable_log_counted(env, tmp_path):
+    archive, _ = intraday_archive(date(2026, 11, 2), 2)
+    archive.add(JSON_DIR + "sleep-2026-10-03.json", '{"sleep": []}')
+    archive.add(JSON_DIR + "sleep-2026-11-02.json", json.dumps(
+        [sleep_log(NAP, ZoneInfo(NEW_YORK), 1), {**sleep_log(NAP, ZoneInfo(NEW_YORK), 2),
+                                                 "type": "nap"}]))
+    path = archive.write(tmp_path / "sleep.zip")
+    done = import_takeout(env, "p1", path, "--timezone", NEW_YORK)
+    assert done.returncode == 1, done.stderr
+    assert (f"rejected\t{JSON_DIR}sleep-2026-10-03.json: expected a JSON list, got dict"
+            in done.stdout)
+    assert "1 sleep logs of an unknown type" in done.stdout
+    assert "  sleep\t1 sessions" in done.stdout
+    assert query(env, SESSIONS, ("p1",)) == [
+        ("takeout", utc("2026-11-03T19:00"), utc("2026-11-03T19:45"), False, 40, 5,
+         "classic", True)]
+
+
 def test_a_truncated_entry_is_reported_and_the_rest_loads(env, tmp_path):
     archive, expected = intraday_archive(date(2026, 11, 2), 2)
     name = CSV_DIR + "heart_rate_2026-11-03.csv"
@@ -327,13 +400,13 @@ def test_a_new_id_needs_a_zone_and_a_synthetic_one_is_refused(env, tmp_path):
 
 def test_the_csv_wins_over_its_json_twin_and_json_alone_loads():
     names = [CSV_DIR + "heart_rate_2026-11-02.csv", JSON_DIR + "heart_rate-2026-11-02.json",
-             JSON_DIR + "steps-2026-11-02.json", JSON_DIR + "sleep-2026-11-01.json",
+             JSON_DIR + "steps-2026-11-02.json", ROOT + "Sleep Score/sleep_score.csv",
              "Takeout/Fit/All Data/raw.json", ROOT + "Mystery/new_thing.csv"]
     entries, skipped = catalog.classify(names)
     assert [(e.stream, e.form) for e in entries] == [("heart_rate", "csv"), ("steps", "json")]
     assert {s.name: s.reason for s in skipped} == {
         JSON_DIR + "heart_rate-2026-11-02.json": catalog.TWIN,
-        JSON_DIR + "sleep-2026-11-01.json": catalog.SLEEP_LATER,
+        ROOT + "Sleep Score/sleep_score.csv": catalog.SLEEP_SUMMARY,
         "Takeout/Fit/All Data/raw.json": "outside Takeout/Google Health/ and Takeout/Fitbit/",
         ROOT + "Mystery/new_thing.csv": "not recognised (a file this importer does not know)",
     }

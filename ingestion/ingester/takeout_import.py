@@ -150,6 +150,8 @@ def summarise(pid: str, path: str, source: TakeoutSource, totals: Totals, out: T
           f"rejected{rejected_text(dict(totals.rejected))}", file=out)
     for metric, count in sorted(source.rows.items()):
         print(f"  rows\t{metric}\t{count}", file=out)
+    if source.sessions:
+        print(f"  sleep\t{source.sessions} sessions", file=out)
     for rule, count in sorted(source.dropped.items()):
         print(f"  not loaded\t{count} {rule}", file=out)
     outcomes = Counter(o.split(":")[0] for o in source.files.values())

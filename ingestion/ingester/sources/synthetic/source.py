@@ -29,8 +29,8 @@ from typing import Any
 from ...errors import ParticipantError
 from ...model import DeliveryBound, Participant, ReadReport, Row, Window
 from ...sleep import SLEEP_STREAM, SleepSession
+from ...sleep_log import session_from_log
 from . import transform
-from .sleep import session_from_log
 
 log = logging.getLogger(__name__)
 

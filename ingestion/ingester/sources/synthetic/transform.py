@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from ...errors import PayloadError
 from ...metrics import AZM_SCORE
 from ...model import ReadReport, Row, Window
+from ...sleep_log import NONEXISTENT_LOCAL_TIME, UNREADABLE_TIME
 
 DAY = 86_400
 # The device every synthetic row names (raw_data_sourced.device): wearipedia's generator
@@ -29,10 +30,10 @@ DEVICE = "Charge 6"
 
 # Reasons a point is counted in the ReadReport instead of stored. The run's log line reads
 # "<count> <reason>", so each is a plural noun phrase that says why (docs/wearipedia-notes.md).
-NONEXISTENT_LOCAL_TIME = "local times that a DST jump skipped"
 OVERLAPPING_SLEEP = "sleep minutes inside the night before's sleep, which is kept"
 BAD_VALUE = "values missing, not numbers or not finite"
-UNREADABLE_TIME = "times that cannot be read"  # the library never sends these two:
+# The two time reasons are sleep_log's (one phrase for sleep and rows). The library never
+# sends these two:
 REPEATED_LOCAL_TIME = "local times not later than the point before them"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -13,12 +13,14 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from ...sleep import SLEEP_STREAM
+
 ROOT = re.compile(r"^Takeout/(Google Health|Fitbit)/")
 CSV_DIR = "Physical Activity_GoogleData/"
 JSON_DIR = "Global Export Data/"
 DAY = r"(\d{4}-\d{2}-\d{2})"
 
-SLEEP_LATER = "sleep: import follows the sleep tables"
+SLEEP_SUMMARY = "sleep scores and summaries: the sessions load from Global Export Data"
 TWIN = "JSON twin of a stream loaded from its CSV (the CSV wins)"
 
 
@@ -26,7 +28,7 @@ TWIN = "JSON twin of a stream loaded from its CSV (the CSV wins)"
 class Entry:
     name: str
     stream: str  # one of STREAMS
-    form: str  # how it is parsed: "csv", "daily_csv", "azm_csv" or "json"
+    form: str  # how it is parsed: "csv", "daily_csv", "azm_csv", "json" or "sleep_json"
     day: date | None  # the date in its name; None for a file of the whole history
 
 
@@ -56,14 +58,15 @@ LOADED: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
         ("distance", "json", JSON_DIR + rf"distance-{DAY}\.json$"),
         ("calories", "json", JSON_DIR + rf"calories-{DAY}\.json$"),
         ("floors", "json", JSON_DIR + rf"floors-{DAY}\.json$"),
+        # About 30 nights a file: sessions and stages, not rows (sleep_sessions, sleep_stages).
+        (SLEEP_STREAM, "sleep_json", JSON_DIR + rf"sleep-{DAY}\.json$"),
     )
 )
 STREAMS: tuple[str, ...] = tuple(dict.fromkeys(stream for stream, _, _ in LOADED))
 
 NOT_LOADED: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), reason) for pattern, reason in (
-        (JSON_DIR + r"sleep-", SLEEP_LATER),
-        (r"(^|/)Sleep( Score)?/", SLEEP_LATER),
+        (r"(^|/)Sleep( Score)?/", SLEEP_SUMMARY),
         (r"UserSensorCompressionToken|UserActivityProbabilities|micro_stillness",
          "Fitbit's internal sensor data, not a measurement"),
         (JSON_DIR + r"resting_heart_rate-", "daily values come from daily_resting_heart_rate.csv"),

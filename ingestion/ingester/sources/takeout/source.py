@@ -4,7 +4,8 @@ A file is parsed whole before any of its rows is yielded, so a file that turns o
 halfway contributes nothing and is reported; the other files load. A parsed file is kept
 until a window starts after its dates, because one file (a day, or a month of per-minute
 steps) feeds the slice or two around it: memory holds the files of about one slice,
-however long the history.
+however long the history. Sleep files (about 30 nights each) are held the same way, as
+sessions: the pipeline asks for them with read_sleep, like any SleepSource.
 """
 
 from __future__ import annotations
@@ -17,14 +18,23 @@ from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
 
 from ...model import DeliveryBound, Participant, ReadReport, Row, Window
+from ...sleep import SLEEP_STREAM, SleepSession
 from .archive import DamagedEntry, TakeoutArchive, UnsafeArchive
 from .catalog import Entry, Skipped, classify
-from .transform import FileRows, MalformedFile, azm_rows, csv_rows, json_rows, load_json
+from .transform import (
+    FileRows,
+    MalformedFile,
+    azm_rows,
+    csv_rows,
+    json_rows,
+    load_json,
+    sleep_sessions,
+)
 
 # A file's rows lie within its date and the next file's (a month file is followed by the
 # next month's), give or take a zone's offset (the margin on each side).
 MARGIN = timedelta(days=1)
-LAST_FILE_SPAN = timedelta(days=32)  # from the 1st into the next month
+LAST_FILE_SPAN = timedelta(days=32)  # from the 1st into the next month; a sleep file's nights
 
 LOADED, NO_DATA = "loaded", "skipped: no data in the file"
 INSTANT = attrgetter("timestamp")
@@ -52,6 +62,8 @@ class TakeoutSource:
         self._kept: dict[str, dict[str, tuple[Window, list[Row]]]] = {s: {}
                                                                       for s in self.streams}
         self._first_file: set[str] = set()  # streams whose first file with rows was counted
+        self.sessions = 0  # sleep sessions, each file's counted once
+        self._nights: dict[str, tuple[Window, list[SleepSession]]] = {}  # as _kept, for sleep
 
     def delivered_until(self, participant: Participant, now: datetime) -> DeliveryBound:
         return DeliveryBound(now, "archive")
@@ -76,6 +88,8 @@ class TakeoutSource:
 
     def read(self, participant: Participant, stream: str, window: Window, report: ReadReport
              ) -> Iterator[Row]:
+        if stream == SLEEP_STREAM:  # sessions, not rows: the pipeline calls read_sleep
+            return
         start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
         kept = self._kept[stream]
         for name in [n for n, (cover, _) in kept.items() if cover.end <= start]:
@@ -89,6 +103,17 @@ class TakeoutSource:
                     # Only what lies after this window is needed again: a month of minutes
                     # shrinks as its slices pass, so a month boundary holds about one month.
                     kept[entry.name] = (cover, rows[done:])
+
+    def read_sleep(self, participant: Participant, window: Window, report: ReadReport
+                   ) -> list[SleepSession]:
+        """The sessions that end in the window (sources.SleepSource)."""
+        start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+        for name in [n for n, (cover, _) in self._nights.items() if cover.end <= start]:
+            del self._nights[name]
+        return [session for entry, cover in self._covers.get(SLEEP_STREAM, ())
+                if cover.start < end and cover.end > start
+                for session in self._sessions(entry, cover, participant, report)
+                if start <= session.end < end]
 
     def close(self) -> None:
         if self._archive is not None:
@@ -117,6 +142,42 @@ class TakeoutSource:
         kept[entry.name] = (cover, rows)
         return rows
 
+    def _sessions(self, entry: Entry, cover: Window, participant: Participant,
+                  report: ReadReport) -> list[SleepSession]:
+        if entry.name in self._nights:
+            return self._nights[entry.name][1]
+        first = entry.name not in self.files
+        counted = report if first else ReadReport()
+        data: object = []
+        try:
+            data = self._json(entry)
+            parsed = sleep_sessions(data, participant.zone, counted)
+        except (MalformedFile, DamagedEntry) as error:
+            parsed = []
+            self.files.setdefault(entry.name, f"rejected: {error}")
+        except UnsafeArchive as error:
+            self.unsafe = error
+            raise
+        sessions = [s for s in parsed if cover.start <= s.end < cover.end]
+        if first and entry.name not in self.files:
+            self.files[entry.name] = LOADED if data else NO_DATA  # logs, read or not
+            self.sessions += len(sessions)
+            if sessions:
+                earliest = min(s.start for s in sessions)
+                self.first = earliest if self.first is None else min(self.first, earliest)
+            for _ in range(len(parsed) - len(sessions)):
+                counted.reject("sleep sessions outside their file's dates or in the future")
+        self._nights[entry.name] = (cover, sessions)
+        return sessions
+
+    def _json(self, entry: Entry) -> object:
+        assert self._archive is not None  # no entries without an archive
+        with self._archive.open(entry.name) as raw:
+            try:
+                return load_json(raw.read().decode("utf-8-sig"))
+            except UnicodeDecodeError:
+                raise MalformedFile("not UTF-8 text") from None
+
     def _count(self, entry: Entry, parsed: FileRows, rows: list[Row], report: ReadReport
                ) -> None:
         self.files[entry.name] = NO_DATA if parsed.empty else LOADED
@@ -133,13 +194,12 @@ class TakeoutSource:
             report.reject("points outside their file's dates or in the future")
 
     def _parse(self, entry: Entry, participant: Participant, report: ReadReport) -> FileRows:
-        assert self._archive is not None  # no entries without an archive
         pid, zone = participant.participant_id, participant.zone
+        if entry.form == "json":
+            return json_rows(self._json(entry), entry.stream, pid, report)
+        assert self._archive is not None  # no entries without an archive
         with self._archive.open(entry.name) as raw:
             try:
-                if entry.form == "json":
-                    data = load_json(raw.read().decode("utf-8-sig"))
-                    return json_rows(data, entry.stream, pid, report)
                 text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
                 if entry.form == "azm_csv":
                     return azm_rows(text, pid, zone, report)
@@ -164,7 +224,9 @@ def _covers(entries: list[Entry], now: datetime) -> dict[str, list[tuple[Entry, 
             start = _midnight(entry.day) - MARGIN
             following = next((f.day for f in files[index + 1:] if f.day and f.day > entry.day),
                              None)
-            end = _midnight(following or _after_last(files, entry.day))
+            last = entry.day + LAST_FILE_SPAN if stream == SLEEP_STREAM else _after_last(
+                files, entry.day)
+            end = _midnight(following or last)
             covers[stream].append((entry, Window(start, max(start, min(end + MARGIN, now)))))
     return covers
 

@@ -11,6 +11,9 @@ Recorders: a CSV's `data source` names who recorded each row. Only the wearable'
 as the API's google-wearables family: the phone (MobileTrack) records steps and distance at
 offset instants beside the tracker, and rows that Health Connect synced into Fitbit from
 other apps are round trips. Both are counted as dropped, never stored.
+
+Sleep: sleep-YYYY-MM-DD.json is a list of Fitbit sleep logs (device-local times), read by
+sleep_log like wearipedia's: sessions and their stages, not rows.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from zoneinfo import ZoneInfo
 
 from ...metrics import AZM_SCORE
 from ...model import ReadReport, Row
+from ...sleep import SleepSession
+from ...sleep_log import session_from_log
 from ...windows import local_midnight
 
 
@@ -189,6 +194,15 @@ def json_rows(data: Any, stream: str, pid: str, report: ReadReport) -> FileRows:
         if stamp is not None and number is not None:
             out.rows.append(Row(stamp, pid, value.metric, number * value.scale))
     return out
+
+
+def sleep_sessions(data: Any, zone: ZoneInfo, report: ReadReport) -> list[SleepSession]:
+    """A sleep file's logs as sessions in the participant's zone; a log that cannot be read
+    is counted and left out, the rest of the file loads."""
+    if not isinstance(data, list):
+        raise MalformedFile(f"expected a JSON list, got {type(data).__name__}")
+    sessions = (session_from_log(log, zone, report) for log in data)
+    return [s for s in sessions if s is not None]
 
 
 def load_json(text: str) -> Any:

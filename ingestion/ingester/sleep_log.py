@@ -1,4 +1,6 @@
-"""wearipedia's `sleep` (Fitbit's sleep log) -> a SleepSession. Pure: tested with plain dicts.
+"""Fitbit's sleep log -> a SleepSession. Pure: tested with plain dicts. One shape, two
+sources: wearipedia's `sleep` (synthetic) and the Takeout archive's sleep-YYYY-MM-DD.json
+(a list of logs, as the Fitbit Web API returns them).
 
 A log is `startTime`/`endTime` (naive local clock times), `isMainSleep`, `type` ("stages" or
 "classic") and `levels.data`: segments `{dateTime, level, seconds}` with level deep, light,
@@ -6,12 +8,12 @@ rem or wake (stages) or asleep, restless or awake (classic). `levels.shortData` 
 wakes laid over the stages; like Google's shortAwakenings they are not stages of the
 hypnogram and are not stored.
 
-wearipedia 0.1.7 cuts its segments badly (docs/wearipedia-notes.md, "Sleep"): the second
-wake starts where the first sleep stage does, and the stages run on past `endTime` to about
-twice the night's length. The session is the log's own span (from `startTime`, `duration`
-long); a segment that starts before
-the one kept before it ends, or at or after the session's end, is counted and dropped; one
-that runs past the end is cut there.
+Real logs' segments follow one another. wearipedia 0.1.7 cuts its segments badly
+(docs/wearipedia-notes.md, "Sleep"): the second wake starts where the first sleep stage
+does, and the stages run on past `endTime` to about twice the night's length. The session
+is the log's own span (from `startTime`, `duration` long); a segment that starts before the
+one kept before it ends, or at or after the session's end, is counted and dropped; one that
+runs past the end is cut there. The guard is harmless for real logs.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ...model import ReadReport
-from ...sleep import CLASSIC, STAGED, SleepSession, SleepStage
-from .transform import NONEXISTENT_LOCAL_TIME, UNREADABLE_TIME
+from .model import ReadReport
+from .sleep import CLASSIC, STAGED, SleepSession, SleepStage
 
 # Reasons, counted in the run's line as "<count> <reason>".
 OVERLAPPING_STAGE = "sleep stages overlapping the stage before them, which is kept"
 STAGE_PAST_END = "sleep stages after their session's end"
+NONEXISTENT_LOCAL_TIME = "local times that a DST jump skipped"
+UNREADABLE_TIME = "times that cannot be read"
 UNREADABLE_SEGMENT = "sleep stages of an unknown level or length"
 KINDS = {"stages": STAGED, "classic": CLASSIC}
 LEVELS = {
@@ -40,9 +43,11 @@ class Unreadable(ValueError):
     """The log cannot be read: the reason it is counted under."""
 
 
-def local_instant(raw: Any, zone: ZoneInfo) -> datetime:
+def local_instant(raw: Any, zone: ZoneInfo, after: datetime | None = None) -> datetime:
     """A naive local clock time (ISO) in `zone`, as aware UTC; Unreadable if the clock
-    never showed it (a DST gap). In a repeated hour the first occurrence is taken."""
+    never showed it (a DST gap). In a repeated hour the first occurrence is taken, unless it
+    lies before `after` and the second does not: a night's segments follow one another, so
+    one that would start before the segment before it is on the clock's second pass."""
     try:
         naive = datetime.fromisoformat(raw)
     except (TypeError, ValueError):
@@ -52,6 +57,9 @@ def local_instant(raw: Any, zone: ZoneInfo) -> datetime:
     instant = naive.replace(tzinfo=zone).astimezone(UTC)
     if instant.astimezone(zone).replace(tzinfo=None) != naive:
         raise Unreadable(NONEXISTENT_LOCAL_TIME)
+    if after is not None and instant < after:
+        second = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+        return second if second >= after else instant
     return instant
 
 
@@ -94,7 +102,7 @@ def _stages(data: list, kind: str, zone: ZoneInfo, end: datetime, report: ReadRe
     stages: list[SleepStage] = []
     for segment in data:
         try:
-            stage = _segment(segment, kind, zone)
+            stage = _segment(segment, kind, zone, stages[-1].end if stages else None)
         except Unreadable as error:
             report.reject(str(error))
             continue
@@ -109,7 +117,8 @@ def _stages(data: list, kind: str, zone: ZoneInfo, end: datetime, report: ReadRe
     return stages
 
 
-def _segment(segment: Any, kind: str, zone: ZoneInfo) -> SleepStage | None:
+def _segment(segment: Any, kind: str, zone: ZoneInfo, after: datetime | None
+             ) -> SleepStage | None:
     """The segment as a stage; None for one of no length (a night that fell asleep at once
     gets a first wake of 0 s)."""
     if not isinstance(segment, Mapping):
@@ -120,5 +129,5 @@ def _segment(segment: Any, kind: str, zone: ZoneInfo) -> SleepStage | None:
         raise Unreadable(UNREADABLE_SEGMENT)
     if seconds == 0:
         return None
-    start = local_instant(segment.get("dateTime"), zone)
+    start = local_instant(segment.get("dateTime"), zone, after)
     return SleepStage(start, start + timedelta(seconds=seconds), level)
