@@ -8,7 +8,7 @@ import math
 from datetime import UTC, timedelta
 
 import pytest
-from fake_google_health import WEARABLE, heart_rate, oxygen_saturation
+from fake_google_health import PHONE, WEARABLE, heart_rate, oxygen_saturation
 from google_support import P1, T0
 from ingester.model import ReadReport
 from ingester.sources.google_health.http import json_body
@@ -165,3 +165,17 @@ def test_a_reply_reads_as_the_standard_library_reads_it(content, expected):
 def test_a_reply_that_is_not_json_is_a_value_error():
     with pytest.raises(ValueError):
         json_body(b'{"dataPoints": [')
+
+
+def test_each_point_of_a_page_keeps_its_own_recorder():
+    # A page usually repeats one data source, which the whole-page path reads once; where
+    # two recorders share a page, each row must still name its own (raw_data_sourced).
+    page = points(6)
+    page[2] = {**page[2], "dataSource": PHONE}
+    page[5] = {**page[5], "dataSource": {"platform": "FITBIT"}}  # a recorder with no device
+    whole = sample_candidates(page, HEART_RATE, P1)
+    assert whole is not None
+    assert [row.device for row in whole.rows] == [
+        "Charge 6", "Charge 6", "Pixel 8", "Charge 6", "Charge 6", None]
+    alone = sample_candidates(points(3), HEART_RATE, P1)
+    assert alone is not None and {row.device for row in alone.rows} == {"Charge 6"}

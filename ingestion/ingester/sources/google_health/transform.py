@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from ...errors import PayloadError
@@ -358,9 +359,18 @@ def sample_candidates(
     # The same Row as rows_from_point's, its recorder included (tests/test_google_pages.py
     # compares the two paths).
     rows = [Row(instant, pid, metric, value, device)
-            for instant, value, device in zip(instants, values, map(device_of, points),
+            for instant, value, device in zip(instants, values, page_devices(points),
                                               strict=True)]
     return PageCandidates(instants, points, rows)
+
+
+def page_devices(points: list[Any]) -> Iterable[str | None]:
+    """Each point's device_of. A page from one recorder repeats one dataSource: comparing
+    them (in C) and reading it once costs a third of a function call per point."""
+    sources = [point.get("dataSource") for point in points]
+    if sources.count(sources[0]) == len(sources):
+        return repeat(device_of(points[0]), len(points))
+    return map(device_of, points)
 
 
 def known_values(raws: list[Any], data_type: DataType) -> list[float] | None:
