@@ -203,10 +203,16 @@ def test_a_week_across_dst_west_of_utc_loads_exactly_and_once(env, tmp_path):
     assert_sleep(*nights)
 
     before = fingerprint(env)
+    # The row versions of the stored nights: a re-import that rewrote them alike would still
+    # have written them (and moved loaded_at).
+    versions = ("SELECT session_start, xmin::text, loaded_at FROM sleep_sessions UNION ALL "
+                "SELECT stage_start, xmin::text, NULL FROM sleep_stages ORDER BY 1, 2")
+    written = query(env, versions)
     again = ok(import_takeout(env, "p-ny", path))
     assert ", 0 written," in again.stdout
     assert fingerprint(env) == before
     assert (query(env, SESSIONS, ("p-ny",)), query(env, STAGES, ("p-ny",))) == nights
+    assert query(env, versions) == written
     assert query(env, "SELECT sum(rows_written) FROM ingest_runs WHERE run_id = (SELECT "
                       "run_id FROM ingest_runs ORDER BY id DESC LIMIT 1)")[0][0] == 0
 
@@ -455,6 +461,11 @@ def test_the_api_then_the_archive_give_one_value_per_key(db, fake, tmp_path):
     walk = [(day + timedelta(hours=9, minutes=m), 20.0 + m) for m in range(30)]
     fake.add("steps", [steps(t, int(v)) for t, v in walk])
     ok(run_at(env, utc("2026-11-03T01:00:00")))
+    # A night the API gave: the archive's slices over its days must not replace it.
+    api_night = ("p1", utc("2026-11-01T23:00:00"), utc("2026-11-02T07:00:00"))
+    query(env, "INSERT INTO sleep_sessions (participant_id, source, session_start, "
+               "session_end, is_main_sleep, minutes_asleep, minutes_awake, kind) "
+               "VALUES (%s, 'google_health', %s, %s, true, 450, 30, 'stages')", api_night)
     from_api = fingerprint(env)
 
     # The archive holds the same day as the API, and the day before, which the API lacks.
@@ -468,6 +479,7 @@ def test_the_api_then_the_archive_give_one_value_per_key(db, fake, tmp_path):
     phone = [(t + timedelta(seconds=30), v) for t, v in walk]
     archive.csv("steps_2026-11-01.csv", "timestamp,steps,data source",
                 sample_lines(walk) + sample_lines(phone, "MobileTrack"))
+    archive.add(JSON_DIR + "sleep-2026-11-01.json", sleep_json([NAP], ZoneInfo("UTC")))
     done = ok(import_takeout(env, "p1", archive.write(tmp_path / "p1.zip")))
     assert f"{len(earlier) + len(served) + len(walk)} rows read, {len(earlier)} written" \
         in done.stdout
@@ -478,6 +490,13 @@ def test_the_api_then_the_archive_give_one_value_per_key(db, fake, tmp_path):
         *(("heart_rate", t, v) for t, v in earlier + served), *(("steps", t, v) for t, v in walk)}
     assert {n for _, _, n, _, _ in rows} == {1}
     assert query(env, "SELECT source FROM participants") == [("google_health",)]
+    assert query(env, "SELECT participant_id, session_start, session_end FROM sleep_sessions "
+                      "WHERE source = 'google_health'") == [api_night]
+    assert query(env, "SELECT source, session_start FROM sleep_sessions WHERE NOT "
+                      "is_main_sleep") == [("takeout", NAP.span[0])]
+    # What the archive added is the archive's: the day the API lacked says takeout.
+    assert query(env, "SELECT DISTINCT source, device FROM raw_data_sourced WHERE "
+                      "\"timestamp\" < %s", (day,)) == [("takeout", WEARABLE)]
 
 
 # --- the benchmark -----------------------------------------------------------------------

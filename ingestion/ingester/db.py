@@ -484,34 +484,54 @@ def stored_counts(connection: Connection) -> dict[tuple[str, str], tuple[int, da
 # What a source read for a window replaces what it stored before: its sessions that end in
 # the window, and any of its sessions that overlap one read now (a pending session that
 # Google re-cut once it was processed starts elsewhere). Nothing stale stays.
-SLEEP_REPLACED = """
-DELETE FROM sleep_sessions s
+# The source's sessions a read of the window replaces: those that end in it, and any that
+# overlaps a session read (a night re-staged may start or end elsewhere).
+SLEEP_IN_REACH = """
+FROM sleep_sessions s
 WHERE s.participant_id = %(participant)s AND s.source = %(source)s
   AND ((s.session_end >= %(start)s AND s.session_end < %(end)s)
        OR EXISTS (SELECT 1 FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[])
                       AS r(session_start, session_end)
                   WHERE s.session_start < r.session_end AND r.session_start < s.session_end))
 """
+SLEEP_REPLACED = "DELETE" + SLEEP_IN_REACH
+SLEEP_STORED = ("SELECT s.session_start, s.session_end, s.is_main_sleep, s.minutes_asleep, "
+                "s.minutes_awake, s.kind, s.processed, s.device" + SLEEP_IN_REACH
+                + "ORDER BY s.session_start")
+SLEEP_STORED_STAGES = """
+SELECT session_start, stage_start, stage_end, stage FROM sleep_stages
+WHERE participant_id = %(participant)s AND source = %(source)s
+  AND session_start = ANY(%(stored)s::timestamptz[])
+ORDER BY session_start, stage_start
+"""
 
 
 def store_sleep(cursor: psycopg2.extensions.cursor, participant_id: str, source: str,
                 window: Window, sessions: list[SleepSession]) -> int:
     """Replace the source's sleep in the window with `sessions` (their ends lie in it), in
-    the caller's transaction; returns the stages stored."""
-    cursor.execute(SLEEP_REPLACED, {
-        "participant": participant_id, "source": source, "start": window.start,
-        "end": window.end, "starts": [s.start for s in sessions],
-        "ends": [s.end for s in sessions]})
+    the caller's transaction, unless it is stored already as read: a re-read of the same
+    nights writes nothing. Returns the stages stored."""
+    reach = {"participant": participant_id, "source": source, "start": window.start,
+             "end": window.end, "starts": [s.start for s in sessions],
+             "ends": [s.end for s in sessions]}
+    read = sorted((s.start, s.end, s.is_main_sleep, s.minutes_asleep, s.minutes_awake,
+                   s.kind, s.processed, s.device) for s in sessions)
+    stages = sorted((participant_id, source, s.start, st.start, st.end, st.stage)
+                    for s in sessions for st in s.stages)
+    cursor.execute(SLEEP_STORED, reach)
+    stored = cursor.fetchall()
+    if stored == read:
+        cursor.execute(SLEEP_STORED_STAGES, {**reach, "stored": [row[0] for row in stored]})
+        if cursor.fetchall() == [stage[2:] for stage in stages]:
+            return 0
+    cursor.execute(SLEEP_REPLACED, reach)
     if not sessions:
         return 0
     psycopg2.extras.execute_values(
         cursor,
         "INSERT INTO sleep_sessions (participant_id, source, session_start, session_end, "
         "is_main_sleep, minutes_asleep, minutes_awake, kind, processed, device) VALUES %s",
-        [(participant_id, source, s.start, s.end, s.is_main_sleep, s.minutes_asleep,
-          s.minutes_awake, s.kind, s.processed, s.device) for s in sessions])
-    stages = [(participant_id, source, s.start, st.start, st.end, st.stage)
-              for s in sessions for st in s.stages]
+        [(participant_id, source, *session) for session in read])
     psycopg2.extras.execute_values(
         cursor,
         "INSERT INTO sleep_stages (participant_id, source, session_start, stage_start, "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -88,12 +88,16 @@ def load(connection: db.Connection, settings: Settings, participant: Participant
         return totals
     options = RunOptions(now=now, overlap=settings.overlap, batch_rows=settings.batch_rows)
     run_id, zone = uuid.uuid4(), participant.zone
+    # Stored as the archive's, whatever source pulls the participant nightly: as
+    # google_health, each slice's sleep would replace the API's nights in its window, and
+    # raw_data_sourced would credit the API with the archive's rows.
+    as_archive = replace(participant, source=TAKEOUT)
     cursor = local_midnight(span.start.astimezone(zone).date(), zone)
     days = 1
     while cursor < span.end:
         stop = slice_end(cursor, span.end, zone, days)
         part = {stream: Window(cursor, stop) for stream in source.streams}
-        result = commit_slice(connection, source, participant, part, options, run_id, None)
+        result = commit_slice(connection, source, as_archive, part, options, run_id, None)
         totals.add(result)
         if totals.failed or source.unsafe:
             break
