@@ -372,6 +372,21 @@ def test_a_sleep_file_not_a_list_is_rejected_and_an_unreadable_log_counted(env, 
          "classic", True)]
 
 
+def test_a_file_a_library_cannot_read_is_rejected_and_the_rest_loads(env, tmp_path):
+    # Damage our parsers do not name: a CSV field past the csv module's limit, a sleep log
+    # whose type is a list. Each fails its file, never the import (exit 1, not a traceback).
+    archive, expected = intraday_archive(date(2026, 11, 2), 2)
+    archive.add(CSV_DIR + "heart_rate_2026-11-05.csv",
+                'timestamp,beats per minute,data source\n"' + "7" * 200_000 + '",1,x\n')
+    archive.add(JSON_DIR + "sleep-2026-11-02.json", json.dumps([{"type": [], "levels": {}}]))
+    path = archive.write(tmp_path / "odd.zip")
+    done = import_takeout(env, "p1", path, "--timezone", NEW_YORK)
+    assert done.returncode == 1, done.stderr
+    assert f"rejected\t{CSV_DIR}heart_rate_2026-11-05.csv: unreadable (Error: field " \
+        in done.stdout
+    assert stored(env, "p1") == [(m, t, pytest.approx(v)) for m, t, v in rows_of(expected)]
+
+
 def test_a_truncated_entry_is_reported_and_the_rest_loads(env, tmp_path):
     archive, expected = intraday_archive(date(2026, 11, 2), 2)
     name = CSV_DIR + "heart_rate_2026-11-03.csv"

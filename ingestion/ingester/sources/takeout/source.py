@@ -10,6 +10,7 @@ sessions: the pipeline asks for them with read_sleep, like any SleepSource.
 
 from __future__ import annotations
 
+import csv
 import io
 from bisect import bisect_left
 from collections import Counter
@@ -39,6 +40,14 @@ LAST_FILE_SPAN = timedelta(days=32)  # from the 1st into the next month; a sleep
 LOADED, NO_DATA = "loaded", "skipped: no data in the file"
 INSTANT = attrgetter("timestamp")
 EVER = datetime.min.replace(tzinfo=UTC)
+
+
+# What a damaged file can raise in the standard library's readers and in our parsing of
+# what it holds (a field past csv's limit, JSON nested past the recursion limit, an integer
+# past Python's digit limit, a list where a string belongs, a duration past datetime's
+# range): each rejects its file, never the import (docs/takeout.md).
+FILE_FAULTS = (ValueError, csv.Error, TypeError, KeyError, AttributeError, RecursionError,
+               OverflowError)
 
 
 class TakeoutSource:
@@ -129,12 +138,12 @@ class TakeoutSource:
         counted = report if first else ReadReport()
         try:
             parsed = self._parse(entry, participant, counted)
-        except (MalformedFile, DamagedEntry) as error:
-            parsed = FileRows()
-            self.files.setdefault(entry.name, f"rejected: {error}")
         except UnsafeArchive as error:
             self.unsafe = error
             raise
+        except FILE_FAULTS as error:
+            parsed = FileRows()
+            self.files.setdefault(entry.name, f"rejected: {unreadable(error)}")
         rows = [r for r in parsed.rows if cover.start <= r.timestamp < cover.end]
         rows.sort(key=INSTANT)  # in time order already, as a rule: a pass, then bisected
         if first and entry.name not in self.files:
@@ -152,12 +161,12 @@ class TakeoutSource:
         try:
             data = self._json(entry)
             parsed = sleep_sessions(data, participant.zone, counted)
-        except (MalformedFile, DamagedEntry) as error:
-            parsed = []
-            self.files.setdefault(entry.name, f"rejected: {error}")
         except UnsafeArchive as error:
             self.unsafe = error
             raise
+        except FILE_FAULTS as error:
+            parsed = []
+            self.files.setdefault(entry.name, f"rejected: {unreadable(error)}")
         sessions = [s for s in parsed if cover.start <= s.end < cover.end]
         if first and entry.name not in self.files:
             self.files[entry.name] = LOADED if data else NO_DATA  # logs, read or not
@@ -245,4 +254,13 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
 
+def unreadable(error: Exception) -> str:
+    """Why a file was rejected, in one line: our own reasons as they are, anything else
+    with its kind (a damaged file's error from a library)."""
+    if isinstance(error, MalformedFile | DamagedEntry):
+        return str(error)
+    return f"unreadable ({type(error).__name__}: {str(error)[:80]})"
+
+
 __all__ = ["Skipped", "TakeoutSource"]
+
