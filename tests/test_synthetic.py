@@ -18,7 +18,7 @@ from ingester.errors import PayloadError
 from ingester.metrics import METRICS
 from ingester.model import Participant, ReadReport, Row, Window
 from ingester.sources.synthetic import transform
-from ingester.sources.synthetic.source import SyntheticSource
+from ingester.sources.synthetic.source import SyntheticSource, day_seed, load_wearipedia
 
 ALWAYS = Window(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 UTC_ZONE = ZoneInfo("UTC")
@@ -418,10 +418,54 @@ def test_daily_values_are_stamped_at_the_start_of_the_local_day(
     assert report.rejected_total == 0
 
 
+@pytest.mark.parametrize(
+    "zone_name, start",
+    [
+        ("UTC", utc(2026, 3, 2)),
+        ("Asia/Tokyo", utc(2026, 3, 1, 15)),  # east of UTC: the day begins the evening before
+        ("America/Los_Angeles", utc(2026, 3, 2, 8)),  # west of UTC
+    ],
+)
+def test_resting_heart_rate_and_daily_hrv_are_stamped_at_local_midnight(
+    zone_name: str, start: datetime
+) -> None:
+    zone, day = ZoneInfo(zone_name), date(2026, 3, 2)
+    heart = heart_payload(day, [("00:00:00", 70)])
+    heart["heart_rate_day"][0]["activities-heart"][0]["value"]["restingHeartRate"] = 58
+    daily_hrv = {"hrv": [{"hrv": [{"value": {"dailyRmssd": 41, "deepRmssd": 17},
+                                   "dateTime": day.isoformat()}]}]}
+    report = ReadReport()
+    rows = [
+        *transform.resting_heart_rate_rows(heart, "p", zone, ALWAYS, report),
+        *transform.daily_hrv_rows(daily_hrv, "p", zone, ALWAYS, report),
+    ]
+    assert rows == [Row(start, "p", "resting_heart_rate", 58.0, transform.DEVICE),
+                    Row(start, "p", "hrv_rmssd_daily", 41.0, transform.DEVICE)]
+    assert all(type(r.value) is float for r in rows) and report.rejected_total == 0
+    # A window that ends before the local midnight holds neither.
+    before = Window(start - timedelta(days=1), start)
+    assert list(transform.resting_heart_rate_rows(heart, "p", zone, before, report)) == []
+    assert list(transform.daily_hrv_rows(daily_hrv, "p", zone, before, report)) == []
+
+
+def test_a_daily_value_that_is_missing_is_counted_not_stored() -> None:
+    day = date(2026, 3, 2)
+    report = ReadReport()
+    heart = heart_payload(day, [])  # its value has no restingHeartRate
+    daily_hrv = {"hrv": [{"hrv": [{"value": {}, "dateTime": day.isoformat()}]}]}
+    assert list(transform.resting_heart_rate_rows(heart, "p", UTC_ZONE, ALWAYS, report)) == []
+    assert list(transform.daily_hrv_rows(daily_hrv, "p", UTC_ZONE, ALWAYS, report)) == []
+    assert report.rejected == {transform.BAD_VALUE: 2}
+    with pytest.raises(PayloadError):
+        list(transform.daily_hrv_rows({"hrv": []}, "p", UTC_ZONE, ALWAYS, report))
+
+
 def test_every_metric_the_transform_can_emit_is_in_the_vocabulary() -> None:
     emitted = {
         "heart_rate",
         "spo2",
+        "resting_heart_rate",
+        "hrv_rmssd_daily",
         *(metric for metric, _ in transform._ZONE_MINUTES),
         *(metric for metric, _ in transform._HRV),
         *(metric for metric, _ in transform._BREATHING),
@@ -536,7 +580,8 @@ def test_heart_stream_on_a_spring_forward_day() -> None:
     report = ReadReport()
     rows = list(SyntheticSource().read(who, "heart", day, report))
     per_metric = Counter(r.metric_type for r in rows)
-    assert per_metric == {"heart_rate": 82_800, **{m: 1_380 for m, _ in transform._ZONE_MINUTES}}
+    assert per_metric == {"heart_rate": 82_800, **{m: 1_380 for m, _ in transform._ZONE_MINUTES},
+                          "resting_heart_rate": 1}
     assert report.rejected == {transform.NONEXISTENT_LOCAL_TIME: 3_600 + 4 * 60}
     assert len({(r.metric_type, r.timestamp) for r in rows}) == len(rows)
     assert all(type(r.value) is float and day.start <= r.timestamp < day.end for r in rows)
@@ -555,6 +600,8 @@ GOLDEN = {
     "breathing_rate": (utc(2026, 1, 10), 15.24053728214298),
     "steps_daily": (utc(2026, 1, 10), 13505.0),
     "distance_daily": (utc(2026, 1, 10), 10.184766214177978),
+    "resting_heart_rate": (utc(2026, 1, 10), 58.0),
+    "hrv_rmssd_daily": (utc(2026, 1, 10), 24.0),
 }
 
 
@@ -570,3 +617,32 @@ def test_values_are_pinned_for_a_seed_and_date() -> None:
         first.setdefault(r.metric_type, (r.timestamp, r.value))
     for metric, (when, value) in GOLDEN.items():
         assert first[metric] == (when, pytest.approx(value, rel=1e-12)), metric
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("zone_name", ["UTC", "Asia/Tokyo", "America/Los_Angeles"])
+def test_daily_resting_heart_rate_and_hrv_equal_wearipedias_at_local_midnight(
+    zone_name: str,
+) -> None:
+    """Exactly the values wearipedia's own generator gives for the day (run here with the
+    seeds the source documents), one each, stamped at the local midnight: issue 24's
+    done-when, for the synthetic source, in a zone east and one west of UTC."""
+    who = Participant("z", zone_name, "synthetic", date(2026, 3, 1), 5)
+    days = [date(2026, 3, 2), date(2026, 3, 3)]
+    midnights = [datetime.combine(d, time(), who.zone).astimezone(UTC) for d in days]
+    window = Window(midnights[0], datetime.combine(date(2026, 3, 4), time(), who.zone))
+    rows, rejected = read_all(SyntheticSource(), who, ("heart", "hrv"), [window])
+    daily = [r for r in rows if r.metric_type in ("resting_heart_rate", "hrv_rmssd_daily")]
+    library = load_wearipedia()
+    expected = []
+    for day, midnight in zip(days, midnights, strict=True):
+        with library.seeded(day_seed(who, day, "heart")) as gen:
+            heart = gen.get_heart_rate(day.isoformat(), intraday=True)
+        with library.seeded(day_seed(who, day, "hrv daily")) as gen:
+            hrv = gen.get_hrv(day.isoformat())
+        rhr = heart["heart_rate_day"][0]["activities-heart"][0]["value"]["restingHeartRate"]
+        rmssd = hrv["hrv"][0]["hrv"][0]["value"]["dailyRmssd"]
+        expected += [Row(midnight, "z", "resting_heart_rate", float(rhr), transform.DEVICE),
+                     Row(midnight, "z", "hrv_rmssd_daily", float(rmssd), transform.DEVICE)]
+    assert sorted(daily) == sorted(expected)
+    assert {r.value for r in daily if r.metric_type == "resting_heart_rate"} == {58.0}

@@ -109,11 +109,11 @@ METRICS: dict[str, Metric] = {
         "min", "Minutes without activity in the local day.", DAY, (SYNTHETIC,),
     ),
     "resting_heart_rate": Metric(
-        "bpm", "Resting heart rate of the local day (daily).", DAY, (GOOGLE_HEALTH,),
+        "bpm", "Resting heart rate of the local day (daily).", DAY, (SYNTHETIC, GOOGLE_HEALTH),
     ),
     "hrv_rmssd_daily": Metric(
         "ms", "Heart rate variability of the local day's main sleep: its RMSSD (daily).",
-        DAY, (GOOGLE_HEALTH,),
+        DAY, (SYNTHETIC, GOOGLE_HEALTH),
     ),
     # Google Health only (sources/google_health/), summed over the wearables only:
     "steps": Metric(

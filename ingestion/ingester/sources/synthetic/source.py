@@ -137,8 +137,9 @@ class SyntheticSource:
     """Streams of a synthetic participant; each generates whole local days.
 
     heart: heart_rate and active_zone_minutes (+ per zone); one stream because the library
-      derives zone minutes from the day's heart rate, by far the costliest thing it makes.
-    hrv: hrv_rmssd, hrv_hf, hrv_lf, hrv_coverage.   spo2: spo2.
+      derives zone minutes from the day's heart rate, by far the costliest thing it makes;
+      and the day's resting_heart_rate, which comes in the same payload.
+    hrv: hrv_rmssd, hrv_hf, hrv_lf, hrv_coverage; hrv_rmssd_daily.   spo2: spo2.
     breathing: breathing_rate (+ per sleep stage).  activity: the daily totals.
     """
 
@@ -200,6 +201,9 @@ def _heart(
         yield from transform.active_zone_minutes_rows(
             zone_minutes, who.participant_id, who.zone, window, report
         )
+        yield from transform.resting_heart_rate_rows(
+            heart, who.participant_id, who.zone, window, report
+        )
 
 
 def _nights(lib: _Wearipedia, who: Participant, days: list[date], kind: str) -> Iterator[Any]:
@@ -247,9 +251,22 @@ def _activity(
         yield from transform.activity_rows(payload, who.participant_id, who.zone, window, report)
 
 
+def _hrv(
+    lib: _Wearipedia, who: Participant, days: list[date], window: Window, report: ReadReport
+) -> Iterator[Row]:
+    """The nights' per-minute HRV, then each day's daily RMSSD (`get_hrv`, drawn from its
+    own seed: the per-minute values and every other stream stay as they were)."""
+    yield from _sleep("hrv", lib, who, days, window, report)
+    for day in days:
+        with lib.seeded(day_seed(who, day, "hrv daily")) as gen:
+            payload = gen.get_hrv(day.isoformat())
+        yield from transform.daily_hrv_rows(payload, who.participant_id, who.zone, window,
+                                            report)
+
+
 _READERS: dict[str, Callable[..., Iterator[Row]]] = {
     "heart": _heart,
-    "hrv": partial(_sleep, "hrv"),
+    "hrv": _hrv,
     "spo2": partial(_sleep, "spo2"),
     "breathing": _breathing,
     "activity": _activity,

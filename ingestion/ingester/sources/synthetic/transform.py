@@ -249,6 +249,38 @@ def heart_rate_rows(
     return _rows(points, participant_id, zone, window, report)
 
 
+def resting_heart_rate_rows(
+    payload: Mapping[str, Any],
+    participant_id: str,
+    zone: ZoneInfo,
+    window: Window,
+    report: ReadReport,
+) -> Iterator[Row]:
+    """The day's `restingHeartRate` of an `intraday_heart_rate` payload, at the day's start
+    (local midnight, like every daily value). wearipedia 0.1.7 always says 58."""
+    with _readable("intraday_heart_rate"):
+        heart = payload["heart_rate_day"][0]["activities-heart"][0]
+        start = _day_start(zone, date.fromisoformat(heart["dateTime"]))
+    points = [(start, "resting_heart_rate", _get(heart, "value", "restingHeartRate"))]
+    return _rows(points, participant_id, zone, window, report)
+
+
+def daily_hrv_rows(
+    payload: Mapping[str, Any],
+    participant_id: str,
+    zone: ZoneInfo,
+    window: Window,
+    report: ReadReport,
+) -> Iterator[Row]:
+    """One day of wearipedia's `hrv` (get_hrv): its `dailyRmssd` as `hrv_rmssd_daily`, at the
+    day's start. Its `deepRmssd` has no metric (Google's daily HRV has none either)."""
+    with _readable("hrv"):
+        entry = payload["hrv"][0]["hrv"][0]
+        start = _day_start(zone, date.fromisoformat(entry["dateTime"]))
+    points = [(start, "hrv_rmssd_daily", _get(entry, "value", "dailyRmssd"))]
+    return _rows(points, participant_id, zone, window, report)
+
+
 _ZONE_MINUTES = (
     ("active_zone_minutes", "activeZoneMinutes"),
     ("fat_burn_active_zone_minutes", "fatBurnActiveZoneMinutes"),
