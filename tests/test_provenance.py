@@ -3,11 +3,21 @@ through the real command, the real TimescaleDB and, for Google, the project's fa
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from datetime import date, timedelta
 
 import pytest
 from fake_google_health import PHONE, FakeGoogleHealth, heart_rate, steps
 from google_support import with_source
+from ingester.db import (
+    DEVICE_NAME_CHARS,
+    MAX_DEVICES_PER_SOURCE,
+    OTHER_DEVICES,
+    device_name,
+    origin_id,
+)
 from ingester.model import Participant, Row, Window
 from ingester.writer import RowWriter
 from support import ingest_env, query, run_ingest, utc
@@ -124,3 +134,124 @@ def test_the_dashboard_reader_may_read_the_view(db_conn):
                        "'SELECT')")
         assert cursor.fetchone() == (True, True)
     db_conn.rollback()
+
+
+# --- data_origins: names from payloads are untrusted (any length, any characters, any number)
+
+
+def device_origins(db_conn, source: str) -> list[str | None]:
+    with db_conn.cursor() as cursor:
+        cursor.execute("SELECT device FROM data_origins WHERE source = %s ORDER BY origin_id",
+                       (source,))
+        return [device for (device,) in cursor.fetchall()]
+
+
+def test_device_names_are_cleaned_and_cut():
+    assert device_name(None) is None
+    assert device_name("Charge 6") == "Charge 6"
+    assert device_name("  Pixel\x00\x1b\t Watch\u200b 3 \n") == "Pixel Watch 3"
+    assert device_name(" \x07\u200e ") is None  # nothing printable: no device
+    assert device_name("é" * 500) == "é" * DEVICE_NAME_CHARS
+
+
+def test_a_10_kb_device_name_is_stored_cut_and_the_slice_loads(db_conn):
+    # Hex of sha256 chains does not compress: a repeated letter would fit the index
+    # compressed, and hide the limit.
+    noise = "".join(hashlib.sha256(str(n).encode()).hexdigest() for n in range(160))
+    device = " Pixel\x1b Watch\t" + noise[:10_240]
+    at = utc("2026-03-02T10:00:00")
+    writer = RowWriter(db_conn, 1_000, {}, "google_health")
+    writer.write([Row(at, "p1", "heart_rate", 61.0, device)])
+    assert writer.finish().written == 1
+    db_conn.commit()
+    stored = ("Pixel Watch " + noise)[:DEVICE_NAME_CHARS]
+    assert device_origins(db_conn, "google_health")[-1] == stored
+    with db_conn.cursor() as cursor:
+        cursor.execute("SELECT device, value FROM raw_data_sourced")
+        assert cursor.fetchall() == [(stored, 61.0)]
+    db_conn.rollback()
+
+
+def test_a_source_naming_endless_devices_cannot_use_up_the_origins(db_conn):
+    with db_conn.cursor() as cursor:  # the source has named as many devices as it may
+        cursor.execute("INSERT INTO data_origins (source, device) SELECT 'google_health', "
+                       "'watch ' || n FROM generate_series(1, %s - 2) AS n",
+                       (MAX_DEVICES_PER_SOURCE,))
+    db_conn.commit()
+    assert len(device_origins(db_conn, "google_health")) == MAX_DEVICES_PER_SOURCE
+    at = utc("2026-03-02T10:00:00")
+    writer = RowWriter(db_conn, 1_000, {}, "google_health")
+    writer.write([Row(at + timedelta(seconds=n), "p1", "heart_rate", 60.0, f"new {n}")
+                  for n in range(50)] + [Row(at + timedelta(minutes=5), "p1", "heart_rate",
+                                             70.0, "watch 7")])
+    assert writer.finish().written == 51
+    db_conn.commit()
+    assert device_origins(db_conn, "google_health")[-1] == OTHER_DEVICES
+    assert len(device_origins(db_conn, "google_health")) == MAX_DEVICES_PER_SOURCE + 1
+    with db_conn.cursor() as cursor:
+        cursor.execute("SELECT device, count(*) FROM raw_data_sourced GROUP BY 1 ORDER BY 1")
+        assert cursor.fetchall() == [(OTHER_DEVICES, 50), ("watch 7", 1)]
+    # Another source's devices are its own to count.
+    assert origin_id(db_conn, "synthetic", "Charge 5") > 0
+    assert device_origins(db_conn, "synthetic") == ["Charge 6", "Charge 5"]
+    db_conn.rollback()
+
+
+def open_slice(db, pid: str):
+    """A connection in an open transaction that holds its participant, as a slice's does;
+    its lock waits end after 2 s, so that a slice that waits for another fails, not hangs."""
+    connection = db.connect()
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '2s'")
+        cursor.execute("INSERT INTO participants (participant_id, timezone, source, start_date)"
+                       " VALUES (%s, 'UTC', 'google_health', '2026-03-01')", (pid,))
+    return connection
+
+
+def test_slices_meeting_new_devices_in_opposite_orders_never_wait_for_each_other(db):
+    first, second = open_slice(db, "p1"), open_slice(db, "p2")
+    try:
+        x = origin_id(first, "google_health", "Versa 4")
+        y = origin_id(second, "google_health", "Sense 2")
+        # Before, each name waited for the other slice's commit: a deadlock.
+        assert origin_id(first, "google_health", "Sense 2") == y
+        assert origin_id(second, "google_health", "Versa 4") == x
+        # Registered for good, even by a slice that rolls back.
+        first.rollback()
+        second.commit()
+        assert device_origins(first, "google_health")[-2:] == ["Versa 4", "Sense 2"]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_two_slices_meeting_one_new_device_burn_no_origin_id(db):
+    first, second = open_slice(db, "p1"), open_slice(db, "p2")
+    met: list[int] = []
+    try:
+        x = origin_id(first, "google_health", "Luxe")
+        meeting = threading.Thread(
+            target=lambda: met.append(origin_id(second, "google_health", "Luxe")))
+        meeting.start()
+        # Before, the second slice's insert waited for the first slice's commit, then
+        # conflicted, and ON CONFLICT had taken an identity value all the same.
+        watcher = db.connect()
+        with watcher.cursor() as cursor:
+            for _ in range(100):
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type "
+                               "= 'Lock' AND pid = %s", (second.get_backend_pid(),))
+                if cursor.fetchone() == (1,) or not meeting.is_alive():
+                    break
+                time.sleep(0.02)
+        watcher.close()
+        first.commit()
+        meeting.join()
+        assert met == [x]
+        with first.cursor() as cursor:
+            cursor.execute("SELECT pg_sequence_last_value(pg_get_serial_sequence("
+                           "'data_origins', 'origin_id')), max(origin_id) FROM data_origins")
+            last_value, highest = cursor.fetchone()
+        assert last_value == highest == x
+    finally:
+        first.close()
+        second.close()

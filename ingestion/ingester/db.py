@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -314,26 +315,120 @@ def stored_until(
         return dict(cursor.fetchall())
 
 
-# Found first, inserted only if new: the migration seeds the origins of today's sources, so
-# concurrent slices seldom insert, and never wait for each other's uncommitted origin.
+# Device names come from payloads and archives, so any text can arrive. A name is stored
+# cleaned (device_name) and at most this many characters long: a 10 KB name would break
+# the unique index (a btree entry holds about 2.7 KB) and fail every slice that meets it.
+DEVICE_NAME_CHARS = 100
+# origin_id is a smallint (32,767 values for every source together). A source may register
+# this many devices; a new name past that is stored as OTHER_DEVICES, so that a source that
+# names a new device on every point cannot use them up (docs/metrics.md).
+MAX_DEVICES_PER_SOURCE = 1_000
+OTHER_DEVICES = "(other devices)"
+# Registrations take turns (one-key advisory lock, like schema.SCHEMA_LOCK_KEY, never equal
+# to another key of ours): the cap is then counted exactly and no insert ever conflicts.
+ORIGIN_LOCK_KEY = 7_201_311_031
+# A registration waits at most this long for a lock: an older ingester's slice holding an
+# uncommitted insert of the same name fails this slice with a message, never hangs it.
+ORIGIN_LOCK_TIMEOUT = "10s"
+
 FIND_ORIGIN = """
 SELECT origin_id FROM data_origins WHERE source = %s AND coalesce(device, '') = coalesce(%s, '')
 """
+COUNT_DEVICES = """
+SELECT count(*) FROM data_origins WHERE source = %s AND device IS DISTINCT FROM %s
+"""
+# INSERT ... SELECT ... WHERE NOT EXISTS, not ON CONFLICT DO NOTHING: the identity's next
+# value is taken only for a row that is inserted, where ON CONFLICT burns one per conflict.
 ADD_ORIGIN = """
-INSERT INTO data_origins (source, device) VALUES (%s, %s)
-ON CONFLICT (source, coalesce(device, '')) DO NOTHING RETURNING origin_id
+INSERT INTO data_origins (source, device)
+SELECT %(source)s, %(device)s
+WHERE NOT EXISTS (SELECT FROM data_origins WHERE source = %(source)s
+                  AND coalesce(device, '') = coalesce(%(device)s, ''))
+RETURNING origin_id
 """
 
 
+def device_name(raw: str | None) -> str | None:
+    """Pure: a device name as data_origins stores it: white space (tabs, line breaks, ...)
+    made one space, control and other non-printing characters removed, trimmed, cut to
+    DEVICE_NAME_CHARS; None when nothing is left."""
+    if raw is None:
+        return None
+    text = "".join(" " if c.isspace() else c for c in str(raw)
+                   if c.isspace() or not unicodedata.category(c).startswith("C"))
+    text = " ".join(text.split())[:DEVICE_NAME_CHARS].rstrip()
+    return text or None
+
+
 def origin_id(connection: Connection, source: str, device: str | None) -> int:
-    """data_origins.origin_id of (source, device), added in the caller's transaction if new."""
+    """data_origins.origin_id of (source, device), the device's name cleaned (device_name).
+
+    Found in the caller's transaction; a new one is registered in a short transaction of
+    its own, on a connection of its own, and committed at once: inserted inside a slice's
+    transaction it would make every other slice meeting that name wait for the slice to
+    commit, and two slices meeting two new names in opposite orders deadlock.
+    """
+    name = device_name(device)
     with connection.cursor() as cursor:
-        for statement in (FIND_ORIGIN, ADD_ORIGIN, FIND_ORIGIN):
-            cursor.execute(statement, (source, device))
-            found = cursor.fetchone()
+        found = _find_origin(cursor, source, name)
+        if found is not None:
+            return found
+        cursor.execute(COUNT_DEVICES, (source, OTHER_DEVICES))
+        if one_row(cursor)[0] >= MAX_DEVICES_PER_SOURCE:  # full: no connection needed
+            name = OTHER_DEVICES
+            found = _find_origin(cursor, source, name)
             if found is not None:
-                return int(found[0])
-    raise psycopg2.ProgrammingError(f"no data_origins row for {source!r}, {device!r}")
+                return found
+    own = psycopg2.connect(**_same_database(connection))
+    try:
+        return register_origin(own, source, name)
+    finally:
+        own.close()
+
+
+def register_origin(connection: Connection, source: str, device: str | None) -> int:
+    """Register (source, device) and commit: the caller's connection must have no open
+    transaction of its own. A source that has MAX_DEVICES_PER_SOURCE devices gets
+    OTHER_DEVICES instead of a new one. `device` is already clean (device_name)."""
+    with connection, connection.cursor() as cursor:  # commits, or rolls back on error
+        cursor.execute("SET LOCAL lock_timeout = %s", (ORIGIN_LOCK_TIMEOUT,))
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (ORIGIN_LOCK_KEY,))
+        found = _find_origin(cursor, source, device)
+        if found is not None:
+            return found
+        cursor.execute(COUNT_DEVICES, (source, OTHER_DEVICES))
+        if one_row(cursor)[0] >= MAX_DEVICES_PER_SOURCE and device != OTHER_DEVICES:
+            log.warning("%s has named %d devices, the most data_origins keeps for a source: "
+                        "values of a new device are stored as %r", source,
+                        MAX_DEVICES_PER_SOURCE, OTHER_DEVICES)
+            device = OTHER_DEVICES
+            found = _find_origin(cursor, source, device)
+            if found is not None:
+                return found
+        cursor.execute(ADD_ORIGIN, {"source": source, "device": device})
+        added = cursor.fetchone()
+        if added is None:  # only an older ingester inserts without the lock
+            found = _find_origin(cursor, source, device)
+            if found is None:
+                raise psycopg2.ProgrammingError(f"no data_origins row for {source!r}")
+            return found
+        return int(added[0])
+
+
+def _find_origin(cursor: psycopg2.extensions.cursor, source: str, device: str | None
+                 ) -> int | None:
+    cursor.execute(FIND_ORIGIN, (source, device))
+    found = cursor.fetchone()
+    return None if found is None else int(found[0])
+
+
+def _same_database(connection: Connection) -> dict[str, Any]:
+    """psycopg2.connect's arguments for another session like `connection`'s (same server,
+    database, user and options)."""
+    params: dict[str, Any] = dict(connection.info.dsn_parameters)
+    if connection.info.password:
+        params["password"] = connection.info.password
+    return params
 
 
 @dataclass(frozen=True)

@@ -245,7 +245,8 @@ class RowWriter:
         # the COPY thread for the overlap rows, whose devices the producer has looked up.
         self._origins: dict[str | None, str] = {}
         # Held while a batch is stored: a look-up must not fall between the COPY thread's
-        # SAVEPOINT and its ROLLBACK TO, which would undo an origin it inserted.
+        # SAVEPOINT and its ROLLBACK TO, where a failed COPY has left the transaction
+        # aborted. (A new origin is registered on a connection of its own: db.origin_id.)
         self._storing = threading.Lock()
         self._batch_rows = batch_rows
         self._stored_until = stored_until  # metric_type -> latest stored timestamp
