@@ -32,11 +32,11 @@ def enrolled(db, fake, workdir, status: str) -> dict[str, str]:
 
 
 def warnings(env: dict[str, str]) -> tuple[list[str], list[str]]:
-    """The expiry lines of `participant needs-consent` and of `status`."""
+    """The expiry lines of `participant needs-consent` (on stderr) and of `status`."""
     listed = run_ingest(env, "participant", "needs-consent")
     status = run_ingest(env, "status")
     assert listed.returncode == 0 and status.returncode == 0, listed.stderr + status.stderr
-    return ([line for line in listed.stdout.splitlines() if "\tgrant expire" in line],
+    return ([line for line in listed.stderr.splitlines() if "\tgrant expire" in line],
             [line for line in status.stdout.splitlines() if "\tgrant expire" in line])
 
 
@@ -66,6 +66,23 @@ def test_a_testing_mode_grant_older_than_5_days_is_warned_of(db, fake, tmp_path)
     # Consent again (enrol with the new grant): 7 days from now, no warning.
     enrolled(db, fake, tmp_path, "testing")
     assert warnings(env) == ([], [])
+
+
+def test_needs_consent_prints_only_the_participants_who_need_it_on_stdout(db, fake, tmp_path):
+    """A script reads stdout as the list of participants to ask again: a grant that merely
+    expires soon is a warning on stderr, never a line of that list."""
+    env = enrolled(db, fake, tmp_path, "testing")
+    done = run_ingest(env, "participant", "enrol", "g2", "--timezone", "UTC", "--start-date",
+                      "2026-03-02", "--token-file", "-", stdin=fake.refresh_token + "\n")
+    assert done.returncode == 0, done.stderr
+    query(env, "UPDATE google_credentials SET granted_at = now() - interval '6 days'")
+    query(env, "UPDATE google_credentials SET needs_consent_since = '2026-03-03T04:00:00Z' "
+               "WHERE participant_id = 'g2'")
+    listed = run_ingest(env, "participant", "needs-consent")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == ["g2\tneeds consent since 2026-03-03T04:00:00+00:00"]
+    warned = [line for line in listed.stderr.splitlines() if "\tgrant expire" in line]
+    assert [line.split("\t")[0] for line in warned] == ["g1"]  # g2 already needs consent
 
 
 def test_a_grant_of_a_published_app_is_not_warned_of(db, fake, tmp_path):

@@ -618,10 +618,12 @@ def manage_participants(
         from .sources.google_health import credentials
         from .sources.google_health.transform import SETTINGS
 
+        # stdout is the list a script reads (who must consent again); a grant that only
+        # expires soon is a warning for the operator, on stderr.
         now = datetime.now(UTC)
         for grant in credentials.expiring_grants(connection, settings.google_oauth_app_status,
                                                  now):
-            print(credentials.expiry_text(grant, now))
+            print(credentials.expiry_text(grant, now), file=sys.stderr)
         for pid, since, missing in credentials.needs_consent(connection):
             if since is not None:
                 print(f"{pid}\tneeds consent since {since.isoformat()}")
