@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -116,3 +117,35 @@ def test_a_log_is_cut_to_its_span_and_its_overlaps_are_counted():
     assert (session.minutes_asleep, session.minutes_awake) == (90, 10)
     assert report.rejected == {OVERLAPPING_STAGE: 1, NONEXISTENT_LOCAL_TIME: 1,
                                STAGE_PAST_END: 1}
+
+
+def test_a_participant_loaded_before_the_sleep_stream_gets_its_sleep_history(db, tmp_path):
+    """A participant loaded by a version without the sleep stream: its run log and state
+    file hold every other stream's watermark and none for sleep. The next run loads sleep
+    from the start date (within MAX_BACKFILL_DAYS), not from the other streams' watermark."""
+    env = ingest_env(db.env, tmp_path)
+    ok(run_ingest(env, "participant", "add", "p1", "--timezone", "Europe/Berlin", "--seed",
+                  "3", "--start-date", "2026-03-01"))
+    ok(run_ingest(env, "--now", "2026-03-06T12:00:00Z"))
+    nights = "SELECT session_start, session_end FROM sleep_sessions ORDER BY 1"
+    loaded = query(env, nights)
+    assert len(loaded) >= 4
+    # As the older version left it: no sleep stored, no sleep watermark anywhere.
+    query(env, "DELETE FROM sleep_stages")
+    query(env, "DELETE FROM sleep_sessions")
+    query(env, "UPDATE ingest_runs SET stream_watermarks = stream_watermarks - 'sleep'")
+    state_file = tmp_path / "state" / "last_run.json"
+    filed = json.loads(state_file.read_text())
+    for streams in filed["watermarks"].values():
+        del streams["sleep"]
+    state_file.write_text(json.dumps(filed))
+    # status plans with the real clock: the start date lies more than MAX_BACKFILL_DAYS
+    # (92) back from it, so there the new stream starts 92 days before today.
+    planned = run_ingest(env, "status")
+    assert planned.returncode == 0, planned.stderr
+    assert [line.split("\t")[7::2] for line in planned.stdout.splitlines()
+            if line.startswith("p1\tsynthetic")][4] == ["sleep", "new stream"]
+    ok(run_ingest(env, "--now", "2026-03-07T12:00:00Z"))
+    reloaded = query(env, nights)
+    assert reloaded[: len(loaded)] == loaded  # every night before, back
+    assert len(reloaded) > len(loaded)

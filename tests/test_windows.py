@@ -10,6 +10,7 @@ from ingester.windows import (
     SLICE_ROWS,
     advance,
     local_midnight,
+    new_stream_start,
     next_slice_days,
     plan_window,
     slice_end,
@@ -204,3 +205,32 @@ def test_a_first_load_longer_than_the_limit_is_held_unless_asked_for_with_since(
     # a participant with a watermark catches up however long it was away
     away = preview(typo, ("s",), {}, Recovered(NOW - 400 * DAY, "run log"), GENERATED, options)
     assert away.held is None
+
+
+def test_a_stream_new_to_a_loaded_participant_starts_at_its_start_date_within_the_limit():
+    # The run log keeps "heart" and not "sleep": the source gained sleep after the last run.
+    logged = Recovered(NOW - DAY, "run log", {"heart": NOW - DAY})
+    options = RunOptions(now=NOW, overlap=DAY, batch_rows=1000, max_backfill_days=92)
+    planned = preview(SYNTHETIC_P, ("heart", "sleep"), {"heart": NOW - DAY}, logged, GENERATED,
+                      options)
+    assert planned.marks == {"heart": NOW - DAY, "sleep": None}
+    assert planned.origins == {"heart": "run log", "sleep": "new stream"}
+    assert planned.plan["sleep"] == Window(START, NOW)  # SYNTHETIC_P's start date
+    assert planned.held is None
+    # Started long ago (Tokyo, 2016): no more than MAX_BACKFILL_DAYS, from a local midnight.
+    veteran = Participant("p2", "Asia/Tokyo", "synthetic", date(2016, 11, 1), 1)
+    planned = preview(veteran, ("heart", "sleep"), {}, logged, GENERATED, options)
+    bound = datetime(2026, 8, 27, tzinfo=ZoneInfo("Asia/Tokyo"))  # 27 Nov 10:00 local - 92 d
+    assert planned.marks["sleep"] == bound and planned.origins["sleep"] == "new stream"
+    assert planned.plan["sleep"] == Window(bound - DAY, NOW)  # the usual overlap before it
+    assert planned.held is None
+    # A run log from before per-stream watermarks (none at all): every stream as before.
+    old_log = Recovered(NOW - DAY, "run log")
+    planned = preview(SYNTHETIC_P, ("heart", "sleep"), {}, old_log, GENERATED, options)
+    assert planned.marks == {"heart": NOW - DAY, "sleep": NOW - DAY}
+
+
+def test_new_stream_start():
+    zone = ZoneInfo("UTC")
+    assert new_stream_start(START, NOW, zone, 92) is None
+    assert new_stream_start(START, NOW, zone, 10) == datetime(2026, 11, 17, tzinfo=zone)

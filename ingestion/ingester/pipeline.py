@@ -32,6 +32,7 @@ from .sources import SleepSource, Source
 from .windows import (
     advance,
     local_midnight,
+    new_stream_start,
     next_slice_days,
     plan_window,
     slice_end,
@@ -158,11 +159,21 @@ def preview(
     whether the plan is a first load too long to start without being asked (--since)."""
     marks: Marks = {}
     origins: dict[str, str] = {}
+    start = local_midnight(participant.start_date, participant.zone)
     for stream in streams:
         logged = in_database.streams.get(stream)
         mark = trusted_watermark(in_file.get(stream), in_database.watermark, logged)
+        if logged is None and in_database.streams and mark is not None:
+            # The run log keeps every stream's watermark, but never had this one's: the
+            # source gained it after the participant was loaded. The participant's one
+            # watermark would start it at today, and never load its history.
+            mark = new_stream_start(start, options.now, participant.zone,
+                                    options.max_backfill_days)
+            origins[stream] = "new stream"
         marks[stream] = mark
-        if mark is None:
+        if stream in origins:
+            pass
+        elif mark is None:
             origins[stream] = "start date"
         elif logged is not None:
             origins[stream] = "run log"

@@ -62,6 +62,18 @@ def advance(
     return reached
 
 
+def new_stream_start(
+    participant_start: datetime, now: datetime, zone: ZoneInfo, max_backfill_days: int
+) -> datetime | None:
+    """Where a stream new to a participant already loaded begins (the source gained it, as
+    synthetic and Google gained `sleep`): None, the participant's start date, like any first
+    load; unless that lies more than max_backfill_days back, then the local midnight that
+    many days before now, so that a new stream never makes one night load years. Earlier
+    days are a `--since` backfill (docs/participants.md)."""
+    bound = local_midnight(now.astimezone(zone).date() - timedelta(days=max_backfill_days), zone)
+    return None if participant_start >= bound else bound
+
+
 def slice_end(start: datetime, end: datetime, zone: ZoneInfo, days: int) -> datetime:
     """The end of the slice that begins at `start`: the local midnight `days` local days on
     (a DST day is 23 or 25 hours), or `end` if that comes first."""
