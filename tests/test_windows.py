@@ -224,6 +224,10 @@ def test_a_stream_new_to_a_loaded_participant_starts_at_its_start_date_within_th
     assert planned.marks["sleep"] == bound and planned.origins["sleep"] == "new stream"
     assert planned.plan["sleep"] == Window(bound - DAY, NOW)  # the usual overlap before it
     assert planned.held is None
+    # Away for 400 days: the other streams catch up from there, and so does the new one.
+    away = Recovered(NOW - 400 * DAY, "run log", {"heart": NOW - 400 * DAY})
+    planned = preview(veteran, ("heart", "sleep"), {}, away, GENERATED, options)
+    assert planned.marks == {"heart": NOW - 400 * DAY, "sleep": NOW - 400 * DAY}
     # A run log from before per-stream watermarks (none at all): every stream as before.
     old_log = Recovered(NOW - DAY, "run log")
     planned = preview(SYNTHETIC_P, ("heart", "sleep"), {}, old_log, GENERATED, options)

@@ -163,16 +163,17 @@ def preview(
     for stream in streams:
         logged = in_database.streams.get(stream)
         mark = trusted_watermark(in_file.get(stream), in_database.watermark, logged)
-        if logged is None and in_database.streams and mark is not None:
-            # The run log keeps every stream's watermark, but never had this one's: the
-            # source gained it after the participant was loaded. The participant's one
-            # watermark would start it at today, and never load its history.
-            mark = new_stream_start(start, options.now, participant.zone,
-                                    options.max_backfill_days)
-            origins[stream] = "new stream"
+        # The run log keeps every stream's watermark, but never had this one's: the source
+        # gained it after the participant was loaded. The participant's one watermark would
+        # start it where the others are, and its history would never be loaded.
+        new = logged is None and bool(in_database.streams) and mark is not None
+        if new and mark is not None:
+            earliest = new_stream_start(start, options.now, participant.zone,
+                                        options.max_backfill_days)
+            mark = None if earliest is None else min(mark, earliest)
         marks[stream] = mark
-        if stream in origins:
-            pass
+        if new:
+            origins[stream] = "new stream"
         elif mark is None:
             origins[stream] = "start date"
         elif logged is not None:
