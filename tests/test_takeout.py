@@ -18,6 +18,8 @@ import pytest
 from conftest import scratch_database
 from fake_google_health import steps
 from google_support import heart_rate_every
+from ingester import takeout_import
+from ingester.config import Settings
 from ingester.model import ReadReport
 from ingester.sources.google_health.transform import DATA_TYPES
 from ingester.sources.takeout import catalog, transform
@@ -544,3 +546,40 @@ def test_an_older_export_under_takeout_fitbit_loads_its_json():
     assert [(e.stream, e.form, e.day) for e in entries] == [
         ("distance", "json", date(2019, 5, 1)), ("heart_rate", "json", date(2019, 5, 1))]
     assert [s.reason for s in skipped] == ["not recognised (a file this importer does not know)"]
+
+
+# --- issue 25 review: memory, zones, sleep, odd dates, two roots -------------------------
+
+
+def import_in_process(db, pid: str, path, timezone: str | None = NEW_YORK, **options) -> int:
+    """The command in this process, for what a test sets by parameter (a file limit)."""
+    connection = db.connect()
+    try:
+        return takeout_import.command(connection, Settings(), pid, str(path), timezone,
+                                      **options)
+    finally:
+        connection.close()
+
+
+def test_a_file_past_the_file_limit_is_rejected_and_the_rest_loads(db, env, tmp_path, capsys):
+    # Within the zip limits an entry may inflate to gigabytes: a JSON file is read whole and
+    # a file's rows are held, so one file past the limit is rejected before it is read.
+    archive, expected = intraday_archive(date(2026, 11, 2), 2)
+    name = JSON_DIR + "floors-2026-11-02.json"
+    points = [{"dateTime": f"11/02/26 {n // 3600 % 24:02}:{n // 60 % 60:02}:{n % 60:02}",
+               "value": str(n * 7919 % 1000)} for n in range(40_000)]
+    archive.add(name, json.dumps(points))
+    big_csv = CSV_DIR + "calories_2026-11-01.csv"
+    archive.csv("calories_2026-11-01.csv", "timestamp,calories,data source",
+                [f"2026-11-02T12:{n // 60 % 60:02}:{n % 60:02}Z,{n * 7919 % 1000 / 100},"
+                 "Charge 6" for n in range(40_000)])
+    path = archive.write(tmp_path / "large.zip")
+    with zipfile.ZipFile(path) as written:
+        assert written.getinfo(name).file_size > 1 << 20
+        assert written.getinfo(big_csv).file_size > 1 << 20
+    assert import_in_process(db, "p1", path, file_limit=1 << 20) == 1
+    out = capsys.readouterr().out
+    assert f"rejected\t{name}: " in out and "expected at most 1048576 for one file" in out
+    assert f"rejected\t{big_csv}: " in out
+    assert stored(env, "p1") == [(m, t, pytest.approx(v)) for m, t, v in rows_of(expected)]
+

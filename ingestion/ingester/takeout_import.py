@@ -25,7 +25,7 @@ from .config import Settings
 from .model import EARLIEST_START_DATE, SYNTHETIC, TAKEOUT, Participant, ReadReport, Window
 from .pipeline import RunOptions, SliceResult, commit_slice, rejected_text
 from .sources.takeout.archive import TakeoutArchive, UnsafeArchive
-from .sources.takeout.source import LOADED, TakeoutSource
+from .sources.takeout.source import LOADED, MAX_FILE_BYTES, TakeoutSource
 from .windows import local_midnight, next_slice_days, slice_end
 
 EXIT_OK, EXIT_FILES, EXIT_BAD = 0, 1, 2
@@ -53,14 +53,15 @@ class Totals:
 
 
 def command(connection: db.Connection, settings: Settings, participant_id: str, path: str,
-            timezone: str | None, now: datetime | None = None) -> int:
+            timezone: str | None, now: datetime | None = None,
+            file_limit: int = MAX_FILE_BYTES) -> int:
     now = now or datetime.now(UTC)
     try:
         archive = TakeoutArchive(Path(path))
     except UnsafeArchive as error:
         return _refuse(f"import-takeout {participant_id}: {error}")
     with archive:
-        source = TakeoutSource(archive, now)
+        source = TakeoutSource(archive, now, file_limit)
         participant = _participant(connection, participant_id, timezone)
         if isinstance(participant, str):
             return _refuse(participant)

@@ -38,6 +38,11 @@ MARGIN = timedelta(days=1)
 LAST_FILE_SPAN = timedelta(days=32)  # from the 1st into the next month; a sleep file's nights
 
 LOADED, NO_DATA = "loaded", "skipped: no data in the file"
+# A JSON file is parsed whole, and a file's rows are held until its slices have passed, so
+# one file's size bounds the import's memory. Real files are a day or a month of one stream
+# (a few MB; a day of 1 Hz heart rate is under 4 MB); an entry may inflate to gigabytes
+# within the zip limits. A file larger than this is rejected, named, and the rest loads.
+MAX_FILE_BYTES = 64 << 20
 INSTANT = attrgetter("timestamp")
 EVER = datetime.min.replace(tzinfo=UTC)
 
@@ -55,9 +60,11 @@ class TakeoutSource:
     a nightly run finds nothing to do for a Takeout participant. Each stream's windows must
     come in time order, as the import's slices do: what a window has passed is let go."""
 
-    def __init__(self, archive: TakeoutArchive | None = None, now: datetime | None = None
-                 ) -> None:
+    def __init__(self, archive: TakeoutArchive | None = None, now: datetime | None = None,
+                 file_limit: int = MAX_FILE_BYTES) -> None:
         self._archive = archive
+        self._file_limit = file_limit
+        self._sizes = {m.name: m.size for m in archive.members} if archive else {}
         self._now = now or datetime.now(UTC)
         entries, self.skipped = classify([m.name for m in archive.members] if archive else [])
         self._covers = _covers(entries, self._now)
@@ -137,14 +144,14 @@ class TakeoutSource:
         # A file parsed again (a window went back) has been counted already.
         counted = report if first else ReadReport()
         try:
-            parsed = self._parse(entry, participant, counted)
+            parsed = self._parse(entry, cover, participant, counted)
         except UnsafeArchive as error:
             self.unsafe = error
             raise
         except FILE_FAULTS as error:
             parsed = FileRows()
             self.files.setdefault(entry.name, f"rejected: {unreadable(error)}")
-        rows = [r for r in parsed.rows if cover.start <= r.timestamp < cover.end]
+        rows = parsed.rows  # only those within the cover were kept while it was read
         rows.sort(key=INSTANT)  # in time order already, as a rule: a pass, then bisected
         if first and entry.name not in self.files:
             self._count(entry, parsed, rows, counted)
@@ -181,11 +188,26 @@ class TakeoutSource:
 
     def _json(self, entry: Entry) -> object:
         assert self._archive is not None  # no entries without an archive
+        self._check_size(entry)
         with self._archive.open(entry.name) as raw:
+            # The declared size was checked; the entry cannot inflate past it (archive.py).
+            text = raw.read(self._file_limit + 1)
+            if len(text) > self._file_limit:
+                raise self._too_large(len(text))
             try:
-                return load_json(raw.read().decode("utf-8-sig"))
+                return load_json(text.decode("utf-8-sig"))
             except UnicodeDecodeError:
                 raise MalformedFile("not UTF-8 text") from None
+
+    def _check_size(self, entry: Entry) -> None:
+        """Reject a file larger than one may be, before a byte of it is read."""
+        size = self._sizes.get(entry.name, 0)
+        if size > self._file_limit:
+            raise self._too_large(size)
+
+    def _too_large(self, size: int) -> MalformedFile:
+        return MalformedFile(f"{size} bytes: expected at most {self._file_limit} for one file "
+                             "(a day or a month of one stream)")
 
     def _count(self, entry: Entry, parsed: FileRows, rows: list[Row], report: ReadReport
                ) -> None:
@@ -199,21 +221,24 @@ class TakeoutSource:
             self._first_file.add(entry.stream)
             earliest = rows[0].timestamp  # sorted
             self.first = earliest if self.first is None else min(self.first, earliest)
-        for _ in range(len(parsed.rows) - len(rows)):
+        for _ in range(parsed.outside):
             report.reject("points outside their file's dates or in the future")
 
-    def _parse(self, entry: Entry, participant: Participant, report: ReadReport) -> FileRows:
+    def _parse(self, entry: Entry, cover: Window, participant: Participant,
+               report: ReadReport) -> FileRows:
         pid, zone = participant.participant_id, participant.zone
+        reach = (cover.start, cover.end)
         if entry.form == "json":
-            return json_rows(self._json(entry), entry.stream, pid, report)
+            return json_rows(self._json(entry), entry.stream, pid, report, reach)
         assert self._archive is not None  # no entries without an archive
+        self._check_size(entry)
         with self._archive.open(entry.name) as raw:
             try:
                 text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
                 if entry.form == "azm_csv":
-                    return azm_rows(text, pid, zone, report)
+                    return azm_rows(text, pid, zone, report, reach)
                 return csv_rows(text, entry.stream, pid, zone, report,
-                                daily=entry.form == "daily_csv")
+                                daily=entry.form == "daily_csv", reach=reach)
             except UnicodeDecodeError:
                 raise MalformedFile("not UTF-8 text") from None
 

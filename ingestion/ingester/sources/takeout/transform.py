@@ -75,6 +75,7 @@ AZM = Value("active_zone_minutes", "total_minutes", 0, 1_440)
 # Row(...) goes through NamedTuple's generated __new__, a Python call per point: a fifth of
 # parsing a CSV row. tuple.__new__ makes the same Row without it.
 new_row = tuple.__new__
+EVER, END = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
 UNKNOWN = "?"  # a recorder not seen before in this file
 
 PHONE = "rows the phone recorded (MobileTrack), not the wearable"
@@ -88,9 +89,16 @@ class MalformedFile(ValueError):
 
 @dataclass
 class FileRows:
-    rows: list[Row] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)  # those within the file's reach
     dropped: Counter[str] = field(default_factory=Counter)  # by rule, never stored
     empty: bool = False  # "no data", a header only, or an empty list
+    outside: int = 0  # rows outside the file's reach (its dates): counted, not kept
+
+
+# The instants a file may hold rows for: a row outside is counted and let go as it is read,
+# so a file's rows never pile up beyond its own dates (None: any instant).
+Reach = tuple[datetime, datetime] | None
+ANY: Reach = None
 
 
 def recorder_rule(source: str) -> str | None:
@@ -104,7 +112,9 @@ def recorder_rule(source: str) -> str | None:
 
 
 def csv_rows(lines: Iterable[str], stream: str, pid: str, zone: ZoneInfo,
-             report: ReadReport, daily: bool = False) -> FileRows:
+             report: ReadReport, daily: bool = False, reach: Reach = ANY) -> FileRows:
+    """The file's rows within `reach`, streamed: a row is parsed, checked and kept or let
+    go before the next line is read."""
     value = CSV_VALUES[stream]
     out = FileRows()
     reader, header = _reader(lines, out)
@@ -117,6 +127,8 @@ def csv_rows(lines: Iterable[str], stream: str, pid: str, zone: ZoneInfo,
     append = out.rows.append
     rules: dict[str, str | None] = {"": None}  # recorder name -> recorder_rule(name)
     parse, utc = datetime.fromisoformat, UTC
+    low_at, high_at = reach or (EVER, END)
+    outside = 0
     # This loop runs once per point of the archive: the common row (the wearable's, a valid
     # UTC instant and number) takes no function call of ours; anything else the slow path.
     for cells in reader:
@@ -145,12 +157,17 @@ def csv_rows(lines: Iterable[str], stream: str, pid: str, zone: ZoneInfo,
             number = _number(text, metric, low, high, report)
             stamp = instant(stamp_text, zone, report)
         if number is not None and stamp is not None:
+            if not low_at <= stamp < high_at:
+                outside += 1
+                continue
             # The recorder the row names is its device (raw_data_sourced.device).
             append(new_row(Row, (stamp, pid, metric, number * scale, source or None)))
+    out.outside = outside
     return out
 
 
-def azm_rows(lines: Iterable[str], pid: str, zone: ZoneInfo, report: ReadReport) -> FileRows:
+def azm_rows(lines: Iterable[str], pid: str, zone: ZoneInfo, report: ReadReport,
+             reach: Reach = ANY) -> FileRows:
     """Active Zone Minutes: the score into active_zone_minutes (a cardio or peak minute
     counts AZM_SCORE's 2) and the minutes into the zone's own metric (docs/metrics.md)."""
     out = FileRows()
@@ -171,12 +188,16 @@ def azm_rows(lines: Iterable[str], pid: str, zone: ZoneInfo, report: ReadReport)
         minutes = _number(cells[col], AZM.metric, AZM.low, AZM.high, report)
         stamp = local.instant(cells[at], report)
         if minutes is not None and stamp is not None:
+            if not _within(stamp, reach):
+                out.outside += 2
+                continue
             out.rows.append(Row(stamp, pid, AZM.metric, minutes * AZM_SCORE[name]))
             out.rows.append(Row(stamp, pid, f"{name}_active_zone_minutes", minutes))
     return out
 
 
-def json_rows(data: Any, stream: str, pid: str, report: ReadReport) -> FileRows:
+def json_rows(data: Any, stream: str, pid: str, report: ReadReport, reach: Reach = ANY
+              ) -> FileRows:
     """Classic JSON: a list of {"dateTime": "MM/DD/YY HH:MM:SS" (UTC), "value": ...}."""
     value = JSON_VALUES[stream]
     if not isinstance(data, list):
@@ -192,6 +213,9 @@ def json_rows(data: Any, stream: str, pid: str, report: ReadReport) -> FileRows:
         number = _number(str(raw) if raw is not None else "", value.metric, value.low,
                          value.high, report)
         if stamp is not None and number is not None:
+            if not _within(stamp, reach):
+                out.outside += 1
+                continue
             out.rows.append(Row(stamp, pid, value.metric, number * value.scale))
     return out
 
@@ -241,6 +265,10 @@ class LocalClock:
         first = naive.replace(tzinfo=self._zone, fold=0).utcoffset()
         second = naive.replace(tzinfo=self._zone, fold=1).utcoffset()
         return first is not None and second is not None and first > second
+
+
+def _within(stamp: datetime, reach: Reach) -> bool:
+    return reach is None or reach[0] <= stamp < reach[1]
 
 
 def _reader(lines: Iterable[str], out: FileRows) -> tuple[Iterator[list[str]] | None, list[str]]:
