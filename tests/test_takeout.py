@@ -583,3 +583,22 @@ def test_a_file_past_the_file_limit_is_rejected_and_the_rest_loads(db, env, tmp_
     assert f"rejected\t{big_csv}: " in out
     assert stored(env, "p1") == [(m, t, pytest.approx(v)) for m, t, v in rows_of(expected)]
 
+
+def test_an_archive_adds_the_nights_it_holds_and_deletes_none_it_lacks(env, tmp_path):
+    # A newer archive holds three nights; an older one, imported after it, holds the first
+    # only, and the second as a log it cannot read: both nights it lacks stay as stored.
+    newer, _ = intraday_archive(date(2026, 10, 31), 4)
+    newer.add(JSON_DIR + "sleep-2026-10-03.json", sleep_json([STAGED_NIGHT], ZoneInfo(NEW_YORK)))
+    newer.add(JSON_DIR + "sleep-2026-11-02.json",
+              sleep_json([CLASSIC_NIGHT, NAP], ZoneInfo(NEW_YORK)))
+    ok(import_takeout(env, "p1", newer.write(tmp_path / "newer.zip"), "--timezone", NEW_YORK))
+    nights = query(env, SESSIONS, ("p1",)), query(env, STAGES, ("p1",))
+    assert_sleep(*nights)
+
+    older, _ = intraday_archive(date(2026, 10, 31), 4)
+    older.add(JSON_DIR + "sleep-2026-10-03.json", sleep_json([STAGED_NIGHT], ZoneInfo(NEW_YORK)))
+    older.add(JSON_DIR + "sleep-2026-11-02.json", json.dumps(
+        [{**sleep_log(CLASSIC_NIGHT, ZoneInfo(NEW_YORK), 1), "type": "nap"}]))
+    done = ok(import_takeout(env, "p1", older.write(tmp_path / "older.zip")))
+    assert "1 sleep logs of an unknown type" in done.stdout
+    assert (query(env, SESSIONS, ("p1",)), query(env, STAGES, ("p1",))) == nights
