@@ -602,3 +602,24 @@ def test_an_archive_adds_the_nights_it_holds_and_deletes_none_it_lacks(env, tmp_
     done = ok(import_takeout(env, "p1", older.write(tmp_path / "older.zip")))
     assert "1 sleep logs of an unknown type" in done.stdout
     assert (query(env, SESSIONS, ("p1",)), query(env, STAGES, ("p1",))) == nights
+
+
+def test_a_reimport_in_another_zone_replaces_the_local_times_and_counts_once(env, tmp_path):
+    # The coordinator gave the wrong zone: the same command with the right one moves the
+    # archive's local-time rows (zone minutes, sleep, daily values) to the right instants,
+    # leaving nothing at the old ones: exactly what a first import in that zone stores.
+    archive, _ = dst_week_archive()
+    path = archive.write(tmp_path / "takeout.zip")
+    ok(import_takeout(env, "p-ny", path, "--timezone", "Asia/Tokyo"))
+    ok(import_takeout(env, "right", path, "--timezone", NEW_YORK))
+    again = ok(import_takeout(env, "p-ny", path, "--timezone", NEW_YORK))
+    assert "timezone Asia/Tokyo -> America/New_York" in again.stdout
+    assert stored(env, "p-ny") == stored(env, "right")
+    by = "SELECT session_start, session_end, minutes_asleep FROM sleep_sessions WHERE " \
+         "participant_id = %s ORDER BY 1"
+    assert query(env, by, ("p-ny",)) == query(env, by, ("right",))
+    stages = "SELECT count(*) FROM sleep_stages WHERE participant_id = %s"
+    assert query(env, stages, ("p-ny",)) == query(env, stages, ("right",))
+    rollup = ("SELECT metric_type, bucket, sum FROM data_1h WHERE participant_id = %s AND "
+              "metric_type LIKE '%%active_zone%%' ORDER BY 1, 2")
+    assert query(env, rollup, ("p-ny",)) == query(env, rollup, ("right",))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
@@ -230,11 +230,13 @@ class Edited:
 
 
 def edit_participant(
-    connection: Connection, participant_id: str, timezone: str | None, start_date: date | None
+    connection: Connection, participant_id: str, timezone: str | None, start_date: date | None,
+    rezoned: Callable[[psycopg2.extensions.cursor, ZoneInfo, ZoneInfo], None] | None = None,
 ) -> Edited:
     """Change a participant's zone and/or start date in one transaction; a new zone moves
-    the stored daily values (restamp_daily_values). Waits for a run loading them, as
-    remove does. LookupError if there is no such participant."""
+    the stored daily values (restamp_daily_values) and calls `rezoned(cursor, old, new)`, in
+    the same transaction. Waits for a run loading them, as remove does. LookupError if
+    there is no such participant."""
     with connection, connection.cursor() as cursor:
         cursor.execute(f"SELECT {PARTICIPANT_COLUMNS} FROM participants "
                        "WHERE participant_id = %s FOR UPDATE", (participant_id,))
@@ -251,6 +253,8 @@ def edit_participant(
         if after.timezone != before.timezone:
             moved = restamp_daily_values(cursor, participant_id, ZoneInfo(before.timezone),
                                          ZoneInfo(after.timezone))
+            if rezoned is not None:
+                rezoned(cursor, ZoneInfo(before.timezone), ZoneInfo(after.timezone))
     return Edited(before, after, moved)
 
 

@@ -44,6 +44,7 @@ LOADED, NO_DATA = "loaded", "skipped: no data in the file"
 # within the zip limits. A file larger than this is rejected, named, and the rest loads.
 MAX_FILE_BYTES = 64 << 20
 INSTANT = attrgetter("timestamp")
+LOCAL_FORMS = ("azm_csv", "sleep_json")  # files that stamp naive local times
 EVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -101,6 +102,15 @@ class TakeoutSource:
         if not starts:
             return None
         return Window(min(starts), min(max(ends), self._now))
+
+    def local_span(self) -> Window | None:
+        """The instants the archive's files of naive local times (Active Zone Minutes, sleep)
+        can hold rows for, whatever the zone: their dates with a day on each side."""
+        covers = [cover for stream in self._covers.values() for entry, cover in stream
+                  if entry.form in LOCAL_FORMS]
+        if not covers:
+            return None
+        return Window(min(c.start for c in covers), max(c.end for c in covers))
 
     def read(self, participant: Participant, stream: str, window: Window, report: ReadReport
              ) -> Iterator[Row]:

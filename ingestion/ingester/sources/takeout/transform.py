@@ -71,6 +71,8 @@ JSON_VALUES = {
     "floors": Value("floors", "value", 0, 1_000),
 }
 AZM = Value("active_zone_minutes", "total_minutes", 0, 1_440)
+# The metrics an archive stamps in naive local time: their instants follow the zone.
+LOCAL_METRICS = (AZM.metric, *(f"{name}_active_zone_minutes" for name in AZM_SCORE))
 
 # Row(...) goes through NamedTuple's generated __new__, a Python call per point: a fifth of
 # parsing a CSV row. tuple.__new__ makes the same Row without it.
