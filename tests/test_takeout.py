@@ -623,3 +623,46 @@ def test_a_reimport_in_another_zone_replaces_the_local_times_and_counts_once(env
     rollup = ("SELECT metric_type, bucket, sum FROM data_1h WHERE participant_id = %s AND "
               "metric_type LIKE '%%active_zone%%' ORDER BY 1, 2")
     assert query(env, rollup, ("p-ny",)) == query(env, rollup, ("right",))
+
+
+def test_rows_before_the_earliest_start_date_are_rejected_and_bound_the_span(env, tmp_path):
+    # A daily row dated year 1 overflowed datetime (its file was rejected); one from 1900
+    # started the import's span, and its slices, in 1900.
+    archive, expected = intraday_archive(date(2026, 11, 2), 2)
+    archive.csv("daily_resting_heart_rate.csv", "timestamp,beats per minute,data source",
+                ["1900-01-01T00:00:00Z,60,Charge 6", "2026-11-02T00:00:00Z,61,Charge 6"])
+    archive.csv("daily_heart_rate_variability.csv",
+                "timestamp,average heart rate variability milliseconds",
+                ["0001-01-01T00:00:00Z,40", "2026-11-03T00:00:00Z,41"])
+    archive.add(ROOT + "Active Zone Minutes (AZM)/Active Zone Minutes - 2026-11-01.csv",
+                "date_time,heart_zone_id,total_minutes\n0001-01-01T00:30,CARDIO,1\n"
+                "2026-11-02T09:00,CARDIO,1\n")
+    archive.csv("floors_2026-11-01.csv", "timestamp,floors,data source",
+                ["0001-01-01T00:00:00+09:00,1,Charge 6", "2026-11-02T12:00:00Z,2,Charge 6"])
+    archive.csv("heart_rate_1900-01-01.csv", "timestamp,beats per minute,data source",
+                ["1900-01-01T00:00:00Z,60,Charge 6"])
+    done = ok(import_takeout(env, "p1", archive.write(tmp_path / "early.zip"),
+                             "--timezone", "Asia/Tokyo"))
+    assert "4 rejected (4 dates before 2009-01-01, the earliest start date)" in done.stdout
+    assert f"skipped\t1 files: {catalog.EARLY}" in done.stdout
+    slices = int(done.stdout.split(" slices,")[0].rsplit(" ", 1)[1])
+    assert slices < 10, done.stdout  # the days of 2026 the files cover, not 1900 on
+    assert "p1: start date 2026-11-02" in done.stdout
+    tokyo = ZoneInfo("Asia/Tokyo")
+    loaded = sorted(rows_of(expected) + [
+        ("active_zone_minutes", datetime(2026, 11, 2, 9, tzinfo=tokyo), 2.0),
+        ("cardio_active_zone_minutes", datetime(2026, 11, 2, 9, tzinfo=tokyo), 1.0),
+        ("floors", utc("2026-11-02T12:00:00"), 2.0),
+        ("hrv_rmssd_daily", datetime(2026, 11, 3, tzinfo=tokyo), 41.0),
+        ("resting_heart_rate", datetime(2026, 11, 2, tzinfo=tokyo), 61.0)])
+    assert stored(env, "p1") == [(m, t, pytest.approx(v)) for m, t, v in loaded]
+
+
+def test_an_archive_with_both_roots_loads_the_newer_and_lists_the_older_as_skipped():
+    names = [ROOT + "Global Export Data/heart_rate-2026-11-02.json",
+             "Takeout/Fitbit/Global Export Data/heart_rate-2026-11-02.json",
+             "Takeout/Fitbit/Global Export Data/steps-2026-11-02.json"]
+    entries, skipped = catalog.classify(names)
+    assert [e.name for e in entries] == [names[0]]
+    assert {s.name: s.reason for s in skipped} == {names[1]: catalog.OLDER_ROOT,
+                                                   names[2]: catalog.OLDER_ROOT}

@@ -54,6 +54,8 @@ def local_instant(raw: Any, zone: ZoneInfo, after: datetime | None = None) -> da
         raise Unreadable(UNREADABLE_TIME) from None
     if naive.tzinfo is not None:
         raise Unreadable(UNREADABLE_TIME)
+    if naive.year < 2:  # year 1: in a zone east of UTC the instant is before datetime's range
+        raise Unreadable(UNREADABLE_TIME)
     instant = naive.replace(tzinfo=zone).astimezone(UTC)
     if instant.astimezone(zone).replace(tzinfo=None) != naive:
         raise Unreadable(NONEXISTENT_LOCAL_TIME)

@@ -23,6 +23,7 @@ from ...sleep import SLEEP_STREAM, SleepSession
 from .archive import DamagedEntry, TakeoutArchive, UnsafeArchive
 from .catalog import Entry, Skipped, classify
 from .transform import (
+    EARLIEST,
     FileRows,
     MalformedFile,
     azm_rows,
@@ -265,7 +266,7 @@ def _covers(entries: list[Entry], now: datetime) -> dict[str, list[tuple[Entry, 
             if entry.day is None:
                 covers[stream].append((entry, Window(EVER, now)))
                 continue
-            start = _midnight(entry.day) - MARGIN
+            start = max(_midnight(entry.day) - MARGIN, EARLIEST)
             following = next((f.day for f in files[index + 1:] if f.day and f.day > entry.day),
                              None)
             last = entry.day + LAST_FILE_SPAN if stream == SLEEP_STREAM else _after_last(

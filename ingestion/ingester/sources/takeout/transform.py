@@ -23,12 +23,12 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from ...metrics import AZM_SCORE
-from ...model import ReadReport, Row
+from ...model import EARLIEST_START_DATE, ReadReport, Row
 from ...sleep import SleepSession
 from ...sleep_log import session_from_log
 from ...windows import local_midnight
@@ -83,6 +83,11 @@ UNKNOWN = "?"  # a recorder not seen before in this file
 PHONE = "rows the phone recorded (MobileTrack), not the wearable"
 ROUND_TRIP = "rows Health Connect synced in from other apps (round trips)"
 EMPTY = "empty cells"
+# No wearable's row is older than the earliest start date; in any zone, its local day begins
+# after this instant. Earlier rows are rejected (a row from 1900 would make the import's span,
+# and its slices, reach back to 1900; one from year 1 overflows datetime in a zone east of UTC).
+EARLIEST = datetime.combine(EARLIEST_START_DATE, datetime.min.time(), UTC) - timedelta(days=1)
+TOO_EARLY = f"dates before {EARLIEST_START_DATE}, the earliest start date"
 
 
 class MalformedFile(ValueError):
@@ -160,7 +165,10 @@ def csv_rows(lines: Iterable[str], stream: str, pid: str, zone: ZoneInfo,
             stamp = instant(stamp_text, zone, report)
         if number is not None and stamp is not None:
             if not low_at <= stamp < high_at:
-                outside += 1
+                if stamp < EARLIEST:
+                    report.reject(TOO_EARLY)
+                else:
+                    outside += 1
                 continue
             # The recorder the row names is its device (raw_data_sourced.device).
             append(new_row(Row, (stamp, pid, metric, number * scale, source or None)))
@@ -191,7 +199,10 @@ def azm_rows(lines: Iterable[str], pid: str, zone: ZoneInfo, report: ReadReport,
         stamp = local.instant(cells[at], report)
         if minutes is not None and stamp is not None:
             if not _within(stamp, reach):
-                out.outside += 2
+                if stamp < EARLIEST:
+                    report.reject(TOO_EARLY)
+                else:
+                    out.outside += 2
                 continue
             out.rows.append(Row(stamp, pid, AZM.metric, minutes * AZM_SCORE[name]))
             out.rows.append(Row(stamp, pid, f"{name}_active_zone_minutes", minutes))
@@ -216,7 +227,10 @@ def json_rows(data: Any, stream: str, pid: str, report: ReadReport, reach: Reach
                          value.high, report)
         if stamp is not None and number is not None:
             if not _within(stamp, reach):
-                out.outside += 1
+                if stamp < EARLIEST:
+                    report.reject(TOO_EARLY)
+                else:
+                    out.outside += 1
                 continue
             out.rows.append(Row(stamp, pid, value.metric, number * value.scale))
     return out
@@ -254,6 +268,9 @@ class LocalClock:
             naive = datetime.fromisoformat(text)
         except ValueError:
             report.reject("unreadable timestamps")
+            return None
+        if naive.date() < EARLIEST_START_DATE:
+            report.reject(TOO_EARLY)
             return None
         if naive.tzinfo is not None:  # marked after all: take it as it is
             return naive.astimezone(UTC)
@@ -316,6 +333,9 @@ def _utc_instant(text: str, zone: ZoneInfo, report: ReadReport) -> datetime | No
     if stamp.tzinfo is None:
         report.reject("timestamps without their UTC offset")
         return None
+    if stamp.date() < EARLIEST_START_DATE:  # before astimezone, which year 1 overflows
+        report.reject(TOO_EARLY)
+        return None
     return stamp if stamp.tzinfo is UTC else stamp.astimezone(UTC)
 
 
@@ -324,6 +344,9 @@ def _daily_instant(text: str, zone: ZoneInfo, report: ReadReport) -> datetime | 
         day = date.fromisoformat(text[:10])
     except ValueError:
         report.reject("unreadable timestamps")
+        return None
+    if day < EARLIEST_START_DATE:
+        report.reject(TOO_EARLY)
         return None
     return local_midnight(day, zone).astimezone(UTC)
 
