@@ -666,3 +666,27 @@ def test_an_archive_with_both_roots_loads_the_newer_and_lists_the_older_as_skipp
     assert [e.name for e in entries] == [names[0]]
     assert {s.name: s.reason for s in skipped} == {names[1]: catalog.OLDER_ROOT,
                                                    names[2]: catalog.OLDER_ROOT}
+
+
+def test_a_sleep_log_that_starts_on_the_repeated_hours_second_pass_ends_at_its_end_time():
+    # A nap 01:20-02:00 EST on the night New York falls back: 01:20 comes twice, and only the
+    # second reading ends, 40 minutes on, at the log's endTime (02:00). Read as the first,
+    # the nap landed an hour early (05:20-06:00Z) and ended at 01:00 on the clock.
+    log = {"startTime": "2026-11-01T01:20:00.000", "endTime": "2026-11-01T02:00:00.000",
+           "duration": 40 * 60 * 1000, "isMainSleep": False, "type": "classic",
+           "levels": {"data": [{"dateTime": "2026-11-01T01:20:00.000", "level": "asleep",
+                                "seconds": 1800},
+                               {"dateTime": "2026-11-01T01:50:00.000", "level": "awake",
+                                "seconds": 600}]}}
+    report = ReadReport()
+    (nap,) = transform.sleep_sessions([log], ZoneInfo(NEW_YORK), report)
+    assert (nap.start, nap.end) == (utc("2026-11-01T06:20"), utc("2026-11-01T07:00"))
+    assert [(s.start, s.end) for s in nap.stages] == [
+        (utc("2026-11-01T06:20"), utc("2026-11-01T06:50")),
+        (utc("2026-11-01T06:50"), utc("2026-11-01T07:00"))]
+    # On the first pass: 30 minutes on, the clock reads 01:50 EDT (not gone back yet).
+    first = {**log, "endTime": "2026-11-01T01:50:00.000", "duration": 30 * 60 * 1000,
+             "levels": {"data": log["levels"]["data"][:1]}}
+    (early,) = transform.sleep_sessions([first], ZoneInfo(NEW_YORK), report)
+    assert (early.start, early.end) == (utc("2026-11-01T05:20"), utc("2026-11-01T05:50"))
+    assert not report.rejected

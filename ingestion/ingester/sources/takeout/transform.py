@@ -241,7 +241,7 @@ def sleep_sessions(data: Any, zone: ZoneInfo, report: ReadReport) -> list[SleepS
     is counted and left out, the rest of the file loads."""
     if not isinstance(data, list):
         raise MalformedFile(f"expected a JSON list, got {type(data).__name__}")
-    sessions = (session_from_log(log, zone, report) for log in data)
+    sessions = (session_from_log(log, zone, report, end_clock=True) for log in data)
     return [s for s in sessions if s is not None]
 
 
