@@ -519,8 +519,7 @@ def store_sleep(cursor: psycopg2.extensions.cursor, participant_id: str, source:
     nights writes nothing. Not `whole_window`: replace only the stored sessions that overlap
     one read, and delete none other. Returns the stages stored."""
     reach = {"participant": participant_id, "source": source, "whole_window": whole_window,
-             "start": window.start,
-             "end": window.end, "starts": [s.start for s in sessions],
+             "start": window.start, "end": window.end, "starts": [s.start for s in sessions],
              "ends": [s.end for s in sessions]}
     read = sorted((s.start, s.end, s.is_main_sleep, s.minutes_asleep, s.minutes_awake,
                    s.kind, s.processed, s.device) for s in sessions)
