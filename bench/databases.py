@@ -7,11 +7,15 @@ and dropped before the run ends, whatever happens.
 
 from __future__ import annotations
 
+import json
+import logging
+import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.errors
@@ -57,6 +61,11 @@ class Server:
             password=params.get("password", ""),
             maintenance_db=params.get("dbname", MAINTENANCE_DB),
         )
+
+    @classmethod
+    def from_arguments(cls, dsn: str | None, environ: Mapping[str, str]) -> Server:
+        """A benchmark's server: its --dsn if given, else the environment's."""
+        return cls.from_dsn(dsn) if dsn else cls.from_environment(environ)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Server:
@@ -205,3 +214,34 @@ def server_facts(connection: db.Connection) -> dict[str, str]:
             facts[name] = cursor.fetchone()[0]
     connection.commit()
     return facts
+
+
+# A benchmark's exit codes: measured (whether or not a target passed), a measurement failed,
+# the database is unreachable (bad arguments, 2, are argparse's).
+EXIT_OK, EXIT_FAILED, EXIT_DATABASE = 0, 1, 3
+T = TypeVar("T")
+
+
+class BenchError(Exception):
+    """A measurement failed (exit EXIT_FAILED)."""
+
+
+def measured(server: Server, prefix: str, log: logging.Logger,
+             measure: Callable[[Scratch, Path], T]) -> tuple[T | None, int]:
+    """`measure(scratch, work)` with scratch databases on the server and a temporary folder,
+    both gone afterwards; its result and EXIT_OK, or None and the exit code of why not
+    (logged in one line)."""
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as work, Scratch(server) as scratch:
+            return measure(scratch, Path(work)), EXIT_OK
+    except BenchError as error:
+        log.error("%s", error)
+        return None, EXIT_FAILED
+    except psycopg2.OperationalError as error:
+        log.error("database at %s:%s: %s", server.host, server.port, str(error).strip())
+        return None, EXIT_DATABASE
+
+
+def write_results(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

@@ -21,21 +21,18 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ingestion"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg2
 
-from bench.databases import Scratch, Server
+from bench.databases import EXIT_OK, BenchError, Scratch, Server, measured, write_results
 from bench.measure import INGEST, PEAK_RSS
 from bench.run import positive
 
 log = logging.getLogger("bench.export")
-EXIT_OK, EXIT_FAILED, EXIT_ARGUMENTS, EXIT_DATABASE = 0, 1, 2, 3
 DEFAULT_JSON = Path(__file__).resolve().parent / "results-export.json"
 # A year of 1 Hz data must export in the memory of a week: some growth for the longer
 # file's footer (its row groups' metadata), none per row.
@@ -50,10 +47,6 @@ FROM generate_series(TIMESTAMPTZ '2024-01-01 00:00Z',
                      TIMESTAMPTZ '2024-01-01 00:00Z' + %(days)s * INTERVAL '1 day'
                          - INTERVAL '1 second', INTERVAL '1 second') t;
 """
-
-
-class BenchError(Exception):
-    pass
 
 
 def parser() -> argparse.ArgumentParser:
@@ -102,19 +95,16 @@ def measure(server: Server, scratch: Scratch, days: float, fmt: str, work: Path
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
-    server = (Server.from_dsn(arguments.dsn) if arguments.dsn
-              else Server.from_environment(os.environ))
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-export-") as work, \
-                Scratch(server) as scratch:
-            short = measure(server, scratch, arguments.days, arguments.format, Path(work))
-            long = measure(server, scratch, arguments.long_days, arguments.format, Path(work))
-    except BenchError as error:
-        log.error("%s", error)
-        return EXIT_FAILED
-    except psycopg2.OperationalError as error:
-        log.error("database at %s:%s: %s", server.host, server.port, str(error).strip())
-        return EXIT_DATABASE
+    server = Server.from_arguments(arguments.dsn, os.environ)
+
+    def measure_both(scratch: Scratch, work: Path) -> tuple[dict, dict]:
+        return (measure(server, scratch, arguments.days, arguments.format, work),
+                measure(server, scratch, arguments.long_days, arguments.format, work))
+
+    result, code = measured(server, "bench-export-", log, measure_both)
+    if result is None:
+        return code
+    short, long = result
     ratio = long["peak_rss_mib"] / short["peak_rss_mib"]
     doc = {
         "format": arguments.format,
@@ -123,8 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "label": f"peak RSS, {long['days']:g} days against {short['days']:g}",
             "ratio": round(ratio, 3), "target": RSS_TARGET, "pass": ratio <= RSS_TARGET}},
     }
-    arguments.json.parent.mkdir(parents=True, exist_ok=True)
-    arguments.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    write_results(arguments.json, doc)
     print(f"{'span':>10} {'rows':>12} {'seconds':>9} {'rows/s':>10} {'peak RSS MiB':>13}")
     for m in (short, long):
         print(f"{m['days']:>8g} d {m['rows']:>12,} {m['seconds']:>9.1f} "

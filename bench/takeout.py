@@ -29,7 +29,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
@@ -39,19 +38,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ingestion"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg2
 from ingester import db, takeout_import
 from ingester.config import Settings
 from ingester.model import TAKEOUT, Participant, ReadReport, Window
 from ingester.sources.takeout.archive import TakeoutArchive
 from ingester.sources.takeout.source import TakeoutSource
 
-from bench.databases import Scratch, Server
+from bench.databases import (
+    EXIT_OK,
+    BenchError,
+    Scratch,
+    Server,
+    measured,
+    write_results,
+)
 from bench.measure import INGEST, PEAK_RSS
 from bench.run import positive
 
 log = logging.getLogger("bench.takeout")
-EXIT_OK, EXIT_FAILED, EXIT_DATABASE = 0, 1, 3
 DEFAULT_JSON = Path(__file__).resolve().parent / "results-takeout.json"
 RATE_TARGET = 0.7  # parsing a zip may cost 30 % on top of storing what it holds
 RSS_TARGET = 1.3  # a year in the memory of a month: a few files at a time, never the whole
@@ -59,10 +63,6 @@ FIRST_DAY = date(2025, 1, 1)
 ZONE = "Europe/Berlin"
 ROOT = "Takeout/Google Health/Physical Activity_GoogleData/"
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
-
-
-class BenchError(Exception):
-    pass
 
 
 def write_archive(path: Path, days: int) -> int:
@@ -218,23 +218,20 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
-    server = (Server.from_dsn(arguments.dsn) if arguments.dsn
-              else Server.from_environment(os.environ))
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-takeout-") as work, \
-                Scratch(server) as scratch:
-            short_zip, long_zip = Path(work) / "short.zip", Path(work) / "long.zip"
-            short_rows = write_archive(short_zip, arguments.days)
-            long_rows = write_archive(long_zip, arguments.long_days)
-            imported, written = rates(server, scratch, short_zip, arguments.rounds)
-            short = peak_rss(server, scratch, short_zip, short_rows, Path(work))
-            long = peak_rss(server, scratch, long_zip, long_rows, Path(work))
-    except BenchError as error:
-        log.error("%s", error)
-        return EXIT_FAILED
-    except psycopg2.OperationalError as error:
-        log.error("database at %s:%s: %s", server.host, server.port, str(error).strip())
-        return EXIT_DATABASE
+    server = Server.from_arguments(arguments.dsn, os.environ)
+
+    def measure(scratch: Scratch, work: Path) -> tuple[dict, dict, dict, dict]:
+        short_zip, long_zip = work / "short.zip", work / "long.zip"
+        short_rows = write_archive(short_zip, arguments.days)
+        long_rows = write_archive(long_zip, arguments.long_days)
+        imported, written = rates(server, scratch, short_zip, arguments.rounds)
+        return (imported, written, peak_rss(server, scratch, short_zip, short_rows, work),
+                peak_rss(server, scratch, long_zip, long_rows, work))
+
+    result, code = measured(server, "bench-takeout-", log, measure)
+    if result is None:
+        return code
+    imported, written, short, long = result
     rate = imported["paired_ratio"]
     rss = long["peak_rss_mib"] / short["peak_rss_mib"]
     doc = {
@@ -249,8 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "ratio": round(rss, 3), "target": RSS_TARGET, "pass": rss <= RSS_TARGET},
         },
     }
-    arguments.json.parent.mkdir(parents=True, exist_ok=True)
-    arguments.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    write_results(arguments.json, doc)
     print(f"{'':>22} {'rows':>11} {'seconds':>9} {'rows/s':>9} {'peak RSS MiB':>13}")
     for label, m in (("import (in process)", imported), ("writer, same rows", written),
                      (f"command, {arguments.days} days", short),

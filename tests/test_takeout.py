@@ -18,6 +18,8 @@ import pytest
 from conftest import scratch_database
 from fake_google_health import steps
 from google_support import heart_rate_every
+from ingester import takeout_import
+from ingester.config import Settings
 from ingester.model import ReadReport
 from ingester.sources.google_health.transform import DATA_TYPES
 from ingester.sources.takeout import catalog, transform
@@ -544,3 +546,147 @@ def test_an_older_export_under_takeout_fitbit_loads_its_json():
     assert [(e.stream, e.form, e.day) for e in entries] == [
         ("distance", "json", date(2019, 5, 1)), ("heart_rate", "json", date(2019, 5, 1))]
     assert [s.reason for s in skipped] == ["not recognised (a file this importer does not know)"]
+
+
+# --- issue 25 review: memory, zones, sleep, odd dates, two roots -------------------------
+
+
+def import_in_process(db, pid: str, path, timezone: str | None = NEW_YORK, **options) -> int:
+    """The command in this process, for what a test sets by parameter (a file limit)."""
+    connection = db.connect()
+    try:
+        return takeout_import.command(connection, Settings(), pid, str(path), timezone,
+                                      **options)
+    finally:
+        connection.close()
+
+
+def test_a_file_past_the_file_limit_is_rejected_and_the_rest_loads(db, env, tmp_path, capsys):
+    # Within the zip limits an entry may inflate to gigabytes: a JSON file is read whole and
+    # a file's rows are held, so one file past the limit is rejected before it is read.
+    archive, expected = intraday_archive(date(2026, 11, 2), 2)
+    name = JSON_DIR + "floors-2026-11-02.json"
+    points = [{"dateTime": f"11/02/26 {n // 3600 % 24:02}:{n // 60 % 60:02}:{n % 60:02}",
+               "value": str(n * 7919 % 1000)} for n in range(40_000)]
+    archive.add(name, json.dumps(points))
+    big_csv = CSV_DIR + "calories_2026-11-01.csv"
+    archive.csv("calories_2026-11-01.csv", "timestamp,calories,data source",
+                [f"2026-11-02T12:{n // 60 % 60:02}:{n % 60:02}Z,{n * 7919 % 1000 / 100},"
+                 "Charge 6" for n in range(40_000)])
+    path = archive.write(tmp_path / "large.zip")
+    with zipfile.ZipFile(path) as written:
+        assert written.getinfo(name).file_size > 1 << 20
+        assert written.getinfo(big_csv).file_size > 1 << 20
+    assert import_in_process(db, "p1", path, file_limit=1 << 20) == 1
+    out = capsys.readouterr().out
+    assert f"rejected\t{name}: " in out and "expected at most 1048576 for one file" in out
+    assert f"rejected\t{big_csv}: " in out
+    assert stored(env, "p1") == [(m, t, pytest.approx(v)) for m, t, v in rows_of(expected)]
+
+
+def test_an_archive_adds_the_nights_it_holds_and_deletes_none_it_lacks(env, tmp_path):
+    # A newer archive holds three nights; an older one, imported after it, holds the first
+    # only, and the second as a log it cannot read: both nights it lacks stay as stored.
+    newer, _ = intraday_archive(date(2026, 10, 31), 4)
+    newer.add(JSON_DIR + "sleep-2026-10-03.json", sleep_json([STAGED_NIGHT], ZoneInfo(NEW_YORK)))
+    newer.add(JSON_DIR + "sleep-2026-11-02.json",
+              sleep_json([CLASSIC_NIGHT, NAP], ZoneInfo(NEW_YORK)))
+    ok(import_takeout(env, "p1", newer.write(tmp_path / "newer.zip"), "--timezone", NEW_YORK))
+    nights = query(env, SESSIONS, ("p1",)), query(env, STAGES, ("p1",))
+    assert_sleep(*nights)
+
+    older, _ = intraday_archive(date(2026, 10, 31), 4)
+    older.add(JSON_DIR + "sleep-2026-10-03.json", sleep_json([STAGED_NIGHT], ZoneInfo(NEW_YORK)))
+    older.add(JSON_DIR + "sleep-2026-11-02.json", json.dumps(
+        [{**sleep_log(CLASSIC_NIGHT, ZoneInfo(NEW_YORK), 1), "type": "nap"}]))
+    done = ok(import_takeout(env, "p1", older.write(tmp_path / "older.zip")))
+    assert "1 sleep logs of an unknown type" in done.stdout
+    assert (query(env, SESSIONS, ("p1",)), query(env, STAGES, ("p1",))) == nights
+
+
+def test_a_reimport_in_another_zone_replaces_the_local_times_and_counts_once(env, tmp_path):
+    # The coordinator gave the wrong zone: the same command with the right one moves the
+    # archive's local-time rows (zone minutes, sleep, daily values) to the right instants,
+    # leaving nothing at the old ones: exactly what a first import in that zone stores.
+    archive, _ = dst_week_archive()
+    path = archive.write(tmp_path / "takeout.zip")
+    ok(import_takeout(env, "p-ny", path, "--timezone", "Asia/Tokyo"))
+    ok(import_takeout(env, "right", path, "--timezone", NEW_YORK))
+    again = ok(import_takeout(env, "p-ny", path, "--timezone", NEW_YORK))
+    assert "timezone Asia/Tokyo -> America/New_York" in again.stdout
+    assert stored(env, "p-ny") == stored(env, "right")
+    by = "SELECT session_start, session_end, minutes_asleep FROM sleep_sessions WHERE " \
+         "participant_id = %s ORDER BY 1"
+    assert query(env, by, ("p-ny",)) == query(env, by, ("right",))
+    stages = "SELECT count(*) FROM sleep_stages WHERE participant_id = %s"
+    assert query(env, stages, ("p-ny",)) == query(env, stages, ("right",))
+    rollup = ("SELECT metric_type, bucket, sum FROM data_1h WHERE participant_id = %s AND "
+              "metric_type LIKE '%%active_zone%%' ORDER BY 1, 2")
+    assert query(env, rollup, ("p-ny",)) == query(env, rollup, ("right",))
+
+
+def test_rows_before_the_earliest_start_date_are_rejected_and_bound_the_span(env, tmp_path):
+    # A daily row dated year 1 overflowed datetime (its file was rejected); one from 1900
+    # started the import's span, and its slices, in 1900.
+    archive, expected = intraday_archive(date(2026, 11, 2), 2)
+    archive.csv("daily_resting_heart_rate.csv", "timestamp,beats per minute,data source",
+                ["1900-01-01T00:00:00Z,60,Charge 6", "2026-11-02T00:00:00Z,61,Charge 6"])
+    archive.csv("daily_heart_rate_variability.csv",
+                "timestamp,average heart rate variability milliseconds",
+                ["0001-01-01T00:00:00Z,40", "2026-11-03T00:00:00Z,41"])
+    archive.add(ROOT + "Active Zone Minutes (AZM)/Active Zone Minutes - 2026-11-01.csv",
+                "date_time,heart_zone_id,total_minutes\n0001-01-01T00:30,CARDIO,1\n"
+                "2026-11-02T09:00,CARDIO,1\n")
+    archive.csv("floors_2026-11-01.csv", "timestamp,floors,data source",
+                ["0001-01-01T00:00:00+09:00,1,Charge 6", "2026-11-02T12:00:00Z,2,Charge 6"])
+    archive.csv("heart_rate_1900-01-01.csv", "timestamp,beats per minute,data source",
+                ["1900-01-01T00:00:00Z,60,Charge 6"])
+    done = ok(import_takeout(env, "p1", archive.write(tmp_path / "early.zip"),
+                             "--timezone", "Asia/Tokyo"))
+    assert "4 rejected (4 dates before 2009-01-01, the earliest start date)" in done.stdout
+    assert f"skipped\t1 files: {catalog.EARLY}" in done.stdout
+    slices = int(done.stdout.split(" slices,")[0].rsplit(" ", 1)[1])
+    assert slices < 10, done.stdout  # the days of 2026 the files cover, not 1900 on
+    assert "p1: start date 2026-11-02" in done.stdout
+    tokyo = ZoneInfo("Asia/Tokyo")
+    loaded = sorted(rows_of(expected) + [
+        ("active_zone_minutes", datetime(2026, 11, 2, 9, tzinfo=tokyo), 2.0),
+        ("cardio_active_zone_minutes", datetime(2026, 11, 2, 9, tzinfo=tokyo), 1.0),
+        ("floors", utc("2026-11-02T12:00:00"), 2.0),
+        ("hrv_rmssd_daily", datetime(2026, 11, 3, tzinfo=tokyo), 41.0),
+        ("resting_heart_rate", datetime(2026, 11, 2, tzinfo=tokyo), 61.0)])
+    assert stored(env, "p1") == [(m, t, pytest.approx(v)) for m, t, v in loaded]
+
+
+def test_an_archive_with_both_roots_loads_the_newer_and_lists_the_older_as_skipped():
+    names = [ROOT + "Global Export Data/heart_rate-2026-11-02.json",
+             "Takeout/Fitbit/Global Export Data/heart_rate-2026-11-02.json",
+             "Takeout/Fitbit/Global Export Data/steps-2026-11-02.json"]
+    entries, skipped = catalog.classify(names)
+    assert [e.name for e in entries] == [names[0]]
+    assert {s.name: s.reason for s in skipped} == {names[1]: catalog.OLDER_ROOT,
+                                                   names[2]: catalog.OLDER_ROOT}
+
+
+def test_a_sleep_log_that_starts_on_the_repeated_hours_second_pass_ends_at_its_end_time():
+    # A nap 01:20-02:00 EST on the night New York falls back: 01:20 comes twice, and only the
+    # second reading ends, 40 minutes on, at the log's endTime (02:00). Read as the first,
+    # the nap landed an hour early (05:20-06:00Z) and ended at 01:00 on the clock.
+    log = {"startTime": "2026-11-01T01:20:00.000", "endTime": "2026-11-01T02:00:00.000",
+           "duration": 40 * 60 * 1000, "isMainSleep": False, "type": "classic",
+           "levels": {"data": [{"dateTime": "2026-11-01T01:20:00.000", "level": "asleep",
+                                "seconds": 1800},
+                               {"dateTime": "2026-11-01T01:50:00.000", "level": "awake",
+                                "seconds": 600}]}}
+    report = ReadReport()
+    (nap,) = transform.sleep_sessions([log], ZoneInfo(NEW_YORK), report)
+    assert (nap.start, nap.end) == (utc("2026-11-01T06:20"), utc("2026-11-01T07:00"))
+    assert [(s.start, s.end) for s in nap.stages] == [
+        (utc("2026-11-01T06:20"), utc("2026-11-01T06:50")),
+        (utc("2026-11-01T06:50"), utc("2026-11-01T07:00"))]
+    # On the first pass: 30 minutes on, the clock reads 01:50 EDT (not gone back yet).
+    first = {**log, "endTime": "2026-11-01T01:50:00.000", "duration": 30 * 60 * 1000,
+             "levels": {"data": log["levels"]["data"][:1]}}
+    (early,) = transform.sleep_sessions([first], ZoneInfo(NEW_YORK), report)
+    assert (early.start, early.end) == (utc("2026-11-01T05:20"), utc("2026-11-01T05:50"))
+    assert not report.rejected

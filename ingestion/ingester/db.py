@@ -6,7 +6,7 @@ import logging
 import time
 import unicodedata
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
@@ -231,11 +231,13 @@ class Edited:
 
 
 def edit_participant(
-    connection: Connection, participant_id: str, timezone: str | None, start_date: date | None
+    connection: Connection, participant_id: str, timezone: str | None, start_date: date | None,
+    rezoned: Callable[[psycopg2.extensions.cursor, ZoneInfo, ZoneInfo], None] | None = None,
 ) -> Edited:
     """Change a participant's zone and/or start date in one transaction; a new zone moves
-    the stored daily values (restamp_daily_values). Waits for a run loading them, as
-    remove does. LookupError if there is no such participant."""
+    the stored daily values (restamp_daily_values) and calls `rezoned(cursor, old, new)`, in
+    the same transaction. Waits for a run loading them, as remove does. LookupError if
+    there is no such participant."""
     with connection, connection.cursor() as cursor:
         cursor.execute(f"SELECT {PARTICIPANT_COLUMNS} FROM participants "
                        "WHERE participant_id = %s FOR UPDATE", (participant_id,))
@@ -252,6 +254,8 @@ def edit_participant(
         if after.timezone != before.timezone:
             moved = restamp_daily_values(cursor, participant_id, ZoneInfo(before.timezone),
                                          ZoneInfo(after.timezone))
+            if rezoned is not None:
+                rezoned(cursor, ZoneInfo(before.timezone), ZoneInfo(after.timezone))
     return Edited(before, after, moved)
 
 
@@ -581,10 +585,12 @@ def stored_counts(connection: Connection) -> dict[tuple[str, str], tuple[int, da
 # Google re-cut once it was processed starts elsewhere). Nothing stale stays.
 # The source's sessions a read of the window replaces: those that end in it, and any that
 # overlaps a session read (a night re-staged may start or end elsewhere).
+# A source that holds only some nights (an archive: sleep.replaces_window) reaches only the
+# sessions that overlap one it read: what it lacks or now rejects stays as stored.
 SLEEP_IN_REACH = """
 FROM sleep_sessions s
 WHERE s.participant_id = %(participant)s AND s.source = %(source)s
-  AND ((s.session_end >= %(start)s AND s.session_end < %(end)s)
+  AND ((%(whole_window)s AND s.session_end >= %(start)s AND s.session_end < %(end)s)
        OR EXISTS (SELECT 1 FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[])
                       AS r(session_start, session_end)
                   WHERE s.session_start < r.session_end AND r.session_start < s.session_end))
@@ -602,12 +608,13 @@ ORDER BY session_start, stage_start
 
 
 def store_sleep(cursor: psycopg2.extensions.cursor, participant_id: str, source: str,
-                window: Window, sessions: list[SleepSession]) -> int:
+                window: Window, sessions: list[SleepSession], whole_window: bool = True) -> int:
     """Replace the source's sleep in the window with `sessions` (their ends lie in it), in
     the caller's transaction, unless it is stored already as read: a re-read of the same
-    nights writes nothing. Returns the stages stored."""
-    reach = {"participant": participant_id, "source": source, "start": window.start,
-             "end": window.end, "starts": [s.start for s in sessions],
+    nights writes nothing. Not `whole_window`: replace only the stored sessions that overlap
+    one read, and delete none other. Returns the stages stored."""
+    reach = {"participant": participant_id, "source": source, "whole_window": whole_window,
+             "start": window.start, "end": window.end, "starts": [s.start for s in sessions],
              "ends": [s.end for s in sessions]}
     read = sorted((s.start, s.end, s.is_main_sleep, s.minutes_asleep, s.minutes_awake,
                    s.kind, s.processed, s.device) for s in sessions)

@@ -27,7 +27,7 @@ from . import db, rollups, state
 from .errors import DatabaseUnavailable, NeedsConsent, ParticipantError, ScopeNotGranted
 from .guard import guarded
 from .model import DeliveryBound, Participant, ReadReport, Window
-from .sleep import SLEEP_STREAM, SleepSession, hold_until, storable
+from .sleep import SLEEP_STREAM, SleepSession, hold_until, replaces_window, storable
 from .sources import SleepSource, Source
 from .windows import (
     advance,
@@ -420,7 +420,7 @@ def _store_sleep(connection: db.Connection, participant: Participant,
     with connection.cursor() as cursor:
         for window, sessions in nights.items():
             db.store_sleep(cursor, participant.participant_id, participant.source, window,
-                           sessions)
+                           sessions, replaces_window(participant.source))
     pending = hold_until((s for sessions in nights.values() for s in sessions), now)
     mark = reached.get(SLEEP_STREAM) if reached is not None else None
     if pending is None or reached is None or held is None or mark is None or mark <= pending:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .model import ReadReport
+from .model import TAKEOUT, ReadReport
 
 # The stream a source with sleep lists in its `streams`: its watermark is the sleep's.
 SLEEP_STREAM = "sleep"
@@ -32,6 +32,15 @@ STAGES_OF = {
 PENDING_AT_MOST = timedelta(days=3)
 ASLEEP_STAGES = frozenset({"light", "deep", "rem", "asleep"})
 AWAKE_STAGES = frozenset({"awake"})
+
+
+def replaces_window(source: str) -> bool:
+    """Whether a source's sleep read for a window is all of its sleep there, so that what it
+    stored before and no longer holds is deleted (a night the API no longer returns). An
+    archive is not: it adds or replaces the nights it holds and deletes none it lacks, so an
+    older archive imported after a newer one, or a night it now rejects, leaves the stored
+    nights as they are (docs/takeout.md)."""
+    return source != TAKEOUT
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ NONEXISTENT_LOCAL_TIME = "local times that a DST jump skipped"
 UNREADABLE_TIME = "times that cannot be read"
 UNREADABLE_SEGMENT = "sleep stages of an unknown level or length"
 KINDS = {"stages": STAGED, "classic": CLASSIC}
+ONE_MINUTE = timedelta(minutes=1)  # endTime and duration agree to the second, or within it
 LEVELS = {
     STAGED: {"wake": "awake", "light": "light", "deep": "deep", "rem": "rem"},
     CLASSIC: {"awake": "awake", "wake": "awake", "asleep": "asleep", "restless": "restless"},
@@ -54,6 +55,8 @@ def local_instant(raw: Any, zone: ZoneInfo, after: datetime | None = None) -> da
         raise Unreadable(UNREADABLE_TIME) from None
     if naive.tzinfo is not None:
         raise Unreadable(UNREADABLE_TIME)
+    if naive.year < 2:  # year 1: in a zone east of UTC the instant is before datetime's range
+        raise Unreadable(UNREADABLE_TIME)
     instant = naive.replace(tzinfo=zone).astimezone(UTC)
     if instant.astimezone(zone).replace(tzinfo=None) != naive:
         raise Unreadable(NONEXISTENT_LOCAL_TIME)
@@ -63,8 +66,11 @@ def local_instant(raw: Any, zone: ZoneInfo, after: datetime | None = None) -> da
     return instant
 
 
-def session_from_log(log: Any, zone: ZoneInfo, report: ReadReport) -> SleepSession | None:
-    """The log as a session in `zone`; None (counted) if it cannot be read."""
+def session_from_log(log: Any, zone: ZoneInfo, report: ReadReport, end_clock: bool = False
+                     ) -> SleepSession | None:
+    """The log as a session in `zone`; None (counted) if it cannot be read. With
+    `end_clock` (Fitbit's own logs: endTime is the clock at the end), a start in a repeated
+    hour is on whichever pass ends, `duration` later, at endTime (_start_pass)."""
     try:
         if not isinstance(log, Mapping):
             raise Unreadable("sleep logs that are not objects")
@@ -72,6 +78,8 @@ def session_from_log(log: Any, zone: ZoneInfo, report: ReadReport) -> SleepSessi
         if kind is None:
             raise Unreadable("sleep logs of an unknown type")
         start = local_instant(log.get("startTime"), zone)
+        if end_clock:
+            start = _start_pass(log, start, zone)
         end = _end(log, start, zone)
         if not start < end:
             raise Unreadable("sleep logs that end before they start")
@@ -79,11 +87,34 @@ def session_from_log(log: Any, zone: ZoneInfo, report: ReadReport) -> SleepSessi
         data = levels.get("data", []) if isinstance(levels, Mapping) else None
         if not isinstance(data, list):
             raise Unreadable("sleep logs without levels")
-        stages = _stages(data, kind, zone, end, report)
+        stages = _stages(data, kind, zone, start, end, report)
     except Unreadable as error:
         report.reject(str(error))
         return None
     return SleepSession(start, end, log.get("isMainSleep") is True, kind, tuple(stages))
+
+
+def _start_pass(log: Mapping, start: datetime, zone: ZoneInfo) -> datetime:
+    """The start on the clock's second pass if the log's startTime lies in a repeated hour
+    and only that reading ends at its endTime, `duration` later; else `start` (the first).
+    Without this, a night that began after the clock went back landed an hour early."""
+    duration = log.get("duration")
+    if not (isinstance(duration, int) and duration > 0):
+        return start
+    second = datetime.fromisoformat(log["startTime"]).replace(tzinfo=zone, fold=1)
+    second = second.astimezone(UTC)
+    if second == start:  # not a repeated hour
+        return start
+    try:
+        at_end = datetime.fromisoformat(log.get("endTime"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return start
+
+    def ends_at_end(begin: datetime) -> bool:
+        clock = (begin + timedelta(milliseconds=duration)).astimezone(zone)
+        return abs(clock.replace(tzinfo=None) - at_end.replace(tzinfo=None)) < ONE_MINUTE
+
+    return second if ends_at_end(second) and not ends_at_end(start) else start
 
 
 def _end(log: Mapping, start: datetime, zone: ZoneInfo) -> datetime:
@@ -95,14 +126,15 @@ def _end(log: Mapping, start: datetime, zone: ZoneInfo) -> datetime:
     return local_instant(log.get("endTime"), zone)
 
 
-def _stages(data: list, kind: str, zone: ZoneInfo, end: datetime, report: ReadReport
-            ) -> list[SleepStage]:
+def _stages(data: list, kind: str, zone: ZoneInfo, start: datetime, end: datetime,
+            report: ReadReport) -> list[SleepStage]:
     """The segments as stages, in levels.data's order: the earlier segment wins. A segment
-    that cannot be read is counted and left out; the rest of the night is kept."""
+    that cannot be read is counted and left out; the rest of the night is kept. The first
+    starts no earlier than the session (on the repeated hour's pass the session is on)."""
     stages: list[SleepStage] = []
     for segment in data:
         try:
-            stage = _segment(segment, kind, zone, stages[-1].end if stages else None)
+            stage = _segment(segment, kind, zone, stages[-1].end if stages else start)
         except Unreadable as error:
             report.reject(str(error))
             continue

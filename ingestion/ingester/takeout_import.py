@@ -17,15 +17,18 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+from zoneinfo import ZoneInfo
 
 import psycopg2.errors
+import psycopg2.extensions
 
 from . import db
 from .config import Settings
 from .model import EARLIEST_START_DATE, SYNTHETIC, TAKEOUT, Participant, ReadReport, Window
 from .pipeline import RunOptions, SliceResult, commit_slice, rejected_text
 from .sources.takeout.archive import TakeoutArchive, UnsafeArchive
-from .sources.takeout.source import LOADED, TakeoutSource
+from .sources.takeout.source import LOADED, MAX_FILE_BYTES, TakeoutSource
+from .sources.takeout.transform import LOCAL_METRICS
 from .windows import local_midnight, next_slice_days, slice_end
 
 EXIT_OK, EXIT_FILES, EXIT_BAD = 0, 1, 2
@@ -53,15 +56,16 @@ class Totals:
 
 
 def command(connection: db.Connection, settings: Settings, participant_id: str, path: str,
-            timezone: str | None, now: datetime | None = None) -> int:
+            timezone: str | None, now: datetime | None = None,
+            file_limit: int = MAX_FILE_BYTES) -> int:
     now = now or datetime.now(UTC)
     try:
         archive = TakeoutArchive(Path(path))
     except UnsafeArchive as error:
         return _refuse(f"import-takeout {participant_id}: {error}")
     with archive:
-        source = TakeoutSource(archive, now)
-        participant = _participant(connection, participant_id, timezone)
+        source = TakeoutSource(archive, now, file_limit)
+        participant = _participant(connection, participant_id, timezone, source.local_span())
         if isinstance(participant, str):
             return _refuse(participant)
         totals = load(connection, settings, participant, source, now)
@@ -108,9 +112,12 @@ def load(connection: db.Connection, settings: Settings, participant: Participant
     return totals
 
 
-def _participant(connection: db.Connection, pid: str, timezone: str | None
-                 ) -> Participant | str:
-    """The participant to load into, enrolled first if unknown; or why not (one line)."""
+def _participant(connection: db.Connection, pid: str, timezone: str | None,
+                 local_span: Window | None) -> Participant | str:
+    """The participant to load into, enrolled first if unknown; or why not (one line).
+    A new zone for a known one moves its daily values, and forgets what archives stored
+    from naive local times in this archive's span (`local_span`), in the same transaction:
+    the import stores them again in the new zone, instead of beside the old instants."""
     found = db.load_participants(connection, [pid])
     if not found:
         if timezone is None:
@@ -122,11 +129,48 @@ def _participant(connection: db.Connection, pid: str, timezone: str | None
         return (f"import-takeout {pid}: {pid} is a synthetic participant: expected the id "
                 "of a real one (or a new id)")
     if timezone is not None and timezone != known.timezone:
-        edited = db.edit_participant(connection, pid, timezone, None)
+        forgotten: list[int] = []
+
+        def forget(cursor: psycopg2.extensions.cursor, old: ZoneInfo, new: ZoneInfo) -> None:
+            if local_span is not None:
+                forgotten.extend(forget_local_times(cursor, pid, local_span))
+
+        edited = db.edit_participant(connection, pid, timezone, None, forget)
+        rows, nights = forgotten or (0, 0)
         print(f"{pid}: timezone {known.timezone} -> {timezone}; {edited.daily_values_moved} "
-              "daily values moved to its midnight")
+              f"daily values moved to its midnight; {rows} rows and {nights} sleep sessions "
+              "an archive stored from local times replaced by this archive's in the new zone")
         known = db.load_participants(connection, [pid])[0]
     return known
+
+
+# What archives stored from naive local times (source takeout) in the span: read with the
+# old zone, they would stay at its instants beside the new zone's (a double count).
+LOCAL_ROWS_FORGOTTEN = """
+DELETE FROM raw_data r USING data_origins o
+WHERE r.participant_id = %(participant)s AND r.origin_id = o.origin_id
+  AND o.source = %(source)s AND r.metric_type = ANY(%(metrics)s)
+  AND r."timestamp" >= %(start)s AND r."timestamp" < %(end)s
+RETURNING r."timestamp"
+"""
+LOCAL_NIGHTS_FORGOTTEN = """
+DELETE FROM sleep_sessions WHERE participant_id = %(participant)s AND source = %(source)s
+  AND session_end > %(start)s AND session_start < %(end)s
+"""
+
+
+def forget_local_times(cursor: psycopg2.extensions.cursor, pid: str, span: Window
+                       ) -> tuple[int, int]:
+    """Delete the rows and sleep sessions archives stored from local times in the span, in
+    the caller's transaction, with the rollups of the instants; returns (rows, sessions)."""
+    reach = {"participant": pid, "source": TAKEOUT, "metrics": list(LOCAL_METRICS),
+             "start": span.start, "end": span.end}
+    cursor.execute(LOCAL_ROWS_FORGOTTEN, reach)
+    stamps = [stamp for (stamp,) in cursor.fetchall()]
+    cursor.execute("SELECT rollups_refresh(%s, instant, instant + INTERVAL '1 minute') "
+                   "FROM unnest(%s::timestamptz[]) AS instant", (pid, sorted(set(stamps))))
+    cursor.execute(LOCAL_NIGHTS_FORGOTTEN, reach)
+    return len(stamps), cursor.rowcount
 
 
 def _enrol(connection: db.Connection, pid: str, timezone: str) -> Participant | str:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from .model import Window
 
 
-def local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    """The first instant of a local day, as an aware datetime in the zone."""
+def local_midnight(day: date, zone: tzinfo) -> datetime:
+    """The first instant of a local day, as an aware datetime in the zone (UTC's too)."""
     return datetime.combine(day, time(0), tzinfo=zone)
 
 

@@ -11,17 +11,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
+from ...model import EARLIEST_START_DATE
 from ...sleep import SLEEP_STREAM
 
 ROOT = re.compile(r"^Takeout/(Google Health|Fitbit)/")
+NEWER_ROOT = "Google Health"
 CSV_DIR = "Physical Activity_GoogleData/"
 JSON_DIR = "Global Export Data/"
 DAY = r"(\d{4}-\d{2}-\d{2})"
 
 SLEEP_SUMMARY = "sleep scores and summaries: the sessions load from Global Export Data"
 TWIN = "JSON twin of a stream loaded from its CSV (the CSV wins)"
+OLDER_ROOT = ("an older copy: the archive holds Takeout/Google Health/ too, the newer export "
+              "of the same data, which loads (both would count everything twice)")
+# No wearable's data is older than the earliest start date a participant may have; a file
+# dated more than a month before it (a month file, a sleep file's 30 nights) holds none.
+EARLY = f"dated before {EARLIEST_START_DATE}, the earliest start date: no wearable's data"
+EARLIEST_FILE = EARLIEST_START_DATE - timedelta(days=32)
 
 
 @dataclass(frozen=True)
@@ -92,14 +100,20 @@ def classify(names: list[str]) -> tuple[list[Entry], list[Skipped]]:
     """The entries that load (sorted by stream, then date) and the others with a reason."""
     found: list[Entry] = []
     skipped: list[Skipped] = []
+    roots = {match.group(1) for name in names if (match := ROOT.match(name))}
     for name in names:
         match = ROOT.match(name)
         if match is None:
             skipped.append(Skipped(name, "outside Takeout/Google Health/ and Takeout/Fitbit/"))
             continue
+        if len(roots) > 1 and match.group(1) != NEWER_ROOT:
+            skipped.append(Skipped(name, OLDER_ROOT))
+            continue
         rest = name[match.end():]
         entry = _loaded(name, rest)
-        if entry is not None:
+        if entry is not None and entry.day is not None and entry.day < EARLIEST_FILE:
+            skipped.append(Skipped(name, EARLY))
+        elif entry is not None:
             found.append(entry)
         else:
             skipped.append(Skipped(name, _reason(rest)))

@@ -14,15 +14,18 @@ import csv
 import io
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from operator import attrgetter
+from typing import TypeVar
 
 from ...model import DeliveryBound, Participant, ReadReport, Row, Window
 from ...sleep import SLEEP_STREAM, SleepSession
+from ...windows import local_midnight
 from .archive import DamagedEntry, TakeoutArchive, UnsafeArchive
 from .catalog import Entry, Skipped, classify
 from .transform import (
+    EARLIEST,
     FileRows,
     MalformedFile,
     azm_rows,
@@ -38,7 +41,15 @@ MARGIN = timedelta(days=1)
 LAST_FILE_SPAN = timedelta(days=32)  # from the 1st into the next month; a sleep file's nights
 
 LOADED, NO_DATA = "loaded", "skipped: no data in the file"
+# A JSON file is parsed whole, and a file's rows are held until its slices have passed, so
+# one file's size bounds the import's memory. Real files are a day or a month of one stream
+# (a few MB; a day of 1 Hz heart rate is under 4 MB); an entry may inflate to gigabytes
+# within the zip limits. A file larger than this is rejected, named, and the rest loads.
+MAX_FILE_BYTES = 64 << 20
 INSTANT = attrgetter("timestamp")
+T = TypeVar("T")
+Tally = Callable[[ReadReport], None]  # counts a file read the first time
+LOCAL_FORMS = ("azm_csv", "sleep_json")  # files that stamp naive local times
 EVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -55,9 +66,11 @@ class TakeoutSource:
     a nightly run finds nothing to do for a Takeout participant. Each stream's windows must
     come in time order, as the import's slices do: what a window has passed is let go."""
 
-    def __init__(self, archive: TakeoutArchive | None = None, now: datetime | None = None
-                 ) -> None:
+    def __init__(self, archive: TakeoutArchive | None = None, now: datetime | None = None,
+                 file_limit: int = MAX_FILE_BYTES) -> None:
         self._archive = archive
+        self._file_limit = file_limit
+        self._sizes = {m.name: m.size for m in archive.members} if archive else {}
         self._now = now or datetime.now(UTC)
         entries, self.skipped = classify([m.name for m in archive.members] if archive else [])
         self._covers = _covers(entries, self._now)
@@ -95,6 +108,15 @@ class TakeoutSource:
             return None
         return Window(min(starts), min(max(ends), self._now))
 
+    def local_span(self) -> Window | None:
+        """The instants the archive's files of naive local times (Active Zone Minutes, sleep)
+        can hold rows for, whatever the zone: their dates with a day on each side."""
+        covers = [cover for stream in self._covers.values() for entry, cover in stream
+                  if entry.form in LOCAL_FORMS]
+        if not covers:
+            return None
+        return Window(min(c.start for c in covers), max(c.end for c in covers))
+
     def read(self, participant: Participant, stream: str, window: Window, report: ReadReport
              ) -> Iterator[Row]:
         if stream == SLEEP_STREAM:  # sessions, not rows: the pipeline calls read_sleep
@@ -130,65 +152,75 @@ class TakeoutSource:
 
     def _rows(self, stream: str, entry: Entry, cover: Window, participant: Participant,
               report: ReadReport) -> list[Row]:
-        kept = self._kept[stream]
+        def parse(counted: ReadReport) -> tuple[list[Row], Tally]:
+            parsed = self._parse(entry, cover, participant, counted)
+            # Only rows within the cover were kept while it was read; in time order already,
+            # as a rule: a pass, then bisected.
+            parsed.rows.sort(key=INSTANT)
+            return parsed.rows, lambda report: self._count(entry, parsed, report)
+
+        return self._file(self._kept[stream], entry, report, cover, parse)
+
+    def _sessions(self, entry: Entry, cover: Window, participant: Participant,
+                  report: ReadReport) -> list[SleepSession]:
+        def parse(counted: ReadReport) -> tuple[list[SleepSession], Tally]:
+            data = self._json(entry)
+            parsed = sleep_sessions(data, participant.zone, counted)
+            sessions = [s for s in parsed if cover.start <= s.end < cover.end]
+            return sessions, lambda report: self._count_nights(
+                entry, bool(data), len(parsed), sessions, report)
+
+        return self._file(self._nights, entry, report, cover, parse)
+
+    def _file(self, kept: dict[str, tuple[Window, list[T]]], entry: Entry, report: ReadReport,
+              cover: Window, parse: Callable[[ReadReport], tuple[list[T], Tally]]) -> list[T]:
+        """A file's rows or sessions, parsed once and kept while windows need them; counted,
+        and its outcome noted, the first time. A file that cannot be read is rejected with
+        its reason and yields nothing; an unsafe one stops the import."""
         if entry.name in kept:
             return kept[entry.name][1]
         first = entry.name not in self.files
         # A file parsed again (a window went back) has been counted already.
         counted = report if first else ReadReport()
+        found: list[T] = []
+        tally: Tally | None = None
         try:
-            parsed = self._parse(entry, participant, counted)
+            found, tally = parse(counted)
         except UnsafeArchive as error:
             self.unsafe = error
             raise
         except FILE_FAULTS as error:
-            parsed = FileRows()
             self.files.setdefault(entry.name, f"rejected: {unreadable(error)}")
-        rows = [r for r in parsed.rows if cover.start <= r.timestamp < cover.end]
-        rows.sort(key=INSTANT)  # in time order already, as a rule: a pass, then bisected
-        if first and entry.name not in self.files:
-            self._count(entry, parsed, rows, counted)
-        kept[entry.name] = (cover, rows)
-        return rows
-
-    def _sessions(self, entry: Entry, cover: Window, participant: Participant,
-                  report: ReadReport) -> list[SleepSession]:
-        if entry.name in self._nights:
-            return self._nights[entry.name][1]
-        first = entry.name not in self.files
-        counted = report if first else ReadReport()
-        data: object = []
-        try:
-            data = self._json(entry)
-            parsed = sleep_sessions(data, participant.zone, counted)
-        except UnsafeArchive as error:
-            self.unsafe = error
-            raise
-        except FILE_FAULTS as error:
-            parsed = []
-            self.files.setdefault(entry.name, f"rejected: {unreadable(error)}")
-        sessions = [s for s in parsed if cover.start <= s.end < cover.end]
-        if first and entry.name not in self.files:
-            self.files[entry.name] = LOADED if data else NO_DATA  # logs, read or not
-            self.sessions += len(sessions)
-            if sessions:
-                earliest = min(s.start for s in sessions)
-                self.first = earliest if self.first is None else min(self.first, earliest)
-            for _ in range(len(parsed) - len(sessions)):
-                counted.reject("sleep sessions outside their file's dates or in the future")
-        self._nights[entry.name] = (cover, sessions)
-        return sessions
+        if first and tally is not None and entry.name not in self.files:
+            tally(counted)
+        kept[entry.name] = (cover, found)
+        return found
 
     def _json(self, entry: Entry) -> object:
         assert self._archive is not None  # no entries without an archive
+        self._check_size(entry)
         with self._archive.open(entry.name) as raw:
+            # The declared size was checked; the entry cannot inflate past it (archive.py).
+            text = raw.read(self._file_limit + 1)
+            if len(text) > self._file_limit:
+                raise self._too_large(len(text))
             try:
-                return load_json(raw.read().decode("utf-8-sig"))
+                return load_json(text.decode("utf-8-sig"))
             except UnicodeDecodeError:
                 raise MalformedFile("not UTF-8 text") from None
 
-    def _count(self, entry: Entry, parsed: FileRows, rows: list[Row], report: ReadReport
-               ) -> None:
+    def _check_size(self, entry: Entry) -> None:
+        """Reject a file larger than one may be, before a byte of it is read."""
+        size = self._sizes.get(entry.name, 0)
+        if size > self._file_limit:
+            raise self._too_large(size)
+
+    def _too_large(self, size: int) -> MalformedFile:
+        return MalformedFile(f"{size} bytes: expected at most {self._file_limit} for one file "
+                             "(a day or a month of one stream)")
+
+    def _count(self, entry: Entry, parsed: FileRows, report: ReadReport) -> None:
+        rows = parsed.rows
         self.files[entry.name] = NO_DATA if parsed.empty else LOADED
         self.dropped.update(parsed.dropped)
         if entry.form == "azm_csv":  # a score and a zone metric per minute
@@ -197,23 +229,37 @@ class TakeoutSource:
             self.rows[rows[0].metric_type] += len(rows)
         if rows and entry.stream not in self._first_file:  # files come in date order
             self._first_file.add(entry.stream)
-            earliest = rows[0].timestamp  # sorted
-            self.first = earliest if self.first is None else min(self.first, earliest)
-        for _ in range(len(parsed.rows) - len(rows)):
+            self._seen(rows[0].timestamp)  # sorted
+        for _ in range(parsed.outside):
             report.reject("points outside their file's dates or in the future")
 
-    def _parse(self, entry: Entry, participant: Participant, report: ReadReport) -> FileRows:
+    def _count_nights(self, entry: Entry, logs: bool, parsed: int,
+                      sessions: list[SleepSession], report: ReadReport) -> None:
+        self.files[entry.name] = LOADED if logs else NO_DATA  # logs, read or not
+        self.sessions += len(sessions)
+        if sessions:
+            self._seen(min(s.start for s in sessions))
+        for _ in range(parsed - len(sessions)):
+            report.reject("sleep sessions outside their file's dates or in the future")
+
+    def _seen(self, earliest: datetime) -> None:
+        self.first = earliest if self.first is None else min(self.first, earliest)
+
+    def _parse(self, entry: Entry, cover: Window, participant: Participant,
+               report: ReadReport) -> FileRows:
         pid, zone = participant.participant_id, participant.zone
+        reach = (cover.start, cover.end)
         if entry.form == "json":
-            return json_rows(self._json(entry), entry.stream, pid, report)
+            return json_rows(self._json(entry), entry.stream, pid, report, reach)
         assert self._archive is not None  # no entries without an archive
+        self._check_size(entry)
         with self._archive.open(entry.name) as raw:
             try:
                 text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
                 if entry.form == "azm_csv":
-                    return azm_rows(text, pid, zone, report)
+                    return azm_rows(text, pid, zone, report, reach)
                 return csv_rows(text, entry.stream, pid, zone, report,
-                                daily=entry.form == "daily_csv")
+                                daily=entry.form == "daily_csv", reach=reach)
             except UnicodeDecodeError:
                 raise MalformedFile("not UTF-8 text") from None
 
@@ -230,12 +276,12 @@ def _covers(entries: list[Entry], now: datetime) -> dict[str, list[tuple[Entry, 
             if entry.day is None:
                 covers[stream].append((entry, Window(EVER, now)))
                 continue
-            start = _midnight(entry.day) - MARGIN
+            start = max(local_midnight(entry.day, UTC) - MARGIN, EARLIEST)
             following = next((f.day for f in files[index + 1:] if f.day and f.day > entry.day),
                              None)
             last = entry.day + LAST_FILE_SPAN if stream == SLEEP_STREAM else _after_last(
                 files, entry.day)
-            end = _midnight(following or last)
+            end = local_midnight(following or last, UTC)
             covers[stream].append((entry, Window(start, max(start, min(end + MARGIN, now)))))
     return covers
 
@@ -248,10 +294,6 @@ def _after_last(files: list[Entry], day: date) -> date:
     if day.day == 1 and (not before or (day - before[-1]).days >= 28):
         return (day + LAST_FILE_SPAN).replace(day=1)
     return day + timedelta(days=1)
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 def unreadable(error: Exception) -> str:

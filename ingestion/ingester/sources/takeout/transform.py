@@ -23,12 +23,12 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from ...metrics import AZM_SCORE
-from ...model import ReadReport, Row
+from ...model import EARLIEST_START_DATE, ReadReport, Row
 from ...sleep import SleepSession
 from ...sleep_log import session_from_log
 from ...windows import local_midnight
@@ -71,15 +71,23 @@ JSON_VALUES = {
     "floors": Value("floors", "value", 0, 1_000),
 }
 AZM = Value("active_zone_minutes", "total_minutes", 0, 1_440)
+# The metrics an archive stamps in naive local time: their instants follow the zone.
+LOCAL_METRICS = (AZM.metric, *(f"{name}_active_zone_minutes" for name in AZM_SCORE))
 
 # Row(...) goes through NamedTuple's generated __new__, a Python call per point: a fifth of
 # parsing a CSV row. tuple.__new__ makes the same Row without it.
 new_row = tuple.__new__
+EVER, END = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
 UNKNOWN = "?"  # a recorder not seen before in this file
 
 PHONE = "rows the phone recorded (MobileTrack), not the wearable"
 ROUND_TRIP = "rows Health Connect synced in from other apps (round trips)"
 EMPTY = "empty cells"
+# No wearable's row is older than the earliest start date; in any zone, its local day begins
+# after this instant. Earlier rows are rejected (a row from 1900 would make the import's span,
+# and its slices, reach back to 1900; one from year 1 overflows datetime in a zone east of UTC).
+EARLIEST = datetime.combine(EARLIEST_START_DATE, datetime.min.time(), UTC) - timedelta(days=1)
+TOO_EARLY = f"dates before {EARLIEST_START_DATE}, the earliest start date"
 
 
 class MalformedFile(ValueError):
@@ -88,9 +96,16 @@ class MalformedFile(ValueError):
 
 @dataclass
 class FileRows:
-    rows: list[Row] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)  # those within the file's reach
     dropped: Counter[str] = field(default_factory=Counter)  # by rule, never stored
     empty: bool = False  # "no data", a header only, or an empty list
+    outside: int = 0  # rows outside the file's reach (its dates): counted, not kept
+
+
+# The instants a file may hold rows for: a row outside is counted and let go as it is read,
+# so a file's rows never pile up beyond its own dates (None: any instant).
+Reach = tuple[datetime, datetime] | None
+ANY: Reach = None
 
 
 def recorder_rule(source: str) -> str | None:
@@ -104,7 +119,9 @@ def recorder_rule(source: str) -> str | None:
 
 
 def csv_rows(lines: Iterable[str], stream: str, pid: str, zone: ZoneInfo,
-             report: ReadReport, daily: bool = False) -> FileRows:
+             report: ReadReport, daily: bool = False, reach: Reach = ANY) -> FileRows:
+    """The file's rows within `reach`, streamed: a row is parsed, checked and kept or let
+    go before the next line is read."""
     value = CSV_VALUES[stream]
     out = FileRows()
     reader, header = _reader(lines, out)
@@ -117,6 +134,8 @@ def csv_rows(lines: Iterable[str], stream: str, pid: str, zone: ZoneInfo,
     append = out.rows.append
     rules: dict[str, str | None] = {"": None}  # recorder name -> recorder_rule(name)
     parse, utc = datetime.fromisoformat, UTC
+    low_at, high_at = reach or (EVER, END)
+    outside = 0
     # This loop runs once per point of the archive: the common row (the wearable's, a valid
     # UTC instant and number) takes no function call of ours; anything else the slow path.
     for cells in reader:
@@ -145,12 +164,20 @@ def csv_rows(lines: Iterable[str], stream: str, pid: str, zone: ZoneInfo,
             number = _number(text, metric, low, high, report)
             stamp = instant(stamp_text, zone, report)
         if number is not None and stamp is not None:
+            if not low_at <= stamp < high_at:
+                if stamp < EARLIEST:
+                    report.reject(TOO_EARLY)
+                else:
+                    outside += 1
+                continue
             # The recorder the row names is its device (raw_data_sourced.device).
             append(new_row(Row, (stamp, pid, metric, number * scale, source or None)))
+    out.outside = outside
     return out
 
 
-def azm_rows(lines: Iterable[str], pid: str, zone: ZoneInfo, report: ReadReport) -> FileRows:
+def azm_rows(lines: Iterable[str], pid: str, zone: ZoneInfo, report: ReadReport,
+             reach: Reach = ANY) -> FileRows:
     """Active Zone Minutes: the score into active_zone_minutes (a cardio or peak minute
     counts AZM_SCORE's 2) and the minutes into the zone's own metric (docs/metrics.md)."""
     out = FileRows()
@@ -171,12 +198,19 @@ def azm_rows(lines: Iterable[str], pid: str, zone: ZoneInfo, report: ReadReport)
         minutes = _number(cells[col], AZM.metric, AZM.low, AZM.high, report)
         stamp = local.instant(cells[at], report)
         if minutes is not None and stamp is not None:
+            if not _within(stamp, reach):
+                if stamp < EARLIEST:
+                    report.reject(TOO_EARLY)
+                else:
+                    out.outside += 2
+                continue
             out.rows.append(Row(stamp, pid, AZM.metric, minutes * AZM_SCORE[name]))
             out.rows.append(Row(stamp, pid, f"{name}_active_zone_minutes", minutes))
     return out
 
 
-def json_rows(data: Any, stream: str, pid: str, report: ReadReport) -> FileRows:
+def json_rows(data: Any, stream: str, pid: str, report: ReadReport, reach: Reach = ANY
+              ) -> FileRows:
     """Classic JSON: a list of {"dateTime": "MM/DD/YY HH:MM:SS" (UTC), "value": ...}."""
     value = JSON_VALUES[stream]
     if not isinstance(data, list):
@@ -192,6 +226,12 @@ def json_rows(data: Any, stream: str, pid: str, report: ReadReport) -> FileRows:
         number = _number(str(raw) if raw is not None else "", value.metric, value.low,
                          value.high, report)
         if stamp is not None and number is not None:
+            if not _within(stamp, reach):
+                if stamp < EARLIEST:
+                    report.reject(TOO_EARLY)
+                else:
+                    out.outside += 1
+                continue
             out.rows.append(Row(stamp, pid, value.metric, number * value.scale))
     return out
 
@@ -201,7 +241,7 @@ def sleep_sessions(data: Any, zone: ZoneInfo, report: ReadReport) -> list[SleepS
     is counted and left out, the rest of the file loads."""
     if not isinstance(data, list):
         raise MalformedFile(f"expected a JSON list, got {type(data).__name__}")
-    sessions = (session_from_log(log, zone, report) for log in data)
+    sessions = (session_from_log(log, zone, report, end_clock=True) for log in data)
     return [s for s in sessions if s is not None]
 
 
@@ -229,6 +269,9 @@ class LocalClock:
         except ValueError:
             report.reject("unreadable timestamps")
             return None
+        if naive.date() < EARLIEST_START_DATE:
+            report.reject(TOO_EARLY)
+            return None
         if naive.tzinfo is not None:  # marked after all: take it as it is
             return naive.astimezone(UTC)
         repeated = self._repeated(naive)
@@ -241,6 +284,10 @@ class LocalClock:
         first = naive.replace(tzinfo=self._zone, fold=0).utcoffset()
         second = naive.replace(tzinfo=self._zone, fold=1).utcoffset()
         return first is not None and second is not None and first > second
+
+
+def _within(stamp: datetime, reach: Reach) -> bool:
+    return reach is None or reach[0] <= stamp < reach[1]
 
 
 def _reader(lines: Iterable[str], out: FileRows) -> tuple[Iterator[list[str]] | None, list[str]]:
@@ -286,6 +333,9 @@ def _utc_instant(text: str, zone: ZoneInfo, report: ReadReport) -> datetime | No
     if stamp.tzinfo is None:
         report.reject("timestamps without their UTC offset")
         return None
+    if stamp.date() < EARLIEST_START_DATE:  # before astimezone, which year 1 overflows
+        report.reject(TOO_EARLY)
+        return None
     return stamp if stamp.tzinfo is UTC else stamp.astimezone(UTC)
 
 
@@ -294,6 +344,9 @@ def _daily_instant(text: str, zone: ZoneInfo, report: ReadReport) -> datetime | 
         day = date.fromisoformat(text[:10])
     except ValueError:
         report.reject("unreadable timestamps")
+        return None
+    if day < EARLIEST_START_DATE:
+        report.reject(TOO_EARLY)
         return None
     return local_midnight(day, zone).astimezone(UTC)
 
