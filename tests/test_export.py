@@ -115,7 +115,7 @@ def test_the_data_dictionary_lists_every_metric_of_the_vocabulary():
 def test_each_metric_names_exactly_the_sources_whose_transforms_emit_it():
     emits = {
         SYNTHETIC: {
-            "heart_rate", "spo2",
+            "heart_rate", "spo2", "resting_heart_rate", "hrv_rmssd_daily",
             *(metric for metric, _ in synthetic._ZONE_MINUTES),
             *(metric for metric, _ in synthetic._HRV),
             *(metric for metric, _ in synthetic._BREATHING),
