@@ -241,3 +241,23 @@ def test_every_request_has_a_timeout(fake, fast_retries):
 def test_a_missing_scope_is_told_by_the_errorinfo_reason_or_by_the_message_alone(
         error, lacks_scope):
     assert http.scope_insufficient(error) is lacks_scope
+
+
+def test_a_page_is_read_whole_and_a_reply_past_the_cap_fails_its_request(fake, monkeypatch):
+    # send() reads the body itself, in large pieces (READ_CHUNK_BYTES), up to MAX_REPLY_BYTES.
+    points = [heart_rate(T0 + timedelta(seconds=s), 60 + s % 40) for s in range(3000)]
+    fake.add("heart-rate", points)
+    window = Window(T0, T0 + timedelta(hours=1))
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    rows, _ = read(source, "heart-rate", window)
+    assert len(rows) == 3000  # a reply of several pieces (~1 MB at 1 MiB pieces, 3 KiB ones here)
+    source.close()
+    monkeypatch.setattr(http, "READ_CHUNK_BYTES", 3 << 10)
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    assert len(read(source, "heart-rate", window)[0]) == 3000
+    source.close()
+    monkeypatch.setattr(http, "MAX_REPLY_BYTES", 100_000)
+    source = GoogleHealthSource(settings_for(fake), MemoryStore(fake.refresh_token))
+    with pytest.raises(PayloadError, match="a reply larger than"):
+        read(source, "heart-rate", window)
+    source.close()

@@ -3,6 +3,7 @@ and Google's request limits as the fake server saw them."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -18,6 +19,7 @@ from fake_google_health import (
     oxygen_saturation,
     steps,
 )
+from ingester import workers
 from ingester.sources.google_health.quota import Limit, Schedule
 from support import fingerprint, ingest_env, query, run_ingest, start_ingest
 
@@ -318,3 +320,13 @@ def test_the_limits_follow_google_and_leave_room_for_retries():
         # what any 60 s can hold: 60 / spacing + burst + 1 requests
         assert 60 / limit.spacing + limit.burst + 1 <= limit.budget + 1e-9
         assert limit.budget <= limit.per_minute
+
+
+def test_workers_collect_garbage_once_a_page_and_give_the_setting_back():
+    # A 1 Hz page is ~50,000 dictionaries: the default threshold (700) walked them ~70 times
+    # a page and set off full collections (docs/performance.md, "The command's cost a page").
+    before = gc.get_threshold()
+    with workers.collector_for_pages():
+        assert gc.get_threshold() == workers.GC_THRESHOLDS
+        assert workers.GC_THRESHOLDS[0] >= 60_000  # more than one page's objects
+    assert gc.get_threshold() == before

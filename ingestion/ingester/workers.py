@@ -18,12 +18,15 @@ processes of other containers or pods that run the same command work on the same
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
 import resource
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import psycopg2
@@ -36,6 +39,27 @@ from .pipeline import DatabaseLost, Outcome, RunContext, RunOptions, load_partic
 from .sources import Source, build_source
 
 log = logging.getLogger(__name__)
+
+# The cyclic garbage collector's thresholds while workers load (Python's default: 700, 10,
+# 10). A 1 Hz heart-rate page parses into ~50,000 dictionaries that live until its rows are
+# written: at the default, ~70 young collections a page walk them, push them into the old
+# generation, and set off a full collection of everything most pages; that was a third of
+# a worker's CPU a page (docs/performance.md, "The command's cost a page"). At 100,000 the
+# young generation is collected about once a page; nothing the service makes relies on the
+# collector but the odd cycle (an exception's traceback), which it still frees.
+GC_THRESHOLDS = (100_000, 10, 10)
+
+
+@contextmanager
+def collector_for_pages() -> Iterator[None]:
+    """The collector at GC_THRESHOLDS inside, as it was after (the setting is the process's:
+    a test that runs workers in its own process gets its own back)."""
+    before = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 class SourceFactory:
@@ -135,9 +159,11 @@ def _one(run: RunContext, loaded: state.LoadedState, pid: str) -> Outcome:
 def run_workers(job: Job, count: int, kind: str) -> list[WorkerResult]:
     """Run `count` workers of `kind` to the end of the batch; one result per worker."""
     if count == 1:
-        return [work(job, 0)]
+        with collector_for_pages():
+            return [work(job, 0)]
     if kind == "thread":
-        return _threads(job, count)
+        with collector_for_pages():
+            return _threads(job, count)
     return _processes(job, count)
 
 
@@ -175,7 +201,9 @@ def _processes(job: Job, count: int) -> list[WorkerResult]:
 
 def _child(job: Job, index: int, sender: multiprocessing.connection.Connection) -> None:
     configure_logging(job.settings.log_level)
-    sender.send(work(job, index))
+    with collector_for_pages():
+        result = work(job, index)
+    sender.send(result)
     sender.close()
 
 

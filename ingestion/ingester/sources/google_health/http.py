@@ -67,6 +67,15 @@ POST_RETRY_STATUSES = frozenset({429, 503})
 # so a minute covers what a rate limit asks for; longer means an outage.
 MAX_RETRY_AFTER = 60.0
 
+# A reply is read whole, in pieces of this size: requests' own read (`Response.content`)
+# takes 10 KiB at a time, some 330 trips through urllib3 for a 3.3 MB page of 1 Hz heart
+# rate, half the client's CPU of the read (docs/performance.md, "The command's cost a page").
+READ_CHUNK_BYTES = 1 << 20
+# The largest reply read: 20 times a full page of 1 Hz heart rate (3.3 MB). A server that
+# sends more is not holding one page of the API; the read stops there rather than fill the
+# worker's memory, and the request fails as a PayloadError (its stream's slice, not the run).
+MAX_REPLY_BYTES = 64 << 20
+
 # Documented limit: 300 requests per user per minute. Stay at 80 % of it: urllib3's retries
 # of a request are not counted by the limiter (it sees one request per call), and the
 # remaining 60 leave room for them.
@@ -227,9 +236,11 @@ def build_session(
 
 
 def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
-    """One request after the transport's retries; what still failed becomes a typed error."""
+    """One request after the transport's retries, its body read (read_body); what still
+    failed becomes a typed error."""
     try:
-        response = session.request(method, url, **kwargs)
+        response = session.request(method, url, stream=True, **kwargs)
+        read_body(response, method, url)
     except requests.RequestException as error:
         if timed_out(error):
             raise SourceUnavailable(
@@ -248,6 +259,30 @@ def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> req
             )
         raise SourceUnavailable(f"{method} {strip_query(url)}: {describe(response)} after retries")
     return response
+
+
+def read_body(response: requests.Response, method: str, url: str) -> None:
+    """Read the whole reply into response.content, in READ_CHUNK_BYTES pieces, at most
+    MAX_REPLY_BYTES (PayloadError past it). What requests does without stream=True, minus
+    its 10 KiB pieces; decoded (gzip) bytes count, as they are what is held."""
+    limit = MAX_REPLY_BYTES
+    pieces: list[bytes] = []
+    size = 0
+    try:
+        for piece in response.iter_content(READ_CHUNK_BYTES):
+            size += len(piece)
+            if size > limit:
+                raise PayloadError(
+                    f"{method} {strip_query(url)}: a reply larger than {limit:,} bytes "
+                    "(a page of the API is a few MB); not read further"
+                )
+            pieces.append(piece)
+    finally:
+        response.close()  # read to the end, or given up: the connection goes back or away
+    # requests keeps a read body here (Response.content returns it); there is no public
+    # setter, and every reader of the reply (classify, describe, the 401 hook) goes through
+    # content.
+    response._content = b"".join(pieces)
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:
