@@ -72,12 +72,13 @@ TARGETS = {
                                   "writer", "writer_rerun", at_most=0.3, paired=True),
     "rss_long_vs_short": Target("peak RSS, long run / short run", "end_to_end_long",
                                 "end_to_end", at_most=1.3, memory=True),
-    # From the issues on losing nothing (slices may cost at most 10 %) and on the morning
-    # report (rollups at most 15 %): the rate with the part over the rate without it.
+    # From the issues on losing nothing (slices may cost at most 10 %; issue 29: 5 % end to
+    # end) and on the morning report (rollups at most 15 %): the rate with the part over the
+    # rate without it.
     "slices_writer": Target("writer in slices / in one transaction a participant", "writer",
                             "writer_one_transaction", at_least=0.9, paired=True),
     "slices_end_to_end": Target("end to end in slices / in one transaction a participant",
-                                "end_to_end", "end_to_end_one_transaction", at_least=0.9,
+                                "end_to_end", "end_to_end_one_transaction", at_least=0.95,
                                 paired=True),
     "rollups_end_to_end": Target("end to end with rollups / without", "end_to_end",
                                  "end_to_end_no_rollups", at_least=0.85, paired=True),

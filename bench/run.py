@@ -42,6 +42,7 @@ log = logging.getLogger("bench")
 EXIT_OK, EXIT_FAILED, EXIT_ARGUMENTS, EXIT_DATABASE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
 DEFAULT_JSON = ROOT / "bench" / "results.json"
+ONLY = ("end-to-end",)
 T = TypeVar("T")
 
 
@@ -80,6 +81,10 @@ def parser() -> argparse.ArgumentParser:
                       help="times the Google page is measured, the best kept (default 25)")
     main.add_argument("--work-dir", type=Path, default=None,
                       help="parent of the temporary spool of generated rows (default: TMPDIR)")
+    main.add_argument("--only", choices=ONLY,
+                      help="measure only this: end-to-end, generation (once, for its row "
+                      "count) and the command in turn with its variants (slices_end_to_end, "
+                      "rollups_end_to_end); the other targets print n/a")
     return main
 
 
@@ -90,6 +95,7 @@ class Plan:
     batch_rows: int
     repeat: int
     page_repeat: int = 25
+    only: str | None = None  # one of ONLY: the rest is not measured
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_rows=arguments.batch_rows,
         repeat=arguments.repeat,
         page_repeat=int(arguments.page_repeat),
+        only=arguments.only,
     )
     if max(plan.short.end, plan.long.end) > datetime.now(UTC):
         parser().error(f"the workload starts on {plan.short.start.date()} and would end in the "
@@ -139,12 +146,14 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
     short, repeat = plan.short, plan.repeat
     spool = Spool(work / "spool")
     spool.directory.mkdir()
-    measurements: dict[str, Measurement] = google_page_measurements(plan.page_repeat)
+    everything = plan.only is None
+    measurements: dict[str, Measurement] = (google_page_measurements(plan.page_repeat)
+                                            if everything else {})
 
     log.info("workload: %d participants x %g days, from %s", len(short.participants),
              short.days, short.start.date())
     samples = []
-    for attempt in range(repeat):
+    for attempt in range(repeat if everything else 1):
         generated = generate(short, spool if attempt == 0 else None)
         steady = generated.rows / (generated.seconds - generated.import_seconds)
         samples.append(Measurement(
@@ -155,31 +164,15 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
     measurements["generation"] = _done(fastest(samples))
     rows = measurements["generation"].rows
 
-    facts: dict[str, str] = {}
-    samples = []
-    for _ in range(repeat):
-        name = scratch.fresh("copy")
-        if not facts:
-            connection = server.connect(name)
-            try:
-                facts = server_facts(connection)
-            finally:
-                connection.close()
-        server.checkpoint()
-        samples.append(_checked(measure.plain_copy(server, name, spool), server, name, rows))
-        scratch.drop(name)
-    measurements["copy"] = _done(fastest(samples))
-
-    measurements.update(writer_measurements(server, scratch, plan, spool, rows))
-
-    samples = []
-    for _ in range(repeat):
-        name = scratch.fresh("original")
-        server.checkpoint()
-        samples.append(_checked(measure.original_design(server, name, short, spool),
-                                server, name, rows))
-        scratch.drop(name)
-    measurements["original"] = _done(fastest(samples))
+    name = scratch.fresh("facts", schema=False)
+    connection = server.connect(name)
+    try:
+        facts = server_facts(connection)
+    finally:
+        connection.close()
+    scratch.drop(name)
+    if everything:
+        measurements.update(writer_and_copy_measurements(server, scratch, plan, spool, rows))
 
     # The command and, in turn with it so that they share the machine's state, the command
     # without slices and without rollups (variant.py): what each of the two costs.
@@ -203,6 +196,8 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
             scratch.drop(name)
     for key, samples in timed.items():
         measurements[key] = _done(fastest(samples))
+    if not everything:
+        return facts, measurements
 
     label = f"end to end, {len(plan.long.participants)} x {plan.long.days:g} days (ingest.py)"
     samples = []
@@ -214,6 +209,31 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
         scratch.drop(name)
     measurements["end_to_end_long"] = _done(fastest(samples))
     return facts, measurements
+
+
+def writer_and_copy_measurements(server: Server, scratch: Scratch, plan: Plan, spool: Spool,
+                                 rows: int) -> dict[str, Measurement]:
+    """Plain COPY, the writer (writer_measurements) and the original design."""
+    measurements: dict[str, Measurement] = {}
+    samples = []
+    for _ in range(plan.repeat):
+        name = scratch.fresh("copy")
+        server.checkpoint()
+        samples.append(_checked(measure.plain_copy(server, name, spool), server, name, rows))
+        scratch.drop(name)
+    measurements["copy"] = _done(fastest(samples))
+
+    measurements.update(writer_measurements(server, scratch, plan, spool, rows))
+
+    samples = []
+    for _ in range(plan.repeat):
+        name = scratch.fresh("original")
+        server.checkpoint()
+        samples.append(_checked(measure.original_design(server, name, plan.short, spool),
+                                server, name, rows))
+        scratch.drop(name)
+    measurements["original"] = _done(fastest(samples))
+    return measurements
 
 
 def google_page_measurements(repeat: int) -> dict[str, Measurement]:

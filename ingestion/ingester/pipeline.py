@@ -13,10 +13,11 @@ logging can cause. Only a lost database ends the run.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ import psycopg2
 from . import db, rollups, state
 from .errors import DatabaseUnavailable, NeedsConsent, ParticipantError, ScopeNotGranted
 from .guard import guarded
-from .model import DeliveryBound, Participant, ReadReport, Window
+from .model import DeliveryBound, Participant, ReadReport, Row, Window
 from .sleep import SLEEP_STREAM, SleepSession, hold_until, replaces_window, storable
 from .sources import SleepSource, Source
 from .windows import (
@@ -47,6 +48,9 @@ Marks = dict[str, datetime | None]  # stream -> watermark
 
 # How often a long load says how far it has come (one line per slice would flood the log).
 PROGRESS_EVERY_SECONDS = 10.0
+# Rows of the next slice read ahead while a slice commits, in the writer's batches (ReadAhead):
+# one batch covers the end of a slice of 1 Hz data (docs/performance.md, "Slices"); 0: none.
+READ_AHEAD_BATCHES = 1
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,75 @@ class SliceResult:
     error: str | None = None
     rejected: Counter[str] = field(default_factory=Counter)
     missing_scopes: dict[str, str] = field(default_factory=dict)  # stream -> scope
+
+
+class ReadAhead:
+    """The first rows of the next slice's first stream, read on a thread of their own while
+    the slice before ends: while its last COPY, its rollups and its commit keep the
+    database busy, this process would otherwise wait, and the database wait in turn for the
+    next slice's first batch (docs/performance.md, "Slices").
+
+    The thread uses the source and nothing else: never the connection, which the slice
+    before still holds. It stops after `limit` rows, so memory stays flat. The next slice's
+    commit_slice takes it over: `rows()` yields what was read and then reads on, on the
+    caller's thread; whatever the source raised is raised there, after the rows read
+    before it, exactly where reading the stream directly would have raised it. Rejected
+    points go to `report`, the next slice's. `cancel()` (idempotent) discards it: the slice
+    before failed, or the next slice never reads the stream. Either way the thread has
+    ended, so the source is never used by two threads at once.
+    """
+
+    def __init__(self, source: Source, participant: Participant, stream: str, window: Window,
+                 limit: int) -> None:
+        self.stream, self.window = stream, window
+        self.report = ReadReport()
+        self._source, self._participant, self._limit = source, participant, limit
+        self._rows: Iterator[Row] | None = None
+        self._buffer: list[Row] = []
+        self._error: BaseException | None = None
+        self._exhausted = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, name="read-ahead", daemon=True)
+        self._thread.start()
+
+    def _fill(self) -> None:
+        try:
+            self._rows = guarded(
+                self._source.read(self._participant, self.stream, self.window, self.report),
+                self.window, self.report, f"{self._participant.participant_id} {self.stream}")
+            buffer, limit, stop = self._buffer, self._limit, self._stop
+            for row in self._rows:  # leaving the loop early leaves the generator open
+                buffer.append(row)
+                if len(buffer) >= limit or stop.is_set():
+                    return
+            self._exhausted = True
+        except BaseException as error:  # raised in rows(), on the thread that reads on
+            self._error = error
+
+    def rows(self) -> Iterator[Row]:
+        self.cancel()  # stops reading ahead; what was read is kept
+        buffer, self._buffer = self._buffer, []
+        yield from buffer
+        if self._error is not None:
+            raise self._error
+        if not self._exhausted and self._rows is not None:
+            yield from self._rows
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def read_ahead(source: Source, participant: Participant, part: Plan, limit: int
+               ) -> ReadAhead | None:
+    """Start reading the slice `part`'s first stream ahead, or None: nothing to read ahead
+    (no limit, or sleep first: its sessions are read whole, not streamed)."""
+    if limit <= 0 or not part:
+        return None
+    stream, window = next(iter(part.items()))
+    if stream == SLEEP_STREAM:
+        return None
+    return ReadAhead(source, participant, stream, window, limit)
 
 
 @dataclass(frozen=True)
@@ -276,41 +349,64 @@ def _load(
     filed = dict(in_file)  # what the state file holds: refreshed wherever it lags
     save_state = not options.dry_run
     days, cursor, last_report = 1, outcome.window.start, time.monotonic()
-    while cursor < outcome.window.end:
-        stop = slice_end(cursor, outcome.window.end, participant.zone, days)
-        part = slices_of(plan, cursor, stop)
-        reached = {
-            stream: advance(marks[stream], participant_start, part[stream], bound.until)
-            if stream in part else marks[stream]
-            for stream in marks
-        }
-        # A stream whose scope the grant lacks keeps what it had (or the start, so that a
-        # later grant loads its whole history): commit_slice puts that into `reached`.
-        held = {s: marks[s] or participant_start for s in marks}
-        result = commit_slice(connection, source, participant, part, options, run_id,
-                              run_log_watermark(reached), reached, held)
-        _add(outcome, result)
-        if result.status != "ok":
-            outcome.status, outcome.error = result.status, result.error
-            return
-        outcome.slices += 1
-        moved = {s: m for s, m in reached.items() if m is not None and m != filed.get(s)}
-        marks = reached
-        if moved and save_state:
-            try:
-                state.save(run.state_file, {pid: moved})
-                filed.update(moved)
-            except OSError as error:
-                # The data and its watermark are committed (the run log holds it), so the
-                # next run recovers; this run still exits non-zero to get the file fixed.
-                outcome.warning = f"state file {run.state_file} not written: {error}"
-                log.error("%s: %s", pid, outcome.warning)
-                save_state = False
-        if time.monotonic() - last_report >= PROGRESS_EVERY_SECONDS:
-            last_report = time.monotonic()
-            log.info("%s: committed up to %s: %d slices, %d rows read", pid,
-                     _text(stop), outcome.slices, outcome.rows_read)
-        days, cursor = next_slice_days(days, result.rows_read), stop
+    limit, end = READ_AHEAD_BATCHES * options.batch_rows, outcome.window.end
+    ahead: ReadAhead | None = None  # the next slice's first rows, read while a slice ends
+    following: list[ReadAhead] = []
+    try:
+        while cursor < end:
+            stop = slice_end(cursor, end, participant.zone, days)
+            part = slices_of(plan, cursor, stop)
+            if ahead is not None and part.get(ahead.stream) != ahead.window:
+                ahead.cancel()  # not this slice's (cannot happen: read_next plans as here)
+                ahead = None
+            reached = {
+                stream: advance(marks[stream], participant_start, part[stream], bound.until)
+                if stream in part else marks[stream]
+                for stream in marks
+            }
+            # A stream whose scope the grant lacks keeps what it had (or the start, so that
+            # a later grant loads its whole history): commit_slice puts that into `reached`.
+            held = {s: marks[s] or participant_start for s in marks}
+
+            def read_next(rows_read: int, stop: datetime = stop, days: int = days) -> None:
+                """The next slice as the loop below plans it, its first rows read ahead."""
+                if stop < end:
+                    after = slice_end(stop, end, participant.zone,
+                                      next_slice_days(days, rows_read))
+                    started = read_ahead(source, participant, slices_of(plan, stop, after),
+                                         limit)
+                    following.extend([started] if started is not None else [])
+
+            result = commit_slice(connection, source, participant, part, options, run_id,
+                                  run_log_watermark(reached), reached, held, ahead=ahead,
+                                  read_next=read_next)
+            ahead = following.pop() if following else None  # commit_slice ended the last
+            _add(outcome, result)
+            if result.status != "ok":
+                outcome.status, outcome.error = result.status, result.error
+                return
+            outcome.slices += 1
+            moved = {s: m for s, m in reached.items() if m is not None and m != filed.get(s)}
+            marks = reached
+            if moved and save_state:
+                try:
+                    state.save(run.state_file, {pid: moved})
+                    filed.update(moved)
+                except OSError as error:
+                    # The data and its watermark are committed (the run log holds it), so
+                    # the next run recovers; this run still exits non-zero to get the file
+                    # fixed.
+                    outcome.warning = f"state file {run.state_file} not written: {error}"
+                    log.error("%s: %s", pid, outcome.warning)
+                    save_state = False
+            if time.monotonic() - last_report >= PROGRESS_EVERY_SECONDS:
+                last_report = time.monotonic()
+                log.info("%s: committed up to %s: %d slices, %d rows read", pid,
+                         _text(stop), outcome.slices, outcome.rows_read)
+            days, cursor = next_slice_days(days, result.rows_read), stop
+    finally:  # a failed slice, a lost database: the rows read ahead are not stored
+        for unused in [*following, *([ahead] if ahead is not None else [])]:
+            unused.cancel()
 
 
 def commit_slice(
@@ -323,6 +419,9 @@ def commit_slice(
     watermark: datetime | None,
     reached: Marks | None = None,
     held: Mapping[str, datetime] | None = None,
+    *,
+    ahead: ReadAhead | None = None,
+    read_next: Callable[[int], None] | None = None,
 ) -> SliceResult:
     """Load one slice, every stream of it, and commit it with its run-log row and the
     watermark it reached; or roll all of it back and log the failure with its true counts.
@@ -334,11 +433,16 @@ def commit_slice(
 
     The one place a slice commits: whatever must be in the same transaction as its data
     goes just before `db.record_run` below.
+
+    `ahead`: this slice's first rows, read while the slice before ended (ReadAhead); this
+    call ends it, whatever happens. `read_next(rows read)` is called once every stream has
+    been handed to the writer, before the writer's last COPY, the rollups and the commit:
+    the caller starts reading the next slice ahead there. It must not use the connection.
     """
     started_at = datetime.now(UTC)
     span = Window(min(w.start for w in part.values()), max(w.end for w in part.values()))
     pid = participant.participant_id
-    report = ReadReport()
+    report = ahead.report if ahead is not None else ReadReport()
     result = SliceResult()
     writer: RowWriter | None = None
     try:
@@ -359,8 +463,11 @@ def commit_slice(
                 if stream == SLEEP_STREAM:
                     nights[window] = read_sleep(source, participant, window, report)
                     continue
-                rows = guarded(source.read(participant, stream, window, report), window,
-                               report, f"{pid} {stream}")
+                if ahead is not None and ahead.stream == stream and ahead.window == window:
+                    rows = ahead.rows()
+                else:
+                    rows = guarded(source.read(participant, stream, window, report), window,
+                                   report, f"{pid} {stream}")
                 if writer is None:
                     result.rows_read += sum(1 for _ in rows)
                 else:
@@ -377,6 +484,8 @@ def commit_slice(
                         {s: m for s, m in reached.items() if s not in result.missing_scopes})
         result.rows_rejected = report.rejected_total
         if writer is not None:
+            if read_next is not None:
+                read_next(writer.counts.read)  # the rows read, as finish() will count them
             counts = writer.finish()
             result.rows_read, result.rows_written = counts.read, counts.written
             if counts.written:  # nothing written, nothing to summarise again
@@ -397,6 +506,9 @@ def commit_slice(
             db.record_run(connection, _record(run_id, pid, span, started_at, result.status,
                                               result))
             connection.commit()
+    finally:
+        if ahead is not None:
+            ahead.cancel()  # read by now, or never to be: its thread has ended either way
     result.rejected = report.rejected
     return result
 
