@@ -583,8 +583,6 @@ def stored_counts(connection: Connection) -> dict[tuple[str, str], tuple[int, da
 # What a source read for a window replaces what it stored before: its sessions that end in
 # the window, and any of its sessions that overlap one read now (a pending session that
 # Google re-cut once it was processed starts elsewhere). Nothing stale stays.
-# The source's sessions a read of the window replaces: those that end in it, and any that
-# overlaps a session read (a night re-staged may start or end elsewhere).
 # A source that holds only some nights (an archive: sleep.replaces_window) reaches only the
 # sessions that overlap one it read: what it lacks or now rejects stays as stored.
 SLEEP_IN_REACH = """
