@@ -258,11 +258,10 @@ def resting_heart_rate_rows(
 ) -> Iterator[Row]:
     """The day's `restingHeartRate` of an `intraday_heart_rate` payload, at the day's start
     (local midnight, like every daily value). wearipedia 0.1.7 always says 58."""
-    with _readable("intraday_heart_rate"):
-        heart = payload["heart_rate_day"][0]["activities-heart"][0]
-        start = _day_start(zone, date.fromisoformat(heart["dateTime"]))
-    points = [(start, "resting_heart_rate", _get(heart, "value", "restingHeartRate"))]
-    return _rows(points, participant_id, zone, window, report)
+    return _day_value("intraday_heart_rate",
+                      lambda: payload["heart_rate_day"][0]["activities-heart"][0],
+                      "resting_heart_rate", "restingHeartRate",
+                      participant_id, zone, window, report)
 
 
 def daily_hrv_rows(
@@ -274,11 +273,26 @@ def daily_hrv_rows(
 ) -> Iterator[Row]:
     """One day of wearipedia's `hrv` (get_hrv): its `dailyRmssd` as `hrv_rmssd_daily`, at the
     day's start. Its `deepRmssd` has no metric (Google's daily HRV has none either)."""
-    with _readable("hrv"):
-        entry = payload["hrv"][0]["hrv"][0]
+    return _day_value("hrv", lambda: payload["hrv"][0]["hrv"][0], "hrv_rmssd_daily",
+                      "dailyRmssd", participant_id, zone, window, report)
+
+
+def _day_value(
+    payload_name: str,
+    entry_of: Callable[[], Mapping[str, Any]],
+    metric: str,
+    key: str,
+    participant_id: str,
+    zone: ZoneInfo,
+    window: Window,
+    report: ReadReport,
+) -> Iterator[Row]:
+    """A payload's one daily value (`entry_of()["value"][key]`) at its day's start."""
+    with _readable(payload_name):
+        entry = entry_of()
         start = _day_start(zone, date.fromisoformat(entry["dateTime"]))
-    points = [(start, "hrv_rmssd_daily", _get(entry, "value", "dailyRmssd"))]
-    return _rows(points, participant_id, zone, window, report)
+    return _rows([(start, metric, _get(entry, "value", key))], participant_id, zone, window,
+                 report)
 
 
 _ZONE_MINUTES = (

@@ -197,13 +197,7 @@ def azm_rows(lines: Iterable[str], pid: str, zone: ZoneInfo, report: ReadReport,
             continue
         minutes = _number(cells[col], AZM.metric, AZM.low, AZM.high, report)
         stamp = local.instant(cells[at], report)
-        if minutes is not None and stamp is not None:
-            if not _within(stamp, reach):
-                if stamp < EARLIEST:
-                    report.reject(TOO_EARLY)
-                else:
-                    out.outside += 2
-                continue
+        if minutes is not None and stamp is not None and _kept(stamp, reach, report, out, 2):
             out.rows.append(Row(stamp, pid, AZM.metric, minutes * AZM_SCORE[name]))
             out.rows.append(Row(stamp, pid, f"{name}_active_zone_minutes", minutes))
     return out
@@ -225,13 +219,7 @@ def json_rows(data: Any, stream: str, pid: str, report: ReadReport, reach: Reach
                                  report)
         number = _number(str(raw) if raw is not None else "", value.metric, value.low,
                          value.high, report)
-        if stamp is not None and number is not None:
-            if not _within(stamp, reach):
-                if stamp < EARLIEST:
-                    report.reject(TOO_EARLY)
-                else:
-                    out.outside += 1
-                continue
+        if stamp is not None and number is not None and _kept(stamp, reach, report, out):
             out.rows.append(Row(stamp, pid, value.metric, number * value.scale))
     return out
 
@@ -286,8 +274,17 @@ class LocalClock:
         return first is not None and second is not None and first > second
 
 
-def _within(stamp: datetime, reach: Reach) -> bool:
-    return reach is None or reach[0] <= stamp < reach[1]
+def _kept(stamp: datetime, reach: Reach, report: ReadReport, out: FileRows, rows: int = 1
+          ) -> bool:
+    """Whether `rows` read at `stamp` are the file's to keep: inside its reach. Before the
+    earliest start date they are rejects; elsewhere another window's, counted as outside."""
+    if reach is None or reach[0] <= stamp < reach[1]:
+        return True
+    if stamp < EARLIEST:
+        report.reject(TOO_EARLY)
+    else:
+        out.outside += rows
+    return False
 
 
 def _reader(lines: Iterable[str], out: FileRows) -> tuple[Iterator[list[str]] | None, list[str]]:
