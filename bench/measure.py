@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg2.extras
 from ingester import db
-from ingester.windows import next_slice_days, slice_end
+from ingester.windows import FIRST_SLICE_DAYS, next_slice_days, slice_end
 from ingester.writer import COLUMNS, COPY_READ_SIZE, RowWriter
 
 from .databases import Server
@@ -105,7 +105,7 @@ def _slices(participant, plan, streams, one_transaction=False):
     start = min(window.start for window in plan.values())
     end = max(window.end for window in plan.values())
     instants = sorted(row.timestamp for _stream, rows in streams for row in rows)
-    bounds, days, cursor = [], 1, start
+    bounds, days, cursor = [], FIRST_SLICE_DAYS, start
     while cursor < end:
         stop = end if one_transaction else slice_end(cursor, end, participant.zone, days)
         bounds.append((cursor, stop))

@@ -7,7 +7,7 @@ two cores, memory per worker, and a projection to 1,000 and 10,000 participants.
 (ingest.py) in a fresh database. It prints tables and writes bench/scale-results.json.
 
 Google: each participant has 3 days to load (NIGHT_DAYS: a night with the device-sync
-scope re-reads 2-3 days in 2 slices, one without it 8-9: docs/google-health-notes.md), from
+scope re-reads 2-3 days in one slice, one without it 8-9 in 2-3: docs/google-health-notes.md), from
 the fake server (tests/fake_google_health.py) with `--latency` seconds a page plus size /
 `--mb-per-second`, every data type a slice, the activity by roll-up, plus the device list.
 Heart rate is served at one point a minute in pages of 160 points, so a day is 9 pages of
@@ -71,8 +71,8 @@ INGEST = ROOT / "ingestion" / "ingest.py"
 DEFAULT_JSON = ROOT / "bench" / "scale-results.json"
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 # Days a participant loads per night here: a night with the device-sync scope re-reads 2-3
-# days in 2 slices (docs/google-health-notes.md); 3 is its longer end, and a fresh
-# participant's first load of 3 days takes the same 2 slices (1 day, then 2).
+# days in one slice (docs/google-health-notes.md); 3 is its longer end, and a fresh
+# participant's first load of 3 days takes the same one slice (windows.FIRST_SLICE_DAYS).
 NIGHT_DAYS = 3
 PAGE_POINTS = 160  # heart rate at 1/min: 1,440 points a day in 9 pages, as 1 Hz in pages of 10k
 # The writer's rate on the re-read path (rows already stored: upsert, 0 written), from

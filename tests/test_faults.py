@@ -58,15 +58,16 @@ SUMMARY = re.compile(r"run finished: (\d+) participants \((.*?)\); (\d+) rows re
 
 
 def test_a_run_that_loses_the_database_counts_what_it_committed(db, tmp_path):
-    """The night's first slice (one local day) commits; the second waits on a chunk the test
-    holds, and its connection is killed there: exit 3, and the summary counts the first."""
+    """The window's first slice (four local days) commits; the second waits on a chunk the
+    test holds, and its connection is killed there: exit 3, and the summary counts the
+    first."""
     env = ingest_env(db.env, tmp_path, DEMO_COHORT="false", OVERLAP_HOURS="0")
     ok(run_ingest(env, "participant", "add", "p1", "--timezone", "UTC", "--seed", "1",
                   "--start-date", "2026-03-02"))
     ok(run_ingest(env, "--participant", "p1", "--now", "2026-03-03T00:00:00Z"))
     before = query(db.env, P1_ROWS)[0][0]
-    with chunk_locked(db, "2026-03-04T12:00:00Z"):  # the second slice: 4 and 5 March
-        run = start_ingest(env, "--participant", "p1", "--now", "2026-03-06T00:00:00Z")
+    with chunk_locked(db, "2026-03-07T12:00:00Z"):  # the second slice: 7 and 8 March
+        run = start_ingest(env, "--participant", "p1", "--now", "2026-03-09T00:00:00Z")
         try:
             pid = poll(lambda: waiting_run(db), "the run's second slice to wait on the chunk")
             query(db.env, "SELECT pg_terminate_backend(%s)", (pid,))
@@ -77,7 +78,7 @@ def test_a_run_that_loses_the_database_counts_what_it_committed(db, tmp_path):
                 run.wait()
     assert run.returncode == 3, stderr
     stored = query(db.env, P1_ROWS)[0][0] - before
-    assert stored > 80_000  # 3 March: its heart rate alone is 86,400 rows
+    assert stored > 4 * 80_000  # 3-6 March: their heart rate alone is 4 x 86,400 rows
     summary = SUMMARY.search(stderr)
     assert summary is not None, stderr
     participants, statuses, _read, written = summary.groups()

@@ -201,13 +201,14 @@ class Stack:
 def stack(db_server, template_db, tmp_path_factory) -> Iterator[Stack]:
     """Two synthetic participants in UTC: `stopped`, enrolled 4 days ago, whose data stopped
     2 hours into its first day (so its complete days since are not worn either), and a later
-    run of it that failed; and `fresh`, enrolled yesterday and loaded up to the last whole
-    minute, in two slices (two local days) whatever the hour. Both runs push to a real
-    Pushgateway and write the textfile; every expected value is known before they run."""
+    run of it that failed; and `fresh`, enrolled 4 days ago and loaded up to the last whole
+    minute, in two slices (four local days, then today's) whatever the hour. Both runs push
+    to a real Pushgateway and write the textfile; every expected value is known before they
+    run."""
     tmp = tmp_path_factory.mktemp("monitoring")
     fresh_now = datetime.now(UTC).replace(second=0, microsecond=0)
     today = fresh_now.date()
-    starts = {"stopped": today - timedelta(days=4), "fresh": today - timedelta(days=1)}
+    starts = {"stopped": today - timedelta(days=4), "fresh": today - timedelta(days=4)}
     stopped_now = datetime.combine(starts["stopped"], datetime.min.time(), UTC) + timedelta(
         hours=2)
     with scratch_database(db_server, template_db) as database, pushgateway(tmp) as gateway:
@@ -289,7 +290,7 @@ def test_a_run_pushes_and_prometheus_returns_its_metrics(stack):
         assert stack.run_began <= ended[-1] <= stack.run_ended  # fresh's, this run's
         # `stopped`: its last run failed, so every day from its watermark on is a day *we*
         # failed to load, never flagged against the participant (docs/dashboard.md: its first
-        # day ends after the watermark too); `fresh` was enrolled yesterday and wore it all
+        # day ends after the watermark too); `fresh` was enrolled 4 days ago and wore it every
         # day. tests/test_report_truth.py checks a flagged day beside a failed one.
         for pid, invalid, low_wear in (("stopped", 0, 0), ("fresh", 0, 0)):
             selector = f'{{participant_id="{pid}"}}'

@@ -14,9 +14,10 @@ from ingester import db as service_db
 from ingester import pipeline, rollups, state
 from ingester.model import DeliveryBound, Participant, Row
 
-NOW = datetime(2026, 5, 8, tzinfo=UTC)  # 7 days from the start: slices of 1, 2 and 4 days
+# 13 days from the start: slices of 4, 8 and 1 days (windows.FIRST_SLICE_DAYS, then doubled)
+NOW = datetime(2026, 5, 14, tzinfo=UTC)
 P1 = Participant("p1", "UTC", "synthetic", date(2026, 5, 1), 1)
-SLICE_2, SLICE_3 = datetime(2026, 5, 2, tzinfo=UTC), datetime(2026, 5, 4, tzinfo=UTC)
+SLICE_2, SLICE_3 = datetime(2026, 5, 5, tzinfo=UTC), datetime(2026, 5, 13, tzinfo=UTC)
 DAY_ROWS = 2 * 1440  # two streams, a row a minute
 
 
@@ -103,14 +104,14 @@ def test_the_next_slice_is_read_while_the_slice_before_ends(db_conn, tmp_path, m
     ahead = [(stream, start) for stream, start, thread in source.reads if thread == "read-ahead"]
     assert ahead == [("a", SLICE_2), ("a", SLICE_3)]
     rows, runs, _ = stored(db_conn)
-    assert len(rows) == 7 * (DAY_ROWS - 2)  # each day's two NaNs rejected
-    assert [r[3:6] for r in runs] == [(1 * (DAY_ROWS - 2), 1 * (DAY_ROWS - 2), 2),
-                                      (2 * (DAY_ROWS - 2), 2 * (DAY_ROWS - 2), 4),
-                                      (4 * (DAY_ROWS - 2), 4 * (DAY_ROWS - 2), 8)]
+    assert len(rows) == 13 * (DAY_ROWS - 2)  # each day's two NaNs rejected
+    assert [r[3:6] for r in runs] == [(4 * (DAY_ROWS - 2), 4 * (DAY_ROWS - 2), 8),
+                                      (8 * (DAY_ROWS - 2), 8 * (DAY_ROWS - 2), 16),
+                                      (1 * (DAY_ROWS - 2), 1 * (DAY_ROWS - 2), 2)]
     assert not read_ahead_threads()
 
 
-@pytest.mark.parametrize("fail_on", [None, datetime(2026, 5, 4, 5, tzinfo=UTC)],
+@pytest.mark.parametrize("fail_on", [None, datetime(2026, 5, 13, 5, tzinfo=UTC)],
                          ids=["loads", "slice 3 fails mid-stream"])
 def test_reading_ahead_stores_counts_and_fails_as_reading_in_turn(
     db_conn, tmp_path, monkeypatch, fail_on
@@ -133,7 +134,7 @@ def test_reading_ahead_stores_counts_and_fails_as_reading_in_turn(
     if fail_on is None:
         assert (status, slices) == ("ok", 3)
     else:
-        assert (status, slices) == ("failed", 2) and "planted at 04 May" in error
+        assert (status, slices) == ("failed", 2) and "planted at 13 May" in error
     assert not read_ahead_threads()
 
 
@@ -157,7 +158,7 @@ def test_a_slice_that_fails_at_its_end_stores_nothing_read_ahead(db_conn, tmp_pa
     assert outcome.slices == 1
     assert ("a", SLICE_3, "read-ahead") in source.reads
     rows, runs, _ = stored(db_conn)
-    assert {r[0].date() for r in rows} == {date(2026, 5, 1)}
+    assert {r[0].date() for r in rows} == {date(2026, 5, d) for d in range(1, 5)}
     assert [r[2] for r in runs] == ["ok", "failed"]
     assert not read_ahead_threads()
     marks = state.load(tmp_path / "state.json").watermarks["p1"]

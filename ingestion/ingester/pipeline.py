@@ -1,7 +1,7 @@
 """One ingestion run: every participant's window, loaded and committed in slices.
 
-A participant's window is cut into slices (one local day by default, several where the
-data is sparse; windows.py), loaded oldest first. Each slice holds every stream of the
+A participant's window is cut into slices (whole local days, about 500,000 rows each;
+windows.py), loaded oldest first. Each slice holds every stream of the
 participant for that span in one transaction, together with its run-log row and the
 watermark it reached, and commits or rolls back as a whole; after its commit the state file
 mirrors the watermark. A slice that fails is rolled back and logged, the participant stops
@@ -31,6 +31,7 @@ from .model import DeliveryBound, Participant, ReadReport, Row, Window
 from .sleep import SLEEP_STREAM, SleepSession, hold_until, replaces_window, storable
 from .sources import SleepSource, Source
 from .windows import (
+    FIRST_SLICE_DAYS,
     advance,
     local_midnight,
     new_stream_start,
@@ -348,7 +349,7 @@ def _load(
     marks = dict(planned.marks)
     filed = dict(in_file)  # what the state file holds: refreshed wherever it lags
     save_state = not options.dry_run
-    days, cursor, last_report = 1, outcome.window.start, time.monotonic()
+    days, cursor, last_report = FIRST_SLICE_DAYS, outcome.window.start, time.monotonic()
     limit, end = READ_AHEAD_BATCHES * options.batch_rows, outcome.window.end
     ahead: ReadAhead | None = None  # the next slice's first rows, read while a slice ends
     following: list[ReadAhead] = []

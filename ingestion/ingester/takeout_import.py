@@ -29,7 +29,7 @@ from .pipeline import RunOptions, SliceResult, commit_slice, rejected_text
 from .sources.takeout.archive import TakeoutArchive, UnsafeArchive
 from .sources.takeout.source import LOADED, MAX_FILE_BYTES, TakeoutSource
 from .sources.takeout.transform import LOCAL_METRICS
-from .windows import local_midnight, next_slice_days, slice_end
+from .windows import FIRST_SLICE_DAYS, local_midnight, next_slice_days, slice_end
 
 EXIT_OK, EXIT_FILES, EXIT_BAD = 0, 1, 2
 # The start date a participant this command enrols holds until the archive's first day is
@@ -97,7 +97,7 @@ def load(connection: db.Connection, settings: Settings, participant: Participant
     # raw_data_sourced would credit the API with the archive's rows.
     as_archive = replace(participant, source=TAKEOUT)
     cursor = local_midnight(span.start.astimezone(zone).date(), zone)
-    days = 1
+    days = FIRST_SLICE_DAYS
     while cursor < span.end:
         stop = slice_end(cursor, span.end, zone, days)
         part = {stream: Window(cursor, stop) for stream in source.streams}

@@ -89,6 +89,13 @@ def slice_end(start: datetime, end: datetime, zone: ZoneInfo, days: int) -> date
 # participant in two benchmark runs (docs/performance.md). A sparse history grows to the cap,
 # so it costs a request per type per two weeks, not per day.
 SLICE_ROWS = 500_000
+# A window's first slice: the days a slice of 1 Hz heart rate, the densest data we load,
+# settles at; sparser data grows from there, denser shrinks. Starting at one day cost every
+# window two more slice ends on the way up (1, 2, 4): a night's 2-3 days took 2 slices and a
+# week 3, each end a wait in which the server has nothing to store until the next slice's
+# first batch is generated (docs/performance.md, "Slices": 0.81 of one transaction a
+# participant, now 1.00, paired medians of 3 x 7 days).
+FIRST_SLICE_DAYS = 4
 # The cap bounds the locks of one transaction: a slice of N days touches at most N + 1 daily
 # chunks of raw_data, each with its two indexes (docs/performance.md, "Slices").
 MAX_SLICE_DAYS = 14

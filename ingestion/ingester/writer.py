@@ -410,6 +410,11 @@ class RowWriter:
         cursor.copy_expert(
             f"COPY {STAGING} {COLUMNS} FROM STDIN", io.BytesIO(payload), COPY_READ_SIZE
         )
+        # Autovacuum never analyzes a temporary table, and one emptied in this transaction
+        # looks empty to the planner: CHANGED then joined its staged rows back to themselves
+        # in a nested loop, quadratic in the batch (100,000 differing rows: minutes). A
+        # sample of the batch (~20 ms) gets it a hash or merge join.
+        cursor.execute(f"ANALYZE {STAGING}")
         written = self._upsert_changed(cursor)
         cursor.execute(f"TRUNCATE {STAGING}")
         return written
