@@ -172,7 +172,8 @@ def table(doc: Mapping[str, Any]) -> str:
         f"Workload: {work['participants']} participants x {work['days']:g} days "
         f"({work['rows']:,} rows); long run {work['long_participants']} x "
         f"{work['long_days']:g} days; BATCH_ROWS {work['batch_rows']:,}; "
-        f"best of {work['repeat']}.",
+        f"best of {work['repeat']} (the command and its variants: of "
+        f"{work.get('command_repeat', work['repeat'])}).",
         "",
         "| measurement | rows | seconds | rows/s | written | peak RSS MiB |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
