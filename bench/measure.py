@@ -26,6 +26,7 @@ from .workload import Spool, Workload, spooled
 INGEST = Path(__file__).resolve().parent.parent / "ingestion" / "ingest.py"
 PEAK_RSS = Path(__file__).resolve().parent / "peak_rss.py"
 VARIANT = Path(__file__).resolve().parent / "variant.py"
+GENERATION = Path(__file__).resolve().parent / "generation.py"
 
 # The design the writer replaced: parameterised multi-row INSERTs of 1,000 rows each.
 # It stored no origin: each row's first four fields.
@@ -203,6 +204,36 @@ def end_to_end(
         peak_rss_kib=report["peak_rss_kib"],
         details={"participant_seconds": round(float(participant_seconds), 3)},
     )
+
+
+def generation_alone(workload: Workload, workdir: Path, label: str) -> Measurement:
+    """generation.py, timed from spawn to exit as end_to_end times ingest.py: the same
+    interpreter start and wearipedia import, none of the database."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    report_path, generated_path = workdir / "peak_rss.json", workdir / "generated.json"
+    command = [sys.executable, str(PEAK_RSS), str(report_path), sys.executable,
+               str(GENERATION), str(len(workload.participants)), repr(workload.days),
+               str(generated_path)]
+    log_path = workdir / "generation.log"
+    with log_path.open("wb") as log:
+        subprocess.run(command, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                     "HOME": str(workdir)},
+                       cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                       check=False)
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        generated = json.loads(generated_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        tail = log_path.read_text(errors="replace").splitlines()[-5:]
+        raise BenchError(f"{GENERATION.name} reported nothing ({error}):\n  "
+                         + "\n  ".join(tail)) from None
+    after_import = generated["read_seconds"] - generated["import_seconds"]
+    return Measurement(label, generated["rows"], report["seconds"],
+                       peak_rss_kib=report["peak_rss_kib"],
+                       details={"import_seconds": round(generated["import_seconds"], 2),
+                                "rows_per_second_after_import":
+                                    round(generated["rows"] / after_import)
+                                    if after_import > 0 else 0})
 
 
 def count_rows(server: Server, dbname: str, table: str = "raw_data") -> int:

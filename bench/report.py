@@ -64,9 +64,11 @@ class Target:
 TARGETS = {
     "writer_vs_original": Target("writer (empty table) / original design", "writer", "original",
                                  at_least=3.0),
-    "writer_vs_copy": Target("writer (empty table) / plain COPY", "writer", "copy", at_least=0.6),
+    "writer_vs_copy": Target("writer (empty table) / plain COPY", "writer", "copy", at_least=0.6,
+                             paired=True),
+    # Both are processes of their own (generation.py), run in turn in every repeat.
     "end_to_end_vs_generation": Target("end to end / generation only", "end_to_end",
-                                       "generation", at_least=0.6),
+                                       "generation", at_least=0.6, paired=True),
     # A ratio of costs: seconds of the rerun over seconds of the first load (the same rows).
     "rerun_vs_first_load": Target("rerun writing nothing / first load (cost, same window)",
                                   "writer", "writer_rerun", at_most=0.3, paired=True),

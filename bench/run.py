@@ -1,7 +1,7 @@
 """Throughput and memory of ingestion, measured side by side on one synthetic workload.
 
     python bench/run.py [--participants 3] [--days 7] [--long-days 28] [--repeat 2]
-        [--command-repeat 4] [--dsn DSN]
+        [--command-repeat 4] [--only end-to-end|writer] [--dsn DSN]
 
 `make bench` runs it on the local TimescaleDB (scripts/timescaledb.sh); without --dsn it
 reaches the server through DB_HOST, DB_PORT, DB_USER and DB_PASSWORD, as the service does.
@@ -43,7 +43,7 @@ log = logging.getLogger("bench")
 EXIT_OK, EXIT_FAILED, EXIT_ARGUMENTS, EXIT_DATABASE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
 DEFAULT_JSON = ROOT / "bench" / "results.json"
-ONLY = ("end-to-end",)
+ONLY = ("end-to-end", "writer")
 T = TypeVar("T")
 
 
@@ -85,16 +85,18 @@ def parser() -> argparse.ArgumentParser:
     # one minute to the next (docs/performance.md, "Noise"), and its variants are judged
     # against it to 5 %.
     main.add_argument("--command-repeat", type=positive(int), default=4,
-                      help="times the command and its two variants run, in turn, the "
-                      "fastest of each kept (default 4)")
+                      help="times the command, generation alone and the command's two "
+                      "variants run, in turn, the fastest of each kept (default 4)")
     main.add_argument("--page-repeat", type=positive(int), default=25,
                       help="times the Google page is measured, the best kept (default 25)")
     main.add_argument("--work-dir", type=Path, default=None,
                       help="parent of the temporary spool of generated rows (default: TMPDIR)")
     main.add_argument("--only", choices=ONLY,
-                      help="measure only this: end-to-end, generation (once, for its row "
-                      "count) and the command in turn with its variants (slices_end_to_end, "
-                      "rollups_end_to_end); the other targets print n/a")
+                      help="measure only this: end-to-end, the command in turn with "
+                      "generation alone and its two variants (end_to_end_vs_generation, "
+                      "slices_end_to_end, rollups_end_to_end); writer, the writer in turn "
+                      "with plain COPY (writer_vs_copy, rerun_vs_first_load, slices_writer). "
+                      "The other targets print n/a")
     return main
 
 
@@ -132,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tempfile.TemporaryDirectory(prefix="bench-", dir=arguments.work_dir) as work,
             Scratch(server) as scratch,
         ):
-            facts, measurements = run(server, scratch, plan, Path(work))
+            facts, rows, measurements = run(server, scratch, plan, Path(work))
     except BenchError as error:
         log.error("%s", error)
         return EXIT_FAILED
@@ -143,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("database at %s:%s: %s", server.host, server.port,
                   str(error).strip().splitlines()[0] if str(error).strip() else "no answer")
         return EXIT_DATABASE
-    doc = report.document(report.machine(facts), workload_facts(plan, measurements),
+    doc = report.document(report.machine(facts), workload_facts(plan, rows),
                           measurements, scratch.names)
     arguments.json.parent.mkdir(parents=True, exist_ok=True)
     arguments.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
@@ -153,48 +155,64 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(server: Server, scratch: Scratch, plan: Plan, work: Path
-        ) -> tuple[dict[str, str], dict[str, Measurement]]:
-    """Every measurement in turn, each on a database of its own; generation first."""
-    short, repeat = plan.short, plan.repeat
+        ) -> tuple[dict[str, str], int, dict[str, Measurement]]:
+    """Every measurement plan.only asks for, each on a database of its own: the server's
+    facts, the workload's rows and the measurements, in the order the table prints them."""
+    short, only = plan.short, plan.only
     spool = Spool(work / "spool")
     spool.directory.mkdir()
-    everything = plan.only is None
-    measurements: dict[str, Measurement] = (google_page_measurements(plan.page_repeat)
-                                            if everything else {})
+    page = google_page_measurements(plan.page_repeat) if only is None else {}
 
     log.info("workload: %d participants x %g days, from %s", len(short.participants),
              short.days, short.start.date())
-    samples = []
-    for attempt in range(repeat if everything else 1):
-        generated = generate(short, spool if attempt == 0 else None)
-        steady = generated.rows / (generated.seconds - generated.import_seconds)
-        samples.append(Measurement(
-            "generation only (wearipedia + transform)", generated.rows, generated.seconds,
-            details={"import_seconds": round(generated.import_seconds, 2),
-                     "rows_per_second_after_import": round(steady)},
-        ))
-    measurements["generation"] = _done(fastest(samples))
-    rows = measurements["generation"].rows
+    # In process, once: the spool the writer measurements read, and the row count every
+    # measurement is checked against. Timed generation is a process of its own (commands).
+    rows = generate(short, spool).rows
+    log.info("generated and spooled %d rows", rows)
+    facts = _server_facts(server, scratch)
 
+    measurements: dict[str, Measurement] = {}
+    if only in (None, "writer"):
+        measurements.update(writer_measurements(server, scratch, plan, spool, rows))
+    if only is None:
+        measurements["original"] = _original(server, scratch, plan, spool, rows)
+    if only in (None, "end-to-end"):
+        timed = command_measurements(server, scratch, plan, work, rows)
+        # Generation first among the database-side measurements, as it always was.
+        measurements = {"generation": timed.pop("generation"), **measurements, **timed}
+    if only is None:
+        measurements["end_to_end_long"] = _long_run(server, scratch, plan, work)
+    return facts, rows, {**page, **measurements}
+
+
+def _server_facts(server: Server, scratch: Scratch) -> dict[str, str]:
     name = scratch.fresh("facts", schema=False)
     connection = server.connect(name)
     try:
-        facts = server_facts(connection)
+        return server_facts(connection)
     finally:
         connection.close()
-    scratch.drop(name)
-    if everything:
-        measurements.update(writer_and_copy_measurements(server, scratch, plan, spool, rows))
+        scratch.drop(name)
 
-    # The command and, in turn with it so that they share the machine's state, the command
-    # without slices and without rollups (variant.py): what each of the two costs.
-    runs = [("end_to_end", short, None, ""),
+
+def command_measurements(server: Server, scratch: Scratch, plan: Plan, work: Path,
+                         rows: int) -> dict[str, Measurement]:
+    """The command and, in turn with it so that they share the machine's state: generation
+    alone, the command without slices and without rollups (variant.py). What the database
+    side, slices and rollups each cost. Generation sits next to the command, so that every
+    repeat's two runs follow each other, whichever order in_turn gives them."""
+    short = plan.short
+    runs = [("generation", short, None, ""),
+            ("end_to_end", short, None, ""),
             ("end_to_end_one_transaction", short, "one-transaction",
              ", one transaction a participant"),
             ("end_to_end_no_rollups", short, "no-rollups", ", no rollups")]
     timed: dict[str, list[Measurement]] = {key: [] for key, *_ in runs}
     for attempt in range(plan.command_repeat):
         for key, workload, variant, what in in_turn(runs, attempt):
+            if key == "generation":
+                timed[key].append(_generation(workload, work / f"{key}-{attempt}", rows))
+                continue
             label = (f"end to end, {len(workload.participants)} x {workload.days:g} days "
                      f"(ingest.py{what})")
             name = scratch.fresh(key)
@@ -206,37 +224,33 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
             measure.check_variant(server, name, variant, len(workload.participants))
             timed[key].append(measured)
             scratch.drop(name)
-    for key, samples in timed.items():
-        measurements[key] = _done(fastest(samples))
-    if not everything:
-        return facts, measurements
+    return {key: _done(fastest(samples)) for key, samples in timed.items()}
 
+
+def _long_run(server: Server, scratch: Scratch, plan: Plan, work: Path) -> Measurement:
+    """The command on the long workload, for its peak RSS against the short one's."""
     label = f"end to end, {len(plan.long.participants)} x {plan.long.days:g} days (ingest.py)"
     samples = []
-    for attempt in range(repeat):
+    for attempt in range(plan.repeat):
         name = scratch.fresh("end_to_end_long")
         server.checkpoint()
         samples.append(measure.end_to_end(server, name, plan.long, plan.batch_rows,
                                           work / f"end_to_end_long-{attempt}", label))
         scratch.drop(name)
-    measurements["end_to_end_long"] = _done(fastest(samples))
-    return facts, measurements
+    return _done(fastest(samples))
 
 
-def writer_and_copy_measurements(server: Server, scratch: Scratch, plan: Plan, spool: Spool,
-                                 rows: int) -> dict[str, Measurement]:
-    """Plain COPY, the writer (writer_measurements) and the original design."""
-    measurements: dict[str, Measurement] = {}
-    samples = []
-    for _ in range(plan.repeat):
-        name = scratch.fresh("copy")
-        server.checkpoint()
-        samples.append(_checked(measure.plain_copy(server, name, spool), server, name, rows))
-        scratch.drop(name)
-    measurements["copy"] = _done(fastest(samples))
+def _generation(workload: Workload, workdir: Path, rows: int) -> Measurement:
+    measured = measure.generation_alone(
+        workload, workdir, "generation only (wearipedia + transform, a process of its own)")
+    if measured.rows != rows:
+        raise BenchError(f"generation.py made {measured.rows} rows; the spool holds {rows}")
+    return measured
 
-    measurements.update(writer_measurements(server, scratch, plan, spool, rows))
 
+def _original(server: Server, scratch: Scratch, plan: Plan, spool: Spool,
+              rows: int) -> Measurement:
+    """The design the writer replaced (measure.original_design)."""
     samples = []
     for _ in range(plan.repeat):
         name = scratch.fresh("original")
@@ -244,8 +258,7 @@ def writer_and_copy_measurements(server: Server, scratch: Scratch, plan: Plan, s
         samples.append(_checked(measure.original_design(server, name, plan.short, spool),
                                 server, name, rows))
         scratch.drop(name)
-    measurements["original"] = _done(fastest(samples))
-    return measurements
+    return _done(fastest(samples))
 
 
 def google_page_measurements(repeat: int) -> dict[str, Measurement]:
@@ -273,11 +286,19 @@ def google_page_measurements(repeat: int) -> dict[str, Measurement]:
 
 def writer_measurements(server: Server, scratch: Scratch, plan: Plan, spool: Spool,
                         rows: int) -> dict[str, Measurement]:
-    """The writer alone on the spooled rows: a first load in slices and its rerun, and a
-    first load in one transaction a participant, in turn."""
+    """The writer alone on the spooled rows, in turn with plain COPY of the same rows: a
+    first load in slices and its rerun, and a first load in one transaction a participant.
+    COPY sits next to the sliced load, so that each repeat's pair follows each other."""
+    copies: list[Measurement] = []
     loads: list[Measurement] = []
     reruns: list[Measurement] = []
     whole: list[Measurement] = []
+
+    def plain_copy() -> None:
+        name = scratch.fresh("copy")
+        server.checkpoint()
+        copies.append(_checked(measure.plain_copy(server, name, spool), server, name, rows))
+        scratch.drop(name)
 
     def sliced() -> None:
         name = scratch.fresh("writer")
@@ -307,9 +328,10 @@ def writer_measurements(server: Server, scratch: Scratch, plan: Plan, spool: Spo
         scratch.drop(name)
 
     for attempt in range(plan.repeat):
-        for take in in_turn([sliced, whole_window], attempt):
+        for take in in_turn([plain_copy, sliced, whole_window], attempt):
             take()
-    return {"writer": _done(fastest(loads)), "writer_rerun": _done(fastest(reruns)),
+    return {"copy": _done(fastest(copies)), "writer": _done(fastest(loads)),
+            "writer_rerun": _done(fastest(reruns)),
             "writer_one_transaction": _done(fastest(whole))}
 
 
@@ -329,7 +351,7 @@ def fastest(samples: list[Measurement]) -> Measurement:
     return best
 
 
-def workload_facts(plan: Plan, measurements: dict[str, Measurement]) -> dict[str, object]:
+def workload_facts(plan: Plan, rows: int) -> dict[str, object]:
     short, long = plan.short, plan.long
     return {
         "participants": len(short.participants),
@@ -337,7 +359,7 @@ def workload_facts(plan: Plan, measurements: dict[str, Measurement]) -> dict[str
         "start": short.start.isoformat(),
         "end": short.end.isoformat(),
         "timezone": short.participants[0].timezone,
-        "rows": measurements["generation"].rows,
+        "rows": rows,
         "long_participants": len(long.participants),
         "long_days": long.days,
         "batch_rows": plan.batch_rows,

@@ -52,6 +52,16 @@ def test_a_tiny_run_reports_every_measurement_and_drops_its_databases(db_server,
     assert measured["end_to_end_long"]["rows"] > rows  # a quarter day against an eighth
     assert measured["writer"]["written"] == rows and measured["writer_rerun"]["written"] == 0
     assert measured["end_to_end"]["peak_rss_mib"] > 0
+    # Generation alone is a process, timed as the command is and in turn with it in every
+    # repeat: the ratio of the two has a paired median, as the command's variants have.
+    repeats = doc["workload"]["command_repeat"]
+    assert len(measured["generation"]["samples_seconds"]) == repeats
+    assert len(measured["end_to_end"]["samples_seconds"]) == repeats
+    assert measured["generation"]["peak_rss_mib"] > 0
+    assert doc["targets"]["end_to_end_vs_generation"]["paired_median"] > 0
+    # So is plain COPY with the writer, in every repeat of theirs.
+    assert len(measured["copy"]["samples_seconds"]) == doc["workload"]["repeat"]
+    assert doc["targets"]["writer_vs_copy"]["paired_median"] > 0
     assert measured["end_to_end_long"]["peak_rss_mib"] > 0
     assert tuple(doc["targets"]) == TARGETS
     for key, target in doc["targets"].items():
@@ -95,3 +105,36 @@ def test_measurements_compared_in_pairs_swap_places_from_one_repeat_to_the_next(
     assert orders[0] == orders[2] == runs
     assert orders[1] == orders[3] == ["no rollups", "one transaction", "slices"]
     assert runs == ["slices", "one transaction", "no rollups"]  # not reordered in place
+
+
+ONLY = {
+    "end-to-end": (("generation", "end_to_end", "end_to_end_one_transaction",
+                    "end_to_end_no_rollups"),
+                   {"end_to_end_vs_generation", "slices_end_to_end", "rollups_end_to_end"}),
+    "writer": (("copy", "writer", "writer_rerun", "writer_one_transaction"),
+               {"writer_vs_copy", "rerun_vs_first_load", "slices_writer"}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("only", sorted(ONLY))
+def test_only_measures_what_it_names_and_its_targets_alone(db_server, tmp_path, only):
+    results = tmp_path / "results.json"
+    dsn = psycopg2.extensions.make_dsn(**db_server.params("postgres"))
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--participants", "1", "--days", "0.125", "--only", only,
+         "--repeat", "2", "--command-repeat", "2", "--dsn", dsn, "--json", str(results),
+         "--work-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+
+    doc = json.loads(results.read_text())
+    measured, targets_measured = ONLY[only]
+    assert tuple(doc["measurements"]) == measured
+    assert doc["workload"]["rows"] == doc["measurements"][measured[0]]["rows"] > 0
+    for key, target in doc["targets"].items():
+        if key in targets_measured:
+            assert target["ratio"] > 0 and target["paired_median"] > 0, key
+        else:
+            assert target["ratio"] is None and target["pass"] is None, key
