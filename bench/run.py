@@ -166,7 +166,8 @@ def run(server: Server, scratch: Scratch, plan: Plan, work: Path
     log.info("workload: %d participants x %g days, from %s", len(short.participants),
              short.days, short.start.date())
     # In process, once: the spool the writer measurements read, and the row count every
-    # measurement is checked against. Timed generation is a process of its own (commands).
+    # measurement is checked against. Timed generation is a process of its own, in
+    # command_measurements.
     rows = generate(short, spool).rows
     log.info("generated and spooled %d rows", rows)
     facts = _server_facts(server, scratch)

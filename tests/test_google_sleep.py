@@ -127,6 +127,27 @@ def test_sleep_is_stored_as_served_and_a_pending_night_is_replaced_once_processe
         connection.close()
 
 
+def test_a_stored_night_re_read_and_now_rejected_stays_as_stored(env, fake):
+    # A valid night is never traded for nothing: the re-read that rejects its new cut
+    # leaves the stored one (still marked unprocessed) in place, and counts the reject.
+    fake.add("sleep", [sleep(STAGED), sleep(PENDING, kind="CLASSIC", processed=False)])
+    first = utc("2026-11-04T12:00:00")
+    run(env, fake, first)
+    before = stored(env)
+    assert len(before[0]) == 2
+
+    fake.points["sleep"].pop()
+    broken = sleep(PROCESSED)
+    broken["sleep"]["stages"][2]["type"] = "DOZING"
+    fake.add("sleep", [broken])
+    run(env, fake, first + timedelta(days=1))
+
+    assert stored(env) == before
+    [(rejected,)] = query(env, "SELECT rows_rejected FROM ingest_runs WHERE participant_id = "
+                               "'p1' ORDER BY started_at DESC LIMIT 1")
+    assert rejected == 1
+
+
 def per_night_query() -> str:
     """The query docs/metrics.md gives analysts for each night's sleep."""
     text = (ROOT / "docs" / "metrics.md").read_text()

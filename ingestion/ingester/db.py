@@ -583,8 +583,9 @@ def stored_counts(connection: Connection) -> dict[tuple[str, str], tuple[int, da
 # What a source read for a window replaces what it stored before: its sessions that end in
 # the window, and any of its sessions that overlap one read now (a pending session that
 # Google re-cut once it was processed starts elsewhere). Nothing stale stays.
-# A source that holds only some nights (an archive: sleep.replaces_window) reaches only the
-# sessions that overlap one it read: what it lacks or now rejects stays as stored.
+# A source that holds only some nights (an archive: sleep.replaces_window), or a read that
+# rejected a session, reaches only the sessions that overlap one it read: what it lacks or
+# now rejects stays as stored.
 SLEEP_IN_REACH = """
 FROM sleep_sessions s
 WHERE s.participant_id = %(participant)s AND s.source = %(source)s

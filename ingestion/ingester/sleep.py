@@ -39,7 +39,8 @@ def replaces_window(source: str) -> bool:
     stored before and no longer holds is deleted (a night the API no longer returns). An
     archive is not: it adds or replaces the nights it holds and deletes none it lacks, so an
     older archive imported after a newer one, or a night it now rejects, leaves the stored
-    nights as they are (docs/takeout.md)."""
+    nights as they are (docs/takeout.md). Nor is a read that rejected a session: see
+    pipeline._store_sleep."""
     return source != TAKEOUT
 
 
