@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Container, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +28,7 @@ from . import db, rollups, state
 from .errors import DatabaseUnavailable, NeedsConsent, ParticipantError, ScopeNotGranted
 from .guard import guarded
 from .model import DeliveryBound, Participant, ReadReport, Row, Window
-from .sleep import SLEEP_STREAM, SleepSession, hold_until, replaces_window, storable
+from .sleep import SLEEP_STREAM, WindowSleep, hold_until, replaces_window, storable
 from .sources import SleepSource, Source
 from .windows import (
     FIRST_SLICE_DAYS,
@@ -458,15 +458,11 @@ def commit_slice(
             # Bounded to the slice: the query opens only the slice's chunks.
             latest = db.stored_until(connection, pid, span.start, span.end)
             writer = RowWriter(connection, options.batch_rows, latest, participant.source)
-        nights: dict[Window, list[SleepSession]] = {}
-        partial: set[Window] = set()  # windows whose sleep read rejected a session
+        nights: dict[Window, WindowSleep] = {}
         for stream, window in part.items():
             try:
                 if stream == SLEEP_STREAM:
-                    rejected = report.rejected_total
                     nights[window] = read_sleep(source, participant, window, report)
-                    if report.rejected_total > rejected:
-                        partial.add(window)
                     continue
                 if ahead is not None and ahead.stream == stream and ahead.window == window:
                     rows = ahead.rows()
@@ -496,8 +492,8 @@ def commit_slice(
             if counts.written:  # nothing written, nothing to summarise again
                 rollups.refresh(connection, pid, span)
             # After the writer's last COPY: its savepoints must not roll the sleep back.
-            watermark = _store_sleep(connection, participant, nights, partial, options.now,
-                                     watermark, reached, held, result)
+            watermark = _store_sleep(connection, participant, nights, options.now, watermark,
+                                     reached, held, result)
             db.record_run(connection, _record(run_id, pid, span, started_at, "ok", result,
                                               watermark, reached))
             connection.commit()
@@ -519,32 +515,32 @@ def commit_slice(
 
 
 def read_sleep(source: Source, participant: Participant, window: Window, report: ReadReport
-               ) -> list[SleepSession]:
-    """The sessions of a source with sleep that end in the window, storable ones only."""
+               ) -> WindowSleep:
+    """The sessions of a source with sleep that end in the window, storable ones only. Its
+    rejects are counted apart first: the slice's report may be counting a read-ahead's."""
     if not isinstance(source, SleepSource):
         raise ValueError(f"{participant.source}: a {SLEEP_STREAM} stream but no read_sleep")
-    return storable(source.read_sleep(participant, window, report), report)
+    own = ReadReport()
+    try:
+        sessions = storable(source.read_sleep(participant, window, own), own)
+    finally:  # a read that fails still reports what it rejected before
+        report.rejected.update(own.rejected)
+    return WindowSleep(sessions, replaces_window(participant.source, own.rejected_total))
 
 
 def _store_sleep(connection: db.Connection, participant: Participant,
-                 nights: Mapping[Window, list[SleepSession]], partial: Container[Window],
-                 now: datetime, watermark: datetime | None,
+                 nights: Mapping[Window, WindowSleep], now: datetime,
+                 watermark: datetime | None,
                  reached: Marks | None, held: Mapping[str, datetime] | None,
                  result: SliceResult) -> datetime | None:
     """Store the slice's sleep; a session still being processed holds the sleep watermark
     at its end (never behind where it was), so the next run reads it again. Returns the run
-    log's watermark, lowered with it.
-
-    A window whose read rejected a session is not all of the source's sleep there: it
-    replaces the stored nights its sessions overlap and deletes none other, so a stored
-    night whose new cut is unreadable stays as it was rather than go with nothing in its
-    place."""
+    log's watermark, lowered with it."""
     with connection.cursor() as cursor:
-        for window, sessions in nights.items():
-            whole = replaces_window(participant.source) and window not in partial
+        for window, (sessions, whole) in nights.items():
             db.store_sleep(cursor, participant.participant_id, participant.source, window,
                            sessions, whole)
-    pending = hold_until((s for sessions in nights.values() for s in sessions), now)
+    pending = hold_until((s for night in nights.values() for s in night.sessions), now)
     mark = reached.get(SLEEP_STREAM) if reached is not None else None
     if pending is None or reached is None or held is None or mark is None or mark <= pending:
         return watermark

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from .model import TAKEOUT, ReadReport
 
@@ -34,14 +35,22 @@ ASLEEP_STAGES = frozenset({"light", "deep", "rem", "asleep"})
 AWAKE_STAGES = frozenset({"awake"})
 
 
-def replaces_window(source: str) -> bool:
+def replaces_window(source: str, rejected: int) -> bool:
     """Whether a source's sleep read for a window is all of its sleep there, so that what it
     stored before and no longer holds is deleted (a night the API no longer returns). An
     archive is not: it adds or replaces the nights it holds and deletes none it lacks, so an
     older archive imported after a newer one, or a night it now rejects, leaves the stored
-    nights as they are (docs/takeout.md). Nor is a read that rejected a session: see
-    pipeline._store_sleep."""
-    return source != TAKEOUT
+    nights as they are (docs/takeout.md). Nor is a read that rejected sessions: a stored
+    night whose new cut is unreadable stays as it was, rather than go with nothing in its
+    place."""
+    return source != TAKEOUT and not rejected
+
+
+class WindowSleep(NamedTuple):
+    """A window's sleep as read: the storable sessions, and whether they replace all the
+    source stored there (replaces_window) or only the stored sessions they overlap."""
+    sessions: list[SleepSession]
+    whole: bool
 
 
 @dataclass(frozen=True)
